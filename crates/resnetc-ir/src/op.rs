@@ -1,0 +1,308 @@
+//! The closed op set.
+//!
+//! One variant per operation PyTorch's exporters emit for CifarResNet, plus the shape arithmetic around
+//! them. Attributes are normalized at import so each op has one form whatever the opset: operands that
+//! older opsets pass as attributes (Slice `starts`, Pad `pads`, Unsqueeze `axes`, ReduceMean `axes`, …)
+//! are always inputs here. Adding a variant breaks every exhaustive `match`, which is the point: the
+//! validator, the reference executor and the exporter must all learn it.
+
+use std::fmt;
+
+use crate::tensor::{DType, Tensor};
+
+/// Spatial padding of a 2-D window op, resolved against the input size at inference time when automatic.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Padding {
+    /// Explicit `[top, left, bottom, right]` (ONNX `pads` order `[x1_begin, x2_begin, x1_end, x2_end]`).
+    Explicit([usize; 4]),
+    /// ONNX `auto_pad = SAME_UPPER`: output = ceil(input / stride), extra padding at the end.
+    SameUpper,
+    /// ONNX `auto_pad = SAME_LOWER`: output = ceil(input / stride), extra padding at the start.
+    SameLower,
+}
+
+impl Padding {
+    /// Resolves to `[top, left, bottom, right]` for an input of spatial size `hw`.
+    pub fn resolve(&self, hw: [usize; 2], kernel: [usize; 2], strides: [usize; 2], dilations: [usize; 2]) -> [usize; 4] {
+        match self {
+            Padding::Explicit(p) => *p,
+            Padding::SameUpper | Padding::SameLower => {
+                let mut begin = [0; 2];
+                let mut end = [0; 2];
+                for i in 0..2 {
+                    let out = hw[i].div_ceil(strides[i]);
+                    let eff_k = (kernel[i] - 1) * dilations[i] + 1;
+                    let total = ((out - 1) * strides[i] + eff_k).saturating_sub(hw[i]);
+                    let small = total / 2;
+                    let large = total - small;
+                    if matches!(self, Padding::SameUpper) {
+                        begin[i] = small;
+                        end[i] = large;
+                    } else {
+                        begin[i] = large;
+                        end[i] = small;
+                    }
+                }
+                [begin[0], begin[1], end[0], end[1]]
+            }
+        }
+    }
+}
+
+/// Attributes of a 2-D convolution (NCHW input, OIHW weights).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv {
+    pub kernel: [usize; 2],
+    pub strides: [usize; 2],
+    pub dilations: [usize; 2],
+    pub padding: Padding,
+    pub group: usize,
+}
+
+/// Attributes of a 2-D average pool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AvgPool {
+    pub kernel: [usize; 2],
+    pub strides: [usize; 2],
+    pub padding: Padding,
+    pub count_include_pad: bool,
+    pub ceil_mode: bool,
+}
+
+/// Attributes of Gemm: `alpha * A' * B' + beta * C`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gemm {
+    pub alpha: f32,
+    pub beta: f32,
+    pub trans_a: bool,
+    pub trans_b: bool,
+}
+
+/// Element-wise binary ops with numpy broadcasting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+/// Padding modes; only `constant` is implemented by the executors, the others are rejected at import.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PadMode {
+    Constant,
+}
+
+/// An operation. The comment on each variant lists its inputs; `?` marks an optional one.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// A graph input; `index` is its position in [`crate::Graph::inputs`]. No inputs.
+    Input { index: usize, ty: crate::TensorType },
+    /// A constant value (initializer or Constant node). No inputs.
+    Constant(Tensor),
+    /// `x`
+    Identity,
+    /// `x, w, bias?`
+    Conv(Conv),
+    /// Inference-mode batch normalization: `x, scale, bias, mean, var`.
+    BatchNorm { epsilon: f32 },
+    /// `x`
+    Relu,
+    /// `a, b`
+    Binary(BinOp),
+    /// `a, b, c?`
+    Gemm(Gemm),
+    /// `a, b`
+    MatMul,
+    /// `x`
+    GlobalAveragePool,
+    /// `x`
+    AveragePool(AvgPool),
+    /// `data, axes?` — no axes reduces all (unless `noop_with_empty_axes`).
+    ReduceMean { keepdims: bool, noop_with_empty_axes: bool },
+    /// `x`
+    Flatten { axis: i64 },
+    /// `data, shape`
+    Reshape { allowzero: bool },
+    /// `data, pads, constant_value?, axes?`
+    Pad { mode: PadMode },
+    /// `data, starts, ends, axes?, steps?`
+    Slice,
+    /// `x` → its shape as i64, dims `start..end`.
+    Shape { start: i64, end: Option<i64> },
+    /// `data, indices`
+    Gather { axis: i64 },
+    /// `data, axes`
+    Unsqueeze,
+    /// `data, axes?`
+    Squeeze,
+    /// `x0, x1, …`
+    Concat { axis: i64 },
+    /// `shape` → a tensor of that shape filled with `value` (a one-element tensor).
+    ConstantOfShape { value: Tensor },
+    /// `x`
+    Cast { to: DType },
+    /// `x, like` → `x` cast to `like`'s element type.
+    CastLike,
+    /// `x`
+    Transpose { perm: Option<Vec<usize>> },
+    /// `start, limit, delta`
+    Range,
+    /// `x, shape`
+    Expand,
+}
+
+impl Op {
+    /// The ONNX `op_type` this op is imported from and exported to.
+    pub fn onnx_name(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "Input",
+            Op::Constant(_) => "Constant",
+            Op::Identity => "Identity",
+            Op::Conv(_) => "Conv",
+            Op::BatchNorm { .. } => "BatchNormalization",
+            Op::Relu => "Relu",
+            Op::Binary(BinOp::Add) => "Add",
+            Op::Binary(BinOp::Sub) => "Sub",
+            Op::Binary(BinOp::Mul) => "Mul",
+            Op::Binary(BinOp::Div) => "Div",
+            Op::Gemm(_) => "Gemm",
+            Op::MatMul => "MatMul",
+            Op::GlobalAveragePool => "GlobalAveragePool",
+            Op::AveragePool(_) => "AveragePool",
+            Op::ReduceMean { .. } => "ReduceMean",
+            Op::Flatten { .. } => "Flatten",
+            Op::Reshape { .. } => "Reshape",
+            Op::Pad { .. } => "Pad",
+            Op::Slice => "Slice",
+            Op::Shape { .. } => "Shape",
+            Op::Gather { .. } => "Gather",
+            Op::Unsqueeze => "Unsqueeze",
+            Op::Squeeze => "Squeeze",
+            Op::Concat { .. } => "Concat",
+            Op::ConstantOfShape { .. } => "ConstantOfShape",
+            Op::Cast { .. } => "Cast",
+            Op::CastLike => "CastLike",
+            Op::Transpose { .. } => "Transpose",
+            Op::Range => "Range",
+            Op::Expand => "Expand",
+        }
+    }
+
+    /// How many input slots the op has: `(required, max)`. `max == usize::MAX` means variadic.
+    pub fn arity(&self) -> (usize, usize) {
+        match self {
+            Op::Input { .. } | Op::Constant(_) => (0, 0),
+            Op::Identity
+            | Op::Relu
+            | Op::GlobalAveragePool
+            | Op::AveragePool(_)
+            | Op::Flatten { .. }
+            | Op::Shape { .. }
+            | Op::Cast { .. }
+            | Op::Transpose { .. }
+            | Op::ConstantOfShape { .. } => (1, 1),
+            Op::Conv(_) => (2, 3),
+            Op::BatchNorm { .. } => (5, 5),
+            Op::Binary(_) | Op::MatMul | Op::Reshape { .. } | Op::Gather { .. } | Op::Unsqueeze | Op::CastLike | Op::Expand => (2, 2),
+            Op::Gemm(_) => (2, 3),
+            Op::ReduceMean { .. } | Op::Squeeze => (1, 2),
+            Op::Pad { .. } => (2, 4),
+            Op::Slice => (3, 5),
+            Op::Concat { .. } => (1, usize::MAX),
+            Op::Range => (3, 3),
+        }
+    }
+
+    /// Number of outputs. Every op in the set has exactly one.
+    pub fn num_outputs(&self) -> usize {
+        1
+    }
+
+    /// Whether the op only moves shape information around (the "shape subgraph" PyTorch emits).
+    pub fn is_shape_arithmetic(&self) -> bool {
+        matches!(
+            self,
+            Op::Shape { .. }
+                | Op::Gather { .. }
+                | Op::Unsqueeze
+                | Op::Squeeze
+                | Op::Concat { .. }
+                | Op::ConstantOfShape { .. }
+                | Op::Cast { .. }
+                | Op::CastLike
+                | Op::Range
+                | Op::Transpose { .. }
+                | Op::Expand
+        )
+    }
+}
+
+fn fmt_pads(p: &Padding) -> String {
+    match p {
+        Padding::Explicit([t, l, b, r]) => format!("{t},{l},{b},{r}"),
+        Padding::SameUpper => "same_upper".into(),
+        Padding::SameLower => "same_lower".into(),
+    }
+}
+
+/// Writes the op with its attributes, as the dump shows it (`Conv k=3x3 s=1x1 p=1,1,1,1`).
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.onnx_name();
+        match self {
+            Op::Input { index, ty } => write!(f, "Input #{index} {ty}"),
+            Op::Constant(t) => write!(f, "Constant {}", crate::dump::tensor_summary(t)),
+            Op::Conv(c) => {
+                write!(f, "{name} k={}x{} s={}x{} p={}", c.kernel[0], c.kernel[1], c.strides[0], c.strides[1], fmt_pads(&c.padding))?;
+                if c.dilations != [1, 1] {
+                    write!(f, " d={}x{}", c.dilations[0], c.dilations[1])?;
+                }
+                if c.group != 1 {
+                    write!(f, " g={}", c.group)?;
+                }
+                Ok(())
+            }
+            Op::BatchNorm { epsilon } => write!(f, "{name} eps={epsilon:e}"),
+            Op::Gemm(g) => write!(f, "{name} alpha={} beta={} ta={} tb={}", g.alpha, g.beta, g.trans_a as u8, g.trans_b as u8),
+            Op::AveragePool(p) => write!(
+                f,
+                "{name} k={}x{} s={}x{} p={} include_pad={} ceil={}",
+                p.kernel[0],
+                p.kernel[1],
+                p.strides[0],
+                p.strides[1],
+                fmt_pads(&p.padding),
+                p.count_include_pad as u8,
+                p.ceil_mode as u8
+            ),
+            Op::ReduceMean { keepdims, noop_with_empty_axes } => {
+                write!(f, "{name} keepdims={} noop_empty={}", *keepdims as u8, *noop_with_empty_axes as u8)
+            }
+            Op::Flatten { axis } => write!(f, "{name} axis={axis}"),
+            Op::Reshape { allowzero } => write!(f, "{name} allowzero={}", *allowzero as u8),
+            Op::Pad { mode: PadMode::Constant } => write!(f, "{name} constant"),
+            Op::Shape { start, end } => match end {
+                Some(e) => write!(f, "{name} {start}..{e}"),
+                None => write!(f, "{name} {start}.."),
+            },
+            Op::Gather { axis } => write!(f, "{name} axis={axis}"),
+            Op::Concat { axis } => write!(f, "{name} axis={axis}"),
+            Op::ConstantOfShape { value } => write!(f, "{name} {}", crate::dump::tensor_summary(value)),
+            Op::Cast { to } => write!(f, "{name} to={to}"),
+            Op::Transpose { perm: Some(p) } => write!(f, "{name} perm={p:?}"),
+            Op::Identity
+            | Op::Relu
+            | Op::Binary(_)
+            | Op::MatMul
+            | Op::GlobalAveragePool
+            | Op::Slice
+            | Op::Unsqueeze
+            | Op::Squeeze
+            | Op::CastLike
+            | Op::Transpose { perm: None }
+            | Op::Range
+            | Op::Expand => f.write_str(name),
+        }
+    }
+}
