@@ -1,0 +1,260 @@
+//! IR → ONNX.
+//!
+//! Writes standard-domain ONNX at the graph's own opset, choosing for each op the form that opset
+//! expects (Unsqueeze/Squeeze axes as an attribute before 13, ReduceMean axes before 18), so that
+//! import → export → import gives the same IR. Constants become initializers, stored as `raw_data`.
+
+use std::path::Path;
+
+use prost::Message;
+use resnetc_ir::{Dim, Graph, GraphInfo, Op, PadMode, Padding, Tensor, TensorType, ValueRef};
+
+use crate::error::ExportError;
+use crate::proto::attribute_proto::AttributeType;
+use crate::proto::tensor_shape_proto::{dimension, Dimension};
+use crate::proto::{
+    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+use crate::tensor::{dtype_to_onnx, tensor_to_proto};
+
+/// The opset written when the graph does not name one (built by hand).
+pub const DEFAULT_EXPORT_OPSET: u64 = 17;
+
+/// Encodes `graph` (validated as `info`) as an ONNX model.
+pub fn export(graph: &Graph, info: &GraphInfo) -> Result<ModelProto, ExportError> {
+    let opset = if graph.opset == 0 { DEFAULT_EXPORT_OPSET } else { graph.opset.max(crate::error::MIN_OPSET) };
+    let mut g = GraphProto { name: Some(if graph.name.is_empty() { "resnetc".into() } else { graph.name.clone() }), ..Default::default() };
+    let value_name = |v: ValueRef| graph.node(v.node).outputs[v.output].clone();
+    for &id in &info.order {
+        let node = graph.node(id);
+        let out = node.outputs[0].clone();
+        match &node.op {
+            Op::Input { ty, .. } => {
+                let _ = ty;
+            }
+            Op::Constant(t) => g.initializer.push(tensor_to_proto(&out, t)),
+            op => {
+                let err = |m: String| ExportError::Node { node: node.label().to_string(), op: op.onnx_name(), message: m };
+                let mut inputs: Vec<String> = graph.inputs(id).into_iter().map(|v| v.map_or_else(String::new, value_name)).collect();
+                let mut attrs = Vec::new();
+                // Older opsets take some operands as attributes: they must then be constants.
+                let const_input = |slot: usize| -> Result<Vec<i64>, ExportError> {
+                    graph
+                        .input(id, slot)
+                        .and_then(|v| match graph.op(v.node) {
+                            Op::Constant(t) => t.as_i64s(),
+                            _ => None,
+                        })
+                        .ok_or_else(|| err(format!("input {slot} must be a constant to be written at opset {opset}")))
+                };
+                match op {
+                    Op::Unsqueeze | Op::Squeeze if opset < 13 => {
+                        if inputs.len() > 1 {
+                            attrs.push(ints("axes", const_input(1)?));
+                            inputs.truncate(1);
+                        }
+                    }
+                    Op::ReduceMean { .. } if opset < 18 => {
+                        if inputs.len() > 1 && !inputs[1].is_empty() {
+                            attrs.push(ints("axes", const_input(1)?));
+                        }
+                        inputs.truncate(1);
+                    }
+                    Op::Pad { .. } if opset < 18 && inputs.len() > 3 && !inputs[3].is_empty() => {
+                        return Err(err(format!("Pad with an axes input needs opset 18, the graph is opset {opset}")));
+                    }
+                    _ => {}
+                }
+                while inputs.last().is_some_and(String::is_empty) {
+                    inputs.pop();
+                }
+                attrs.extend(attributes(op, opset).map_err(err)?);
+                g.node.push(NodeProto {
+                    input: inputs,
+                    output: vec![out],
+                    name: Some(node.name.clone()),
+                    op_type: Some(op.onnx_name().to_string()),
+                    attribute: attrs,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    for &id in &graph.inputs {
+        let node = graph.node(id);
+        if let Op::Input { ty, .. } = &node.op {
+            g.input.push(value_info(&node.outputs[0], ty));
+        }
+    }
+    for o in &graph.outputs {
+        let name = value_name(o.value);
+        if name != o.name {
+            g.node.push(NodeProto {
+                input: vec![name],
+                output: vec![o.name.clone()],
+                name: Some(format!("{}_identity", o.name)),
+                op_type: Some("Identity".into()),
+                ..Default::default()
+            });
+        }
+        let ty = info.ty(o.value).cloned();
+        g.output.push(match ty {
+            Some(ty) => value_info(&o.name, &ty),
+            None => ValueInfoProto { name: Some(o.name.clone()), ..Default::default() },
+        });
+    }
+    Ok(ModelProto {
+        ir_version: Some(if opset >= 21 { 10 } else { 8 }),
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(opset as i64) }],
+        producer_name: Some("resnetc".into()),
+        producer_version: Some(env!("CARGO_PKG_VERSION").into()),
+        graph: Some(g),
+        ..Default::default()
+    })
+}
+
+/// Encodes and writes `graph` to `path`.
+pub fn export_file(graph: &Graph, info: &GraphInfo, path: &Path) -> Result<(), ExportError> {
+    let model = export(graph, info)?;
+    std::fs::write(path, model.encode_to_vec()).map_err(|source| ExportError::Io { path: path.to_path_buf(), source })
+}
+
+fn value_info(name: &str, ty: &TensorType) -> ValueInfoProto {
+    let dim = ty
+        .shape
+        .iter()
+        .map(|d| Dimension {
+            value: Some(match d {
+                Dim::Fixed(n) => dimension::Value::DimValue(*n as i64),
+                Dim::Sym(s) => dimension::Value::DimParam(s.clone()),
+            }),
+            denotation: None,
+        })
+        .collect();
+    ValueInfoProto {
+        name: Some(name.to_string()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(dtype_to_onnx(ty.dtype)),
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            denotation: None,
+        }),
+        ..Default::default()
+    }
+}
+
+fn int(name: &str, v: i64) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Int as i32), i: Some(v), ..Default::default() }
+}
+
+fn float(name: &str, v: f32) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Float as i32), f: Some(v), ..Default::default() }
+}
+
+fn ints(name: &str, v: Vec<i64>) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Ints as i32), ints: v, ..Default::default() }
+}
+
+fn string(name: &str, v: &str) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::String as i32), s: Some(v.as_bytes().to_vec()), ..Default::default() }
+}
+
+fn tensor(name: &str, t: &Tensor) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Tensor as i32),
+        t: Some(tensor_to_proto("", t)),
+        ..Default::default()
+    }
+}
+
+fn pair(v: [usize; 2]) -> Vec<i64> {
+    v.iter().map(|&x| x as i64).collect()
+}
+
+fn padding_attrs(p: &Padding, out: &mut Vec<AttributeProto>) {
+    match p {
+        Padding::Explicit(p) => out.push(ints("pads", p.iter().map(|&x| x as i64).collect())),
+        Padding::SameUpper => out.push(string("auto_pad", "SAME_UPPER")),
+        Padding::SameLower => out.push(string("auto_pad", "SAME_LOWER")),
+    }
+}
+
+/// The attributes of `op` at `opset`.
+fn attributes(op: &Op, opset: u64) -> Result<Vec<AttributeProto>, String> {
+    let mut a = Vec::new();
+    match op {
+        Op::Conv(c) => {
+            a.push(ints("kernel_shape", pair(c.kernel)));
+            a.push(ints("strides", pair(c.strides)));
+            a.push(ints("dilations", pair(c.dilations)));
+            padding_attrs(&c.padding, &mut a);
+            a.push(int("group", c.group as i64));
+        }
+        Op::BatchNorm { epsilon } => a.push(float("epsilon", *epsilon)),
+        Op::Gemm(g) => {
+            a.push(float("alpha", g.alpha));
+            a.push(float("beta", g.beta));
+            a.push(int("transA", g.trans_a as i64));
+            a.push(int("transB", g.trans_b as i64));
+        }
+        Op::AveragePool(p) => {
+            a.push(ints("kernel_shape", pair(p.kernel)));
+            a.push(ints("strides", pair(p.strides)));
+            padding_attrs(&p.padding, &mut a);
+            a.push(int("count_include_pad", p.count_include_pad as i64));
+            a.push(int("ceil_mode", p.ceil_mode as i64));
+        }
+        Op::ReduceMean { keepdims, noop_with_empty_axes } => {
+            a.push(int("keepdims", *keepdims as i64));
+            if *noop_with_empty_axes {
+                if opset < 18 {
+                    return Err(format!("noop_with_empty_axes needs opset 18, the graph is opset {opset}"));
+                }
+                a.push(int("noop_with_empty_axes", 1));
+            }
+        }
+        Op::Flatten { axis } => a.push(int("axis", *axis)),
+        Op::Reshape { allowzero } => {
+            if *allowzero {
+                if opset < 14 {
+                    return Err(format!("allowzero needs opset 14, the graph is opset {opset}"));
+                }
+                a.push(int("allowzero", 1));
+            }
+        }
+        Op::Pad { mode: PadMode::Constant } => a.push(string("mode", "constant")),
+        Op::Shape { start, end } => {
+            if *start != 0 || end.is_some() {
+                if opset < 15 {
+                    return Err(format!("Shape with start/end needs opset 15, the graph is opset {opset}"));
+                }
+                a.push(int("start", *start));
+                if let Some(e) = end {
+                    a.push(int("end", *e));
+                }
+            }
+        }
+        Op::Gather { axis } => a.push(int("axis", *axis)),
+        Op::Concat { axis } => a.push(int("axis", *axis)),
+        Op::ConstantOfShape { value } => a.push(tensor("value", value)),
+        Op::Cast { to } => a.push(int("to", dtype_to_onnx(*to) as i64)),
+        Op::Transpose { perm: Some(p) } => a.push(ints("perm", p.iter().map(|&x| x as i64).collect())),
+        Op::Input { .. }
+        | Op::Constant(_)
+        | Op::Identity
+        | Op::Relu
+        | Op::Binary(_)
+        | Op::MatMul
+        | Op::GlobalAveragePool
+        | Op::Slice
+        | Op::Unsqueeze
+        | Op::Squeeze
+        | Op::CastLike
+        | Op::Transpose { perm: None }
+        | Op::Range
+        | Op::Expand => {}
+    }
+    Ok(a)
+}
