@@ -65,7 +65,7 @@ pub(crate) fn binary(op: BinOp, a: &Tensor, b: &Tensor) -> Result<Tensor, EvalEr
     })
 }
 
-fn zip_broadcast<T: Clone, O>(x: &ArcArray<T, IxDyn>, y: &ArcArray<T, IxDyn>, shape: &[usize], f: impl FnMut(&T, &T) -> O) -> ArcArray<O, IxDyn> {
+fn zip_broadcast<T: Clone, O: Clone>(x: &ArcArray<T, IxDyn>, y: &ArcArray<T, IxDyn>, shape: &[usize], f: impl FnMut(&T, &T) -> O) -> ArcArray<O, IxDyn> {
     let x = x.broadcast(IxDyn(shape)).expect("shape is the broadcast of both operands");
     let y = y.broadcast(IxDyn(shape)).expect("shape is the broadcast of both operands");
     Zip::from(&x).and(&y).map_collect(f).into_shared()
@@ -138,7 +138,7 @@ fn matmul2<T: Float>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
         let mut row = out.row_mut(i);
         for p in 0..k {
             let av = a[[i, p]];
-            row.zip_mut_with(&b.row(p), |o, &bv| *o = *o + av * bv);
+            row.zip_mut_with(&b.row(p), |o, &bv| *o += av * bv);
         }
     }
     out
@@ -157,14 +157,6 @@ pub(crate) fn gemm(g: &Gemm, a: &Tensor, b: &Tensor, c: Option<&Tensor>) -> Resu
 
 fn gemm_t<T: Float>(g: &Gemm, a: &ArcArray<T, IxDyn>, b: &ArcArray<T, IxDyn>, c: Option<&ArcArray<T, IxDyn>>) -> Result<ArcArray<T, IxDyn>, EvalError> {
     const OP: &str = "Gemm";
-    let matrix = |x: &ArcArray<T, IxDyn>, trans: bool| {
-        let v = x.view().into_dimensionality::<Ix2>().expect("rank checked");
-        if trans {
-            v.reversed_axes()
-        } else {
-            v
-        }
-    };
     let (a2, b2) = (matrix(a, g.trans_a), matrix(b, g.trans_b));
     let ((m, ka), (kb, n)) = (a2.dim(), b2.dim());
     if ka != kb {
@@ -189,9 +181,19 @@ fn gemm_t<T: Float>(g: &Gemm, a: &ArcArray<T, IxDyn>, b: &ArcArray<T, IxDyn>, c:
             return Err(invalid(OP, format!("C of shape {} does not broadcast to the output [{m},{n}]", dims(c.shape()))));
         };
         let beta = T::from_f32(g.beta);
-        Zip::from(&mut y).and(&cb).for_each(|y, &c| *y = *y + beta * c);
+        Zip::from(&mut y).and(&cb).for_each(|y, &c| *y += beta * c);
     }
     Ok(y.into_dyn().into_shared())
+}
+
+/// A rank-2 array as a matrix, transposed if asked.
+fn matrix<T>(x: &ArcArray<T, IxDyn>, transposed: bool) -> ArrayView2<'_, T> {
+    let v = x.view().into_dimensionality::<Ix2>().expect("rank checked");
+    if transposed {
+        v.reversed_axes()
+    } else {
+        v
+    }
 }
 
 pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, EvalError> {
@@ -214,8 +216,6 @@ fn matmul_t<T: Float>(a: &ArcArray<T, IxDyn>, b: &ArcArray<T, IxDyn>) -> Result<
     check_size(OP, &out_shape)?;
     let rows = shape[..shape.len() - 1].iter().product();
     let a2 = reshaped(OP, a, &[rows, k])?;
-    let a2 = a2.view().into_dimensionality::<Ix2>().expect("rank 2");
-    let b2 = b.view().into_dimensionality::<Ix2>().expect("rank 2");
-    let y = matmul2(a2, b2);
+    let y = matmul2(matrix(&a2, false), matrix(b, false));
     reshaped(OP, &y.into_dyn().into_shared(), &out_shape)
 }

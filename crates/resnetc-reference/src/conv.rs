@@ -10,7 +10,7 @@ use ndarray::{ArcArray, IxDyn};
 use resnetc_ir::{Conv, Tensor};
 
 use crate::error::EvalError;
-use crate::util::{check_size, from_vec, invalid, map_float, row_major, typed, Float};
+use crate::util::{check_size, dims, from_vec, invalid, map_float, row_major, typed, Float};
 
 const OP: &str = "Conv";
 
@@ -64,20 +64,20 @@ pub(crate) fn geometry(
 ) -> Result<[Axis; 2], EvalError> {
     for (what, v) in [("kernel", kernel), ("strides", strides), ("dilations", dilations)] {
         if v.contains(&0) || v.iter().any(|&d| d > MAX_ATTR) {
-            return Err(invalid(op, format!("{what} {v:?} must be between 1 and 2^31")));
+            return Err(invalid(op, format!("{what} {} must be between 1 and 2^31", dims(&v))));
         }
     }
     let auto = !matches!(padding, resnetc_ir::Padding::Explicit(_));
     if auto && hw.contains(&0) {
-        return Err(invalid(op, format!("automatic padding needs a non-empty input, got spatial size {hw:?}")));
+        return Err(invalid(op, format!("automatic padding needs a non-empty input, got spatial size {}", dims(&hw))));
     }
     if hw.iter().any(|&d| d > MAX_ATTR) {
-        return Err(invalid(op, format!("spatial size {hw:?} is larger than 2^31")));
+        return Err(invalid(op, format!("spatial size {} is larger than 2^31", dims(&hw))));
     }
     // Safe now: every operand is at most 2^31, so resolve's arithmetic cannot overflow.
     let pads = padding.resolve(hw, kernel, strides, dilations);
     if pads.iter().any(|&p| p > MAX_ATTR) {
-        return Err(invalid(op, format!("pads {pads:?} must be at most 2^31")));
+        return Err(invalid(op, format!("pads {} must be at most 2^31", dims(&pads))));
     }
     let mut axes = [Axis { len: 0, pad: 0, kernel: 0, stride: 0, dilation: 0, out: 0 }; 2];
     for i in 0..2 {
@@ -85,7 +85,7 @@ pub(crate) fn geometry(
         let padded = hw[i] + pads[i] + pads[i + 2];
         if padded < eff {
             let name = ["height", "width"][i];
-            return Err(invalid(op, format!("the {name} window ({eff} with dilation) is larger than the padded input ({padded})")));
+            return Err(invalid(op, format!("the {name} window ({eff}) is larger than the padded input ({padded})")));
         }
         axes[i] = Axis { len: hw[i], pad: pads[i], kernel: kernel[i], stride: strides[i], dilation: dilations[i], out: (padded - eff) / strides[i] + 1 };
     }
@@ -94,7 +94,7 @@ pub(crate) fn geometry(
 
 fn conv_t<T: Float>(c: &Conv, x: &ArcArray<T, IxDyn>, w: &ArcArray<T, IxDyn>, bias: Option<&ArcArray<T, IxDyn>>) -> Result<ArcArray<T, IxDyn>, EvalError> {
     let (&[n, cin, h, wi], &[cout, cin_g, kh, kw]) = (x.shape(), w.shape()) else {
-        return Err(invalid(OP, format!("only 2-D convolution is supported: input {:?} and weights {:?} must both have rank 4", x.shape(), w.shape())));
+        return Err(invalid(OP, format!("only 2-D convolution is supported: input {} and weights {} must both have rank 4", dims(x.shape()), dims(w.shape()))));
     };
     let group = c.group;
     if group == 0 || cout % group != 0 {
@@ -105,11 +105,11 @@ fn conv_t<T: Float>(c: &Conv, x: &ArcArray<T, IxDyn>, w: &ArcArray<T, IxDyn>, bi
         return Err(invalid(OP, format!("input has {cin} channels but weights expect {}{per_group}", cin_g * group)));
     }
     if [kh, kw] != c.kernel {
-        return Err(invalid(OP, format!("kernel_shape {:?} disagrees with the weights' {:?}", c.kernel, [kh, kw])));
+        return Err(invalid(OP, format!("kernel_shape {} disagrees with the weights' {}", dims(&c.kernel), dims(&[kh, kw]))));
     }
     if let Some(b) = bias {
         if b.shape() != [cout] {
-            return Err(invalid(OP, format!("bias must have shape [{cout}], got {:?}", b.shape())));
+            return Err(invalid(OP, format!("bias must have shape [{cout}], got {}", dims(b.shape()))));
         }
     }
     let [ay, ax] = geometry(OP, [h, wi], c.kernel, c.strides, c.dilations, &c.padding)?;
@@ -147,7 +147,7 @@ fn conv_t<T: Float>(c: &Conv, x: &ArcArray<T, IxDyn>, w: &ArcArray<T, IxDyn>, bi
                 }
             }
             if let Some(bias) = &bias {
-                plane.iter_mut().for_each(|o| *o = *o + bias[oc]);
+                plane.iter_mut().for_each(|o| *o += bias[oc]);
             }
         }
     }
@@ -158,11 +158,11 @@ fn conv_t<T: Float>(c: &Conv, x: &ArcArray<T, IxDyn>, w: &ArcArray<T, IxDyn>, bi
 fn axpy<T: Float>(out: &mut [T], a: T, x: &[T], stride: usize) {
     if stride == 1 {
         for (o, &v) in out.iter_mut().zip(x) {
-            *o = *o + a * v;
+            *o += a * v;
         }
     } else {
         for (o, &v) in out.iter_mut().zip(x.iter().step_by(stride)) {
-            *o = *o + a * v;
+            *o += a * v;
         }
     }
 }

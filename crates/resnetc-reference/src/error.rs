@@ -52,7 +52,7 @@ pub enum ExecError {
     #[error("the graph takes {expected} inputs, got {got}")]
     InputCount { expected: usize, got: usize },
     #[error("input {index} '{name}' ({expected}): {problem}")]
-    Input { index: usize, name: String, expected: TensorType, problem: InputProblem },
+    Input { index: usize, name: String, expected: Box<TensorType>, problem: InputProblem },
     /// An `Input` node that is not listed in `Graph::inputs`, so no value can be bound to it.
     #[error("node '{node}' is an Input but not one of the graph's inputs")]
     UnboundInput { node: String },
@@ -60,5 +60,5 @@ pub enum ExecError {
     Node { node: String, op: &'static str, source: EvalError },
     /// The executor computed a value that the validator typed differently: a bug in one of them.
     #[error("node '{node}' ({op}): computed {got_dtype}{} but the validator inferred {inferred}", crate::util::dims(.got_shape))]
-    TypeMismatch { node: String, op: &'static str, inferred: TensorType, got_dtype: DType, got_shape: Vec<usize> },
+    TypeMismatch { node: String, op: &'static str, inferred: Box<TensorType>, got_dtype: DType, got_shape: Vec<usize> },
 }

@@ -8,12 +8,12 @@ use resnetc_ir::{AvgPool, Tensor};
 
 use crate::conv::{geometry, Axis};
 use crate::error::EvalError;
-use crate::util::{axes, check_size, from_vec, int_list, invalid, map_float, row_major, Float};
+use crate::util::{axes, check_size, dims, from_vec, int_list, invalid, map_float, row_major, Float};
 
 pub(crate) fn global_average_pool(x: &Tensor) -> Result<Tensor, EvalError> {
     const OP: &str = "GlobalAveragePool";
     if x.rank() < 3 {
-        return Err(invalid(OP, format!("input must have rank >= 3 (N, C, spatial...), got shape {:?}", x.shape())));
+        return Err(invalid(OP, format!("input must have rank >= 3 (N, C, spatial...), got shape {}", dims(x.shape()))));
     }
     Ok(map_float!(OP, "input", x, a => gap(a)))
 }
@@ -39,7 +39,7 @@ fn mean<T: Float>(values: impl Iterator<Item = T>, count: usize) -> T {
 pub(crate) fn average_pool(p: &AvgPool, x: &Tensor) -> Result<Tensor, EvalError> {
     const OP: &str = "AveragePool";
     let &[_, _, h, w] = x.shape() else {
-        return Err(invalid(OP, format!("only 2-D pooling over NCHW is supported, got shape {:?}", x.shape())));
+        return Err(invalid(OP, format!("only 2-D pooling over NCHW is supported, got shape {}", dims(x.shape()))));
     };
     // Pooling geometry is convolution geometry with dilation 1, except for ceil_mode, whose extra
     // output is computed here.
@@ -122,7 +122,7 @@ fn reduce<T: Float>(x: &ArcArray<T, IxDyn>, reduced: &[usize], keepdims: bool) -
             *slot = if reduced.contains(&k) { 0 } else { i[k] };
         }
         let s = &mut sums[index.as_slice()];
-        *s = *s + v;
+        *s += v;
     }
     let denom = T::from_usize(count);
     sums.mapv_inplace(|s| s / denom);

@@ -12,12 +12,11 @@ use crate::error::{EvalError, MAX_ELEMENTS};
 pub(crate) trait Elem: Clone + Default + 'static {
     const DTYPE: DType;
     fn get(t: &Tensor) -> Option<&ArcArray<Self, IxDyn>>;
-    fn wrap(a: ArcArray<Self, IxDyn>) -> Tensor;
-    fn to_f32(self) -> f32;
-    fn to_f64(self) -> f64;
-    fn to_i32(self) -> i32;
-    fn to_i64(self) -> i64;
-    fn to_bool(self) -> bool;
+    fn into_f32(self) -> f32;
+    fn into_f64(self) -> f64;
+    fn into_i32(self) -> i32;
+    fn into_i64(self) -> i64;
+    fn into_bool(self) -> bool;
 }
 
 macro_rules! elem {
@@ -30,26 +29,23 @@ macro_rules! elem {
                     _ => None,
                 }
             }
-            fn wrap(a: ArcArray<$t, IxDyn>) -> Tensor {
-                Tensor::$variant(a)
-            }
-            fn to_f32(self) -> f32 {
+            fn into_f32(self) -> f32 {
                 let $x = self;
                 $num as f32
             }
-            fn to_f64(self) -> f64 {
+            fn into_f64(self) -> f64 {
                 let $x = self;
                 $num as f64
             }
-            fn to_i32(self) -> i32 {
+            fn into_i32(self) -> i32 {
                 let $x = self;
                 $num as i32
             }
-            fn to_i64(self) -> i64 {
+            fn into_i64(self) -> i64 {
                 let $x = self;
                 $num as i64
             }
-            fn to_bool(self) -> bool {
+            fn into_bool(self) -> bool {
                 self != $zero
             }
         }
@@ -142,7 +138,7 @@ pub(crate) fn check_size_u64(op: &'static str, shape: &[u64]) -> Result<(), Eval
 pub(crate) fn int_list(op: &'static str, what: &'static str, t: &Tensor) -> Result<Vec<i64>, EvalError> {
     let Some(v) = t.as_i64s() else { return Err(dtype_error(op, what, t.dtype(), "i32 or i64")) };
     if t.rank() > 1 {
-        return Err(invalid(op, format!("{what} must be a scalar or 1-D, got shape {:?}", t.shape())));
+        return Err(invalid(op, format!("{what} must be a scalar or 1-D, got shape {}", dims(t.shape()))));
     }
     Ok(v)
 }
@@ -158,7 +154,7 @@ pub(crate) fn axes(op: &'static str, list: &[i64], rank: usize) -> Result<Vec<us
     for &a in list {
         let a = axis(op, "axes", a, rank)?;
         if out.contains(&a) {
-            return Err(invalid(op, format!("axes {list:?} name axis {a} twice")));
+            return Err(invalid(op, format!("axes {} name axis {a} twice", dims(list))));
         }
         out.push(a);
     }
@@ -169,7 +165,7 @@ pub(crate) fn axes(op: &'static str, list: &[i64], rank: usize) -> Result<Vec<us
 pub(crate) fn reshaped<T: Clone>(op: &'static str, a: &ArcArray<T, IxDyn>, shape: &[usize]) -> Result<ArcArray<T, IxDyn>, EvalError> {
     a.to_shape(IxDyn(shape))
         .map(|v| v.into_owned().into_shared())
-        .map_err(|e| invalid(op, format!("cannot view shape {:?} as {shape:?}: {e}", a.shape())))
+        .map_err(|e| invalid(op, format!("cannot view shape {} as {}: {e}", dims(a.shape()), dims(shape))))
 }
 
 /// The elements of `a` in row-major order as one slice, copying only if `a` is not laid out that way.
@@ -181,7 +177,7 @@ pub(crate) fn row_major<T: Clone>(a: &ArcArray<T, IxDyn>) -> std::borrow::Cow<'_
 }
 
 /// Builds an array from a row-major buffer whose length the caller computed from `shape`.
-pub(crate) fn from_vec<T>(shape: &[usize], data: Vec<T>) -> ArcArray<T, IxDyn> {
+pub(crate) fn from_vec<T: Clone>(shape: &[usize], data: Vec<T>) -> ArcArray<T, IxDyn> {
     debug_assert_eq!(shape.iter().product::<usize>(), data.len());
     ArrayD::from_shape_vec(IxDyn(shape), data).expect("buffer length matches the shape").into_shared()
 }

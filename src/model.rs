@@ -1,0 +1,140 @@
+//! Loading a model: import, then level-0 canonicalization, so every consumer sees static shapes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use resnetc_ir::{validate, Graph, GraphInfo, Op, Tensor, ValueRef};
+use resnetc_passes::{run_passes, PassOptions, PassReport};
+
+/// A loaded, canonicalized and validated graph.
+pub struct Model {
+    pub graph: Graph,
+    pub info: GraphInfo,
+    pub reports: Vec<PassReport>,
+}
+
+/// Imports an ONNX file and runs the passes `opts` selects (level 0: canonicalization only).
+pub fn load_model(path: &Path, opts: &PassOptions) -> Result<Model> {
+    let mut graph = resnetc_onnx::import_file(path).with_context(|| format!("importing {}", path.display()))?;
+    let reports = run_passes(&mut graph, opts, &mut |_, _| {}).with_context(|| format!("compiling {}", path.display()))?;
+    let info = validate(&graph).context("validating the compiled graph")?;
+    Ok(Model { graph, info, reports })
+}
+
+impl Model {
+    /// Runs the reference executor.
+    pub fn run_reference(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        Ok(resnetc_reference::run(&self.graph, inputs)?)
+    }
+
+    pub fn stats(&self) -> ModelStats {
+        ModelStats::of(&self.graph, &self.info)
+    }
+}
+
+/// What `resnetc inspect` reports.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ModelStats {
+    pub inputs: Vec<ValueSummary>,
+    pub outputs: Vec<ValueSummary>,
+    /// Op name → count, constants and graph inputs excluded.
+    pub ops: BTreeMap<String, usize>,
+    /// Number of constant tensors (weights and other constants).
+    pub constants: usize,
+    /// Elements in the weights of Conv, Gemm, MatMul and BatchNormalization.
+    pub params: usize,
+    /// Multiply-accumulates for one image (batch 1) in Conv, Gemm and MatMul.
+    pub macs: u64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ValueSummary {
+    pub name: String,
+    pub dtype: String,
+    /// Dimensions: a number, or the symbol's name.
+    pub shape: Vec<serde_json::Value>,
+}
+
+impl ModelStats {
+    pub fn of(graph: &Graph, info: &GraphInfo) -> ModelStats {
+        let summary = |name: &str, v: ValueRef| {
+            let ty = info.ty(v);
+            ValueSummary {
+                name: name.to_string(),
+                dtype: ty.map_or_else(|| "?".into(), |t| t.dtype.to_string()),
+                shape: ty.map_or_else(Vec::new, |t| {
+                    t.shape
+                        .iter()
+                        .map(|d| match d {
+                            resnetc_ir::Dim::Fixed(n) => serde_json::json!(n),
+                            resnetc_ir::Dim::Sym(s) => serde_json::json!(s),
+                        })
+                        .collect()
+                }),
+            }
+        };
+        let inputs = graph.inputs.iter().map(|&i| summary(&graph.node(i).outputs[0], i.into())).collect();
+        let outputs = graph.outputs.iter().map(|o| summary(&o.name, o.value)).collect();
+        let mut ops = BTreeMap::new();
+        let mut constants = 0;
+        let mut params = 0;
+        let mut macs = 0u64;
+        for &id in &info.order {
+            let op = graph.op(id);
+            match op {
+                Op::Input { .. } => continue,
+                Op::Constant(_) => {
+                    constants += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            *ops.entry(op.onnx_name().to_string()).or_insert(0) += 1;
+            macs += node_macs(graph, info, id);
+        }
+        // Parameters: the constant operands of the ops that carry weights, each tensor counted once.
+        let mut seen = std::collections::HashSet::new();
+        for &id in &info.order {
+            let first_param_slot = match graph.op(id) {
+                Op::Conv(_) | Op::Gemm(_) | Op::MatMul | Op::BatchNorm { .. } => 1,
+                _ => continue,
+            };
+            for v in graph.inputs(id).into_iter().skip(first_param_slot).flatten() {
+                if let Op::Constant(t) = graph.op(v.node) {
+                    if seen.insert(v.node) {
+                        params += t.len();
+                    }
+                }
+            }
+        }
+        ModelStats { inputs, outputs, ops, constants, params, macs }
+    }
+}
+
+/// MACs of one node for one image: the batch dimension (dim 0) is left out.
+fn node_macs(graph: &Graph, info: &GraphInfo, id: resnetc_ir::NodeId) -> u64 {
+    let per_image = |v: ValueRef| -> Option<u64> {
+        let t = info.ty(v)?;
+        t.shape.iter().skip(1).map(|d| d.fixed().map(|x| x as u64)).product()
+    };
+    let out = ValueRef::new(id, 0);
+    match graph.op(id) {
+        Op::Conv(c) => {
+            let Some(w) = graph.input(id, 1).and_then(|w| info.ty(w)).and_then(|t| t.concrete()) else { return 0 };
+            let _ = c;
+            // Each output element takes C/group × kh × kw multiply-adds: exactly the weights' inner size.
+            per_image(out).unwrap_or(0) * (w[1] * w[2] * w[3]) as u64
+        }
+        Op::Gemm(g) => {
+            let Some(a) = graph.input(id, 0).and_then(|a| info.ty(a)) else { return 0 };
+            let k = if g.trans_a { a.shape[0].fixed() } else { a.shape.get(1).and_then(|d| d.fixed()) };
+            per_image(out).unwrap_or(0) * k.unwrap_or(0) as u64
+        }
+        Op::MatMul => {
+            let Some(b) = graph.input(id, 1).and_then(|b| info.ty(b)) else { return 0 };
+            per_image(out).unwrap_or(0) * b.shape[0].fixed().unwrap_or(0) as u64
+        }
+        _ => 0,
+    }
+}

@@ -1,0 +1,251 @@
+//! Bad input gets a typed error that names the node, op and opset and says what to do — never a
+//! panic, a hang or a huge allocation. Each case's message is snapshotted.
+
+mod common;
+
+use prost::Message;
+use resnetc_onnx::proto::tensor_proto::DataLocation;
+use resnetc_onnx::proto::type_proto;
+use resnetc_onnx::proto::{
+    tensor_shape_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
+};
+
+fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(1),
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| tensor_shape_proto::Dimension { value: Some(tensor_shape_proto::dimension::Value::DimValue(d)), denotation: None })
+                        .collect(),
+                }),
+            })),
+            denotation: None,
+        }),
+        ..Default::default()
+    }
+}
+
+fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
+    NodeProto {
+        name: Some(name.into()),
+        op_type: Some(op.into()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn weight(name: &str, dims: &[i64], n: usize) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        dims: dims.to_vec(),
+        data_type: Some(1),
+        raw_data: Some(vec![0u8; n * 4]),
+        ..Default::default()
+    }
+}
+
+/// x[1,3,4,4] → Conv(w) → Relu → y: small and valid.
+fn model() -> ModelProto {
+    ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+        graph: Some(GraphProto {
+            name: Some("tiny".into()),
+            node: vec![node("conv", "Conv", &["x", "w"], &["c"]), node("relu", "Relu", &["c"], &["y"])],
+            initializer: vec![weight("w", &[2, 3, 1, 1], 6)],
+            input: vec![value_info("x", &[1, 3, 4, 4])],
+            output: vec![value_info("y", &[1, 2, 4, 4])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn graph(m: &mut ModelProto) -> &mut GraphProto {
+    m.graph.as_mut().unwrap()
+}
+
+fn import_error(m: &ModelProto) -> String {
+    import_bytes_error(&m.encode_to_vec(), None)
+}
+
+fn import_bytes_error(bytes: &[u8], dir: Option<&std::path::Path>) -> String {
+    match resnetc_onnx::import_bytes(bytes, dir) {
+        Ok(_) => panic!("the model was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_base_model_is_valid() {
+    let g = resnetc_onnx::import_bytes(&model().encode_to_vec(), None).unwrap();
+    assert_eq!(g.node_count(), 4);
+}
+
+#[test]
+fn truncated_file() {
+    let bytes = std::fs::read(common::repo().join("fixtures/models/r20_a_ts17_static.onnx")).unwrap();
+    insta::assert_snapshot!(import_bytes_error(&bytes[..bytes.len() / 2], None));
+}
+
+#[test]
+fn random_bytes() {
+    // A fixed xorshift stream: reproducible garbage.
+    let mut s: u64 = 0x9e37_79b9_7f4a_7c15;
+    let bytes: Vec<u8> = (0..4096)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s as u8
+        })
+        .collect();
+    insta::assert_snapshot!(import_bytes_error(&bytes, None));
+}
+
+#[test]
+fn unknown_op() {
+    let mut m = model();
+    graph(&mut m).node[1].op_type = Some("Softplus".into());
+    insta::assert_snapshot!(import_error(&m));
+}
+
+#[test]
+fn custom_domain_op() {
+    let mut m = model();
+    graph(&mut m).node[1].domain = Some("com.example".into());
+    insta::assert_snapshot!(import_error(&m));
+}
+
+#[test]
+fn unsupported_opset() {
+    let mut m = model();
+    m.opset_import[0].version = Some(3);
+    insta::assert_snapshot!(import_error(&m));
+    m.opset_import[0].version = Some(99);
+    insta::assert_snapshot!("unsupported_opset_future", import_error(&m));
+}
+
+#[test]
+fn dangling_input_name() {
+    let mut m = model();
+    graph(&mut m).node[1].input[0] = "nowhere".into();
+    insta::assert_snapshot!(import_error(&m));
+}
+
+#[test]
+fn duplicate_output_name() {
+    let mut m = model();
+    graph(&mut m).node[1].output[0] = "c".into();
+    insta::assert_snapshot!(import_error(&m));
+}
+
+#[test]
+fn cycle() {
+    let mut m = model();
+    let g = graph(&mut m);
+    // conv reads relu's output, relu reads conv's: a two-node cycle.
+    g.node[0].input[0] = "y".into();
+    g.output[0].name = Some("c".into());
+    insta::assert_snapshot!(import_error(&m));
+}
+
+#[test]
+fn raw_data_length_disagrees_with_dims() {
+    let mut m = model();
+    graph(&mut m).initializer[0].raw_data = Some(vec![0u8; 10]);
+    insta::assert_snapshot!(import_error(&m));
+}
+
+#[test]
+fn negative_dims() {
+    let mut m = model();
+    graph(&mut m).initializer[0].dims = vec![2, -3, 1, 1];
+    insta::assert_snapshot!(import_error(&m));
+}
+
+#[test]
+fn overflowing_dims() {
+    let mut m = model();
+    graph(&mut m).initializer[0].dims = vec![1 << 40, 1 << 40, 1 << 40, 1];
+    insta::assert_snapshot!(import_error(&m));
+}
+
+#[test]
+fn huge_dims_are_refused_before_allocating() {
+    let mut m = model();
+    graph(&mut m).initializer[0].dims = vec![1 << 20, 1 << 20, 1, 1];
+    insta::assert_snapshot!(import_error(&m));
+}
+
+#[test]
+fn external_data_outside_the_model_folder() {
+    let dir = std::env::temp_dir().join(format!("resnetc-ext-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut m = model();
+    let w = &mut graph(&mut m).initializer[0];
+    w.raw_data = None;
+    w.data_location = Some(DataLocation::External as i32);
+    w.external_data = vec![StringStringEntryProto { key: Some("location".into()), value: Some("../../etc/passwd".into()) }];
+    insta::assert_snapshot!(import_bytes_error(&m.encode_to_vec(), Some(&dir)));
+    let w = &mut graph(&mut m).initializer[0];
+    w.external_data[0].value = Some("/etc/passwd".into());
+    insta::assert_snapshot!("external_data_absolute_path", import_bytes_error(&m.encode_to_vec(), Some(&dir)));
+}
+
+#[test]
+fn external_data_inside_the_folder_loads() {
+    let dir = std::env::temp_dir().join(format!("resnetc-ext-ok-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes: Vec<u8> = (0..6).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    std::fs::write(dir.join("weights.bin"), &bytes).unwrap();
+    let mut m = model();
+    let w = &mut graph(&mut m).initializer[0];
+    w.raw_data = None;
+    w.data_location = Some(DataLocation::External as i32);
+    w.external_data = vec![StringStringEntryProto { key: Some("location".into()), value: Some("weights.bin".into()) }];
+    let g = resnetc_onnx::import_bytes(&m.encode_to_vec(), Some(&dir)).unwrap();
+    let w = g.node_ids().find_map(|id| match g.op(id) {
+        resnetc_ir::Op::Constant(t) => Some(t.clone()),
+        _ => None,
+    });
+    assert_eq!(w.unwrap().to_f64s(), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+}
+
+#[test]
+fn unsupported_element_type() {
+    let mut m = model();
+    graph(&mut m).initializer[0].data_type = Some(10); // float16
+    insta::assert_snapshot!(import_error(&m));
+}
+
+#[test]
+fn training_mode_batchnorm() {
+    let mut m = model();
+    let g = graph(&mut m);
+    g.node[1] = node("bn", "BatchNormalization", &["c", "s", "b", "mu", "var"], &["y", "mean_out", "var_out"]);
+    for name in ["s", "b", "mu", "var"] {
+        g.initializer.push(weight(name, &[2], 2));
+    }
+    insta::assert_snapshot!(import_error(&m));
+}
+
+#[test]
+fn conv_weights_disagree_with_input_channels() {
+    let mut m = model();
+    graph(&mut m).initializer[0] = weight("w", &[2, 5, 1, 1], 10);
+    insta::assert_snapshot!(import_error(&m));
+}
+
+#[test]
+fn no_graph() {
+    let mut m = model();
+    m.graph = None;
+    insta::assert_snapshot!(import_error(&m));
+}
