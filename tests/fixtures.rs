@@ -59,7 +59,7 @@ fn tract_agrees_on_every_fixture() {
             .unwrap_or_else(|e| panic!("{}: tract cannot load it: {e:?}", f.name));
         let input: tract_onnx::prelude::Tensor = tract_ndarray::ArrayD::from_shape_vec(shape, x.iter().copied().collect()).unwrap().into();
         let out = model.run(tvec!(input.into())).unwrap_or_else(|e| panic!("{}: tract run failed: {e:?}", f.name));
-        let view = out[0].to_array_view::<f32>().unwrap();
+        let view = out[0].to_plain_array_view::<f32>().unwrap();
         let got = ndarray::ArrayD::from_shape_vec(view.shape().to_vec(), view.iter().copied().collect()).unwrap();
         assert_logits_close(&format!("{} (tract)", f.name), &got, &f.expected());
     }

@@ -66,11 +66,11 @@ pub fn conv(kernel: [usize; 2], strides: [usize; 2], dilations: [usize; 2], padd
 }
 
 /// xorshift64*: a deterministic generator so tests need no seed management.
-pub struct Rng(u64);
+pub struct Gen(u64);
 
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+impl Gen {
+    pub fn new(seed: u64) -> Gen {
+        Gen(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
     /// Uniform in [-1, 1).
@@ -143,13 +143,13 @@ pub fn naive_conv(
 /// Builds graphs with generated weights; every node name is unique.
 pub struct Builder {
     pub g: Graph,
-    pub rng: Rng,
+    pub rng: Gen,
     count: usize,
 }
 
 impl Builder {
     pub fn new(seed: u64) -> Builder {
-        Builder { g: Graph::new(), rng: Rng::new(seed), count: 0 }
+        Builder { g: Graph::new(), rng: Gen::new(seed), count: 0 }
     }
 
     fn name(&mut self, base: &str) -> String {
