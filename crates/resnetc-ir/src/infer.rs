@@ -174,16 +174,23 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
             if x.rank() != 4 {
                 return Err(format!("only 2-D pooling over NCHW is supported, got {x}"));
             }
+            if p.kernel.contains(&0) || p.strides.contains(&0) {
+                return Err(format!("kernel {:?} and strides {:?} must be positive", p.kernel, p.strides));
+            }
             let (Some(h), Some(w)) = (x.shape[2].fixed(), x.shape[3].fixed()) else { return Ok((None, None)) };
             let pads = p.padding.resolve([h, w], p.kernel, p.strides, [1, 1]);
             let mut out = x.shape[..2].to_vec();
             for (i, len) in [h, w].into_iter().enumerate() {
-                let padded = len + pads[i] + pads[i + 2];
+                let padded = len.saturating_add(pads[i]).saturating_add(pads[i + 2]);
                 if padded < p.kernel[i] {
                     return Err(format!("kernel {:?} is larger than the padded input {x}", p.kernel));
                 }
                 let span = padded - p.kernel[i];
-                let n = if p.ceil_mode { span.div_ceil(p.strides[i]) } else { span / p.strides[i] } + 1;
+                let mut n = if p.ceil_mode { span.div_ceil(p.strides[i]) } else { span / p.strides[i] } + 1;
+                // ONNX and PyTorch drop a last window that would start inside the end padding.
+                if p.ceil_mode && n > 1 && (n - 1) * p.strides[i] >= len + pads[i] {
+                    n -= 1;
+                }
                 out.push(Dim::Fixed(n));
             }
             Ok((Some(TensorType::new(x.dtype, out)), None))
@@ -331,11 +338,14 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
         }
         Op::Squeeze => {
             let Some(x) = need(t, 0) else { return Ok((None, None)) };
-            let axes: Vec<usize> = if need(t, 1).is_some() || val(v, 1).is_some() {
-                match val(v, 1).and_then(Value::ints) {
-                    Some(a) => a.into_iter().map(|a| norm_axis(a, x.rank())).collect::<R<_>>()?,
-                    None => return Ok((None, None)),
-                }
+            let given = match val(v, 1).and_then(Value::ints) {
+                Some(a) => Some(a),
+                None if need(t, 1).is_some() => return Ok((None, None)),
+                None => None,
+            };
+            // An empty axes list squeezes every size-1 dimension, as no list does (onnxruntime's reading).
+            let axes: Vec<usize> = if let Some(a) = given.filter(|a| !a.is_empty()) {
+                a.into_iter().map(|a| norm_axis(a, x.rank())).collect::<R<_>>()?
             } else {
                 let mut axes = Vec::new();
                 for (i, d) in x.shape.iter().enumerate() {
@@ -445,11 +455,11 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
             if delta == 0 {
                 return Err("delta is zero".into());
             }
-            let n = ((limit - start) as f64 / delta as f64).ceil().max(0.0) as i64;
+            let n = ((limit as i128 - start as i128) as f64 / delta as f64).ceil().max(0.0) as i64;
             if n > 1 << 20 {
                 return Err(format!("the range has {n} elements, more than resnetc accepts for shape arithmetic"));
             }
-            let elems: Vec<SymInt> = (0..n).map(|k| SymInt::Int(start + k * delta)).collect();
+            let elems: Vec<SymInt> = (0..n).map(|k| SymInt::Int(start.wrapping_add(k.wrapping_mul(delta)))).collect();
             Ok((Some(TensorType::fixed(s.dtype, &[elems.len()])), Some(Value::vec(elems))))
         }
         Op::Expand => {
@@ -591,16 +601,18 @@ pub fn shape_range(rank: usize, start: i64, end: Option<i64>) -> (usize, usize) 
     (s, e.max(s))
 }
 
-/// ONNX Slice semantics on one axis of length `len`: returns (start, step, count).
+/// ONNX Slice semantics on one axis of length `len`: returns (start, step, count). Computed in i128
+/// so hostile starts, ends and steps cannot overflow.
 pub fn slice_axis(len: i64, start: i64, end: i64, step: i64) -> (i64, i64, usize) {
+    if len <= 0 || step == 0 {
+        return (0, step, 0);
+    }
+    let (len, start, end, step) = (len as i128, start as i128, end as i128, step as i128);
+    let wrap = |x: i128| if x < 0 { x + len } else { x };
     let (s, e) = if step > 0 {
-        let s = if start < 0 { start + len } else { start }.clamp(0, len);
-        let e = if end < 0 { end + len } else { end }.clamp(0, len);
-        (s, e)
+        (wrap(start).clamp(0, len), wrap(end).clamp(0, len))
     } else {
-        let s = if start < 0 { start + len } else { start }.clamp(-1, len - 1);
-        let e = if end < 0 { end + len } else { end }.clamp(-1, len - 1);
-        (s, e)
+        (wrap(start).clamp(0, len - 1), wrap(end).clamp(-1, len - 1))
     };
     let count = if step > 0 {
         if e > s { (e - s + step - 1) / step } else { 0 }
@@ -609,7 +621,7 @@ pub fn slice_axis(len: i64, start: i64, end: i64, step: i64) -> (i64, i64, usize
     } else {
         0
     };
-    (s, step, count as usize)
+    (s as i64, step as i64, count as usize)
 }
 
 fn slice(t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R<Inferred> {
@@ -698,15 +710,15 @@ fn conv(c: &crate::op::Conv, t: &[Option<&TensorType>]) -> R<Inferred> {
             return Err(format!("bias must be [{}], got {b}", wd[0]));
         }
     }
-    if c.strides.contains(&0) || c.dilations.contains(&0) {
-        return Err("strides and dilations must be positive".into());
+    if c.strides.contains(&0) || c.dilations.contains(&0) || c.kernel.contains(&0) {
+        return Err("kernel, strides and dilations must be positive".into());
     }
     let (Some(h), Some(wi)) = (x.shape[2].fixed(), x.shape[3].fixed()) else { return Ok((None, None)) };
     let pads = c.padding.resolve([h, wi], c.kernel, c.strides, c.dilations);
     let mut out = vec![x.shape[0].clone(), Dim::Fixed(wd[0])];
     for (i, len) in [h, wi].into_iter().enumerate() {
-        let eff = (c.kernel[i] - 1) * c.dilations[i] + 1;
-        let padded = len + pads[i] + pads[i + 2];
+        let eff = (c.kernel[i] - 1).saturating_mul(c.dilations[i]).saturating_add(1);
+        let padded = len.saturating_add(pads[i]).saturating_add(pads[i + 2]);
         if padded < eff {
             return Err(format!("the kernel ({eff} with dilation) is larger than the padded input ({padded}) on spatial axis {i}"));
         }
@@ -730,13 +742,7 @@ fn binary(op: BinOp, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R<Infer
                     BinOp::Add => p.checked_add(q),
                     BinOp::Sub => p.checked_sub(q),
                     BinOp::Mul => p.checked_mul(q),
-                    BinOp::Div => {
-                        if q == 0 {
-                            None
-                        } else {
-                            Some(p / q)
-                        }
-                    }
+                    BinOp::Div => p.checked_div(q),
                 };
                 match r {
                     Some(r) => elems.push(SymInt::Int(r)),

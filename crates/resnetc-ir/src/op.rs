@@ -22,7 +22,8 @@ pub enum Padding {
 }
 
 impl Padding {
-    /// Resolves to `[top, left, bottom, right]` for an input of spatial size `hw`.
+    /// Resolves to `[top, left, bottom, right]` for an input of spatial size `hw`. Zero strides or
+    /// kernels (which the validator rejects) are treated as 1 rather than dividing by zero.
     pub fn resolve(&self, hw: [usize; 2], kernel: [usize; 2], strides: [usize; 2], dilations: [usize; 2]) -> [usize; 4] {
         match self {
             Padding::Explicit(p) => *p,
@@ -30,9 +31,10 @@ impl Padding {
                 let mut begin = [0; 2];
                 let mut end = [0; 2];
                 for i in 0..2 {
-                    let out = hw[i].div_ceil(strides[i]);
-                    let eff_k = (kernel[i] - 1) * dilations[i] + 1;
-                    let total = ((out - 1) * strides[i] + eff_k).saturating_sub(hw[i]);
+                    let stride = strides[i].max(1);
+                    let out = hw[i].div_ceil(stride);
+                    let eff_k = kernel[i].max(1).saturating_sub(1).saturating_mul(dilations[i]).saturating_add(1);
+                    let total = (out.saturating_sub(1).saturating_mul(stride).saturating_add(eff_k)).saturating_sub(hw[i]);
                     let small = total / 2;
                     let large = total - small;
                     if matches!(self, Padding::SameUpper) {

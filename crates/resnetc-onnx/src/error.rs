@@ -54,8 +54,15 @@ pub enum ImportError {
     Input { name: String, message: String },
     #[error("graph output '{name}' is not produced by any node, initializer or graph input")]
     DanglingOutput { name: String },
+    // Not a `#[source]`: the message already includes it, and error chains would print it twice.
     #[error("the imported graph is invalid: {0}")]
-    Invalid(#[from] ValidationError),
+    Invalid(ValidationError),
+}
+
+impl From<ValidationError> for ImportError {
+    fn from(e: ValidationError) -> Self {
+        ImportError::Invalid(e)
+    }
 }
 
 fn domain_note(domain: &str) -> String {

@@ -25,6 +25,7 @@ pub fn export(graph: &Graph, info: &GraphInfo) -> Result<ModelProto, ExportError
     let opset = if graph.opset == 0 { DEFAULT_EXPORT_OPSET } else { graph.opset.max(crate::error::MIN_OPSET) };
     let mut g = GraphProto { name: Some(if graph.name.is_empty() { "resnetc".into() } else { graph.name.clone() }), ..Default::default() };
     let value_name = |v: ValueRef| graph.node(v.node).outputs[v.output].clone();
+    let as_attribute = attribute_operands(graph, opset);
     for &id in &info.order {
         let node = graph.node(id);
         let out = node.outputs[0].clone();
@@ -32,7 +33,12 @@ pub fn export(graph: &Graph, info: &GraphInfo) -> Result<ModelProto, ExportError
             Op::Input { ty, .. } => {
                 let _ = ty;
             }
-            Op::Constant(t) => g.initializer.push(tensor_to_proto(&out, t)),
+            Op::Constant(t) => {
+                // A constant read only as an attribute (axes before opset 13/18) is written there alone.
+                if !as_attribute.contains(&id) {
+                    g.initializer.push(tensor_to_proto(&out, t));
+                }
+            }
             op => {
                 let err = |m: String| ExportError::Node { node: node.label().to_string(), op: op.onnx_name(), message: m };
                 let mut inputs: Vec<String> = graph.inputs(id).into_iter().map(|v| v.map_or_else(String::new, value_name)).collect();
@@ -111,6 +117,25 @@ pub fn export(graph: &Graph, info: &GraphInfo) -> Result<ModelProto, ExportError
         graph: Some(g),
         ..Default::default()
     })
+}
+
+/// Constants whose every reader takes them as an attribute at `opset`.
+fn attribute_operands(graph: &Graph, opset: u64) -> std::collections::HashSet<resnetc_ir::NodeId> {
+    let takes_attribute = |op: &Op, slot: usize| match op {
+        Op::Unsqueeze | Op::Squeeze => opset < 13 && slot == 1,
+        Op::ReduceMean { .. } => opset < 18 && slot == 1,
+        _ => false,
+    };
+    graph
+        .node_ids()
+        .filter(|&id| matches!(graph.op(id), Op::Constant(_)))
+        .filter(|&id| {
+            let users = graph.users(ValueRef::new(id, 0));
+            !users.is_empty()
+                && !graph.is_graph_output(ValueRef::new(id, 0))
+                && users.iter().all(|&(u, slot)| takes_attribute(graph.op(u), slot))
+        })
+        .collect()
 }
 
 /// Encodes and writes `graph` to `path`.

@@ -140,14 +140,20 @@ impl Builder<'_> {
                 ),
             });
         }
-        let id = self.graph.add_node(node.name(), op, vec![main.clone()], &[]);
+        // Constants are known by their value's name, like initializers.
+        let name = if matches!(op, Op::Constant(_)) { main.as_str() } else { node.name() };
+        let id = self.graph.add_node(name, op, vec![main.clone()], &[]);
         self.define(&main, id.into(), Some(&site))?;
         self.pending.push((id, args, site));
         Ok(())
     }
 
     fn connect(&mut self) -> Result<(), ImportError> {
-        for (id, args, site) in std::mem::take(&mut self.pending) {
+        for (id, mut args, site) in std::mem::take(&mut self.pending) {
+            // Trailing absent optional inputs ("") are the same as none: drop them, so the IR has one form.
+            while matches!(args.last(), Some(Arg::Name(n)) if n.is_empty()) {
+                args.pop();
+            }
             let n = args.len();
             for (slot, arg) in args.into_iter().enumerate() {
                 let v = match arg {
@@ -157,7 +163,14 @@ impl Builder<'_> {
                         None => return Err(ImportError::DanglingInput { site, input: name }),
                     },
                     Arg::Const(t) => {
-                        let name = format!("{}_{}", self.graph.node(id).outputs[0], slot);
+                        let base = format!("{}_{}", self.graph.node(id).outputs[0], slot);
+                        let mut name = base.clone();
+                        let mut k = 0;
+                        while self.names.contains_key(&name) {
+                            k += 1;
+                            name = format!("{base}_{k}");
+                        }
+                        self.names.insert(name.clone(), ValueRef::new(id, 0));
                         Some(self.graph.add_const(name, t).into())
                     }
                 };

@@ -17,9 +17,13 @@ fn invalid(e: resnetc_ir::ValidationError) -> PassError {
     PassError::Invalid(e)
 }
 
+/// Turns `id` into a constant. A constant is known by its value's name (as an initializer is), so
+/// the node takes that name: export and re-import then give the same graph.
 fn make_constant(graph: &mut Graph, id: NodeId, t: Tensor) {
     graph.truncate_inputs(id, 0);
-    graph.node_mut(id).op = Op::Constant(t);
+    let node = graph.node_mut(id);
+    node.op = Op::Constant(t);
+    node.name = node.outputs[0].clone();
 }
 
 /// Evaluates nodes whose inputs are all constants, and replaces integer values that inference knows
@@ -123,6 +127,10 @@ pub fn fold_symbolic_shapes(graph: &mut Graph, report: &mut PassReport) -> Resul
             _ => continue,
         };
         let (Some(x), Some(s)) = (graph.input(id, 0), graph.input(id, 1)) else { continue };
+        // `allowzero` only changes what a literal 0 means; without one it can be dropped, which
+        // frees 0 to mean "copy the batch" below.
+        let allowzero = allowzero
+            && info.value(s).is_none_or(|v| v.elems.contains(&SymInt::Int(0)));
         if matches!(graph.op(s.node), Op::Constant(_)) {
             continue;
         }
@@ -160,6 +168,9 @@ pub fn fold_symbolic_shapes(graph: &mut Graph, report: &mut PassReport) -> Resul
         let name = format!("{}_shape", graph.node(id).outputs[0]);
         let c = graph.add_const(name, Tensor::i64_vec(spec));
         graph.set_input(id, 1, Some(c.into()));
+        if let Op::Reshape { allowzero: a } = &mut graph.node_mut(id).op {
+            *a = allowzero;
+        }
         report.fire(if is_reshape { "reshape-symbolic" } else { "expand-symbolic" });
     }
     Ok(())

@@ -2,9 +2,10 @@
 //!
 //! Each output element starts at zero and receives `w * x` for every tap that falls inside the input,
 //! in the order input channel, kernel row, kernel column (all increasing); the bias is added last.
-//! Taps that fall in the padding are skipped, which equals adding `w * 0`. The loops run over whole
-//! output rows so that the innermost loop is a plain slice update the compiler can vectorize
-//! (without reordering: Rust never reassociates or fuses float operations).
+//! Taps that fall in the padding are skipped, which equals adding `w * 0` for any finite weight.
+//!
+//! The loops run over whole output rows so that the innermost loop is a plain slice update the
+//! compiler can vectorize without reordering (Rust never reassociates or fuses float operations).
 
 use ndarray::{ArcArray, IxDyn};
 use resnetc_ir::{Conv, Tensor};

@@ -6,7 +6,7 @@
 //! differential tests need.
 //!
 //! What it assumes and promises:
-//! - **Graphs are validated first.** [`run`] calls [`resnetc_ir::validate`] and executes in its
+//! - **Graphs are validated first.** [`run`] calls [`resnetc_ir::validate()`] and executes in its
 //!   canonical order, then checks every computed value against the type the validator inferred, so
 //!   a disagreement between the two surfaces as [`ExecError::TypeMismatch`] instead of a wrong answer.
 //! - **ONNX semantics as the IR normalizes them**: operands that old opsets pass as attributes are
