@@ -110,6 +110,54 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
             Ok((need(t, 0).cloned(), None))
         }
         Op::Conv(c) => conv(c, t),
+        Op::FusedConv { conv: c, epilogue } => {
+            let (out, _) = conv(c, t)?;
+            let has_bias = epilogue.contains(&crate::op::Epilogue::Bias);
+            if has_bias != t.get(2).is_some_and(Option::is_some) {
+                return Err(format!("the epilogue {} a bias but input 2 is {}", if has_bias { "adds" } else { "has no" }, if has_bias { "absent" } else { "present" }));
+            }
+            let residual = epilogue.iter().find_map(|e| match e {
+                crate::op::Epilogue::AddResidual(r) => Some(*r),
+                _ => None,
+            });
+            if let (Some(read), Some(out), Some(r)) = (residual, out.as_ref(), need(t, 3)) {
+                let ok = match read {
+                    crate::op::ResidualRead::Direct => r.shape == out.shape,
+                    crate::op::ResidualRead::Subsampled { stride, pad_before } => {
+                        r.rank() == 4
+                            && stride > 0
+                            && r.shape[0] == out.shape[0]
+                            && match (r.concrete_tail(), out.concrete_tail()) {
+                                (Some(rs), Some(os)) => {
+                                    rs[0] + pad_before <= os[0] && rs[1].div_ceil(stride) == os[1] && rs[2].div_ceil(stride) == os[2]
+                                }
+                                _ => false,
+                            }
+                    }
+                };
+                if !ok {
+                    return Err(format!("residual {r} does not fit the output {out} read as {read:?}"));
+                }
+            }
+            if residual.is_some() != t.get(3).is_some_and(Option::is_some) {
+                return Err("input 3 (the residual) must be present exactly when the epilogue adds one".into());
+            }
+            Ok((out, None))
+        }
+        Op::Shortcut { stride, pad_before, pad_after } => {
+            let Some(x) = need(t, 0) else { return Ok((None, None)) };
+            if x.rank() != 4 || *stride == 0 {
+                return Err(format!("expects an NCHW input and a positive stride, got {x} and stride {stride}"));
+            }
+            let Some(tail) = x.concrete_tail() else { return Ok((None, None)) };
+            let out = vec![
+                x.shape[0].clone(),
+                Dim::Fixed(tail[0] + pad_before + pad_after),
+                Dim::Fixed(tail[1].div_ceil(*stride)),
+                Dim::Fixed(tail[2].div_ceil(*stride)),
+            ];
+            Ok((Some(TensorType::new(x.dtype, out)), None))
+        }
         Op::BatchNorm { .. } => {
             let Some(x) = need(t, 0) else { return Ok((None, None)) };
             float_only(x, "BatchNormalization input")?;

@@ -89,6 +89,30 @@ pub enum BinOp {
     Div,
 }
 
+/// One step of a fused convolution's epilogue. Steps apply in order to each output value while it
+/// is still in registers; every backend interprets the same list, and the reference executor
+/// defines what it means.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Epilogue {
+    /// Adds the per-channel bias, input slot 2.
+    Bias,
+    /// Adds the residual, input slot 3, read as [`ResidualRead`] says.
+    AddResidual(ResidualRead),
+    /// `max(x, 0)`.
+    Relu,
+}
+
+/// How a fused convolution reads its residual input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResidualRead {
+    /// The residual has the output's shape.
+    Direct,
+    /// CifarResNet's option-A shortcut, read in place: output channel `c` adds
+    /// `residual[n, c - pad_before, h * stride, w * stride]` when that channel exists, else nothing
+    /// (the zero padding).
+    Subsampled { stride: usize, pad_before: usize },
+}
+
 /// Padding modes; only `constant` is implemented by the executors, the others are rejected at import.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PadMode {
@@ -152,6 +176,11 @@ pub enum Op {
     Range,
     /// `x, shape`
     Expand,
+    /// A convolution with its epilogue fused: `x, w, bias?, residual?` (resnetc's own op).
+    FusedConv { conv: Conv, epilogue: Vec<Epilogue> },
+    /// CifarResNet's option-A shortcut as one op (resnetc's own): `x[:, :, ::stride, ::stride]`
+    /// zero-padded with `pad_before` channels in front and `pad_after` behind.
+    Shortcut { stride: usize, pad_before: usize, pad_after: usize },
 }
 
 impl Op {
@@ -188,7 +217,14 @@ impl Op {
             Op::Transpose { .. } => "Transpose",
             Op::Range => "Range",
             Op::Expand => "Expand",
+            Op::FusedConv { .. } => "FusedConv",
+            Op::Shortcut { .. } => "Shortcut",
         }
+    }
+
+    /// Whether this op belongs to resnetc's own domain rather than standard ONNX.
+    pub fn is_resnetc_domain(&self) -> bool {
+        matches!(self, Op::FusedConv { .. } | Op::Shortcut { .. })
     }
 
     /// How many input slots the op has: `(required, max)`. `max == usize::MAX` means variadic.
@@ -203,7 +239,9 @@ impl Op {
             | Op::Shape { .. }
             | Op::Cast { .. }
             | Op::Transpose { .. }
+            | Op::Shortcut { .. }
             | Op::ConstantOfShape { .. } => (1, 1),
+            Op::FusedConv { .. } => (2, 4),
             Op::Conv(_) => (2, 3),
             Op::BatchNorm { .. } => (5, 5),
             Op::Binary(_) | Op::MatMul | Op::Reshape { .. } | Op::Gather { .. } | Op::Unsqueeze | Op::CastLike | Op::Expand => (2, 2),
@@ -266,6 +304,28 @@ impl fmt::Display for Op {
                 Ok(())
             }
             Op::BatchNorm { epsilon } => write!(f, "{name} eps={epsilon:e}"),
+            Op::FusedConv { conv: c, epilogue } => {
+                write!(f, "{name} k={}x{} s={}x{} p={}", c.kernel[0], c.kernel[1], c.strides[0], c.strides[1], fmt_pads(&c.padding))?;
+                if c.dilations != [1, 1] {
+                    write!(f, " d={}x{}", c.dilations[0], c.dilations[1])?;
+                }
+                if c.group != 1 {
+                    write!(f, " g={}", c.group)?;
+                }
+                let steps: Vec<String> = epilogue
+                    .iter()
+                    .map(|e| match e {
+                        Epilogue::Bias => "bias".to_string(),
+                        Epilogue::AddResidual(ResidualRead::Direct) => "add".to_string(),
+                        Epilogue::AddResidual(ResidualRead::Subsampled { stride, pad_before }) => {
+                            format!("add(subsample={stride},pad={pad_before})")
+                        }
+                        Epilogue::Relu => "relu".to_string(),
+                    })
+                    .collect();
+                write!(f, " [{}]", steps.join(","))
+            }
+            Op::Shortcut { stride, pad_before, pad_after } => write!(f, "{name} stride={stride} pad={pad_before},{pad_after}"),
             Op::Gemm(g) => write!(f, "{name} alpha={} beta={} ta={} tb={}", g.alpha, g.beta, g.trans_a as u8, g.trans_b as u8),
             Op::AveragePool(p) => write!(
                 f,

@@ -68,6 +68,11 @@ impl TensorType {
         self.shape.len()
     }
 
+    /// The dimensions after the first (the batch), if all are fixed.
+    pub fn concrete_tail(&self) -> Option<Vec<usize>> {
+        self.shape.iter().skip(1).map(Dim::fixed).collect()
+    }
+
     /// The concrete shape, if no dimension is symbolic.
     pub fn concrete(&self) -> Option<Vec<usize>> {
         self.shape.iter().map(Dim::fixed).collect()

@@ -20,9 +20,28 @@ use crate::tensor::{dtype_to_onnx, tensor_to_proto};
 /// The opset written when the graph does not name one (built by hand).
 pub const DEFAULT_EXPORT_OPSET: u64 = 17;
 
-/// Encodes `graph` (validated as `info`) as an ONNX model.
+/// The domain of resnetc's own ops (`FusedConv`, `Shortcut`) and its version.
+pub const RESNETC_DOMAIN: &str = "ai.resnetc";
+pub const RESNETC_DOMAIN_VERSION: i64 = 1;
+
+/// How to write resnetc's own ops.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExportOptions {
+    /// Write `FusedConv` and `Shortcut` as ops of the `ai.resnetc` domain (which only resnetc reads)
+    /// instead of expanding them into standard ONNX ops.
+    pub keep_fused: bool,
+}
+
+/// Encodes `graph` (validated as `info`) as a standard ONNX model.
 pub fn export(graph: &Graph, info: &GraphInfo) -> Result<ModelProto, ExportError> {
+    export_with(graph, info, ExportOptions::default())
+}
+
+/// Encodes `graph` (validated as `info`) as an ONNX model.
+pub fn export_with(graph: &Graph, info: &GraphInfo, options: ExportOptions) -> Result<ModelProto, ExportError> {
     let opset = if graph.opset == 0 { DEFAULT_EXPORT_OPSET } else { graph.opset.max(crate::error::MIN_OPSET) };
+    let mut fresh = Fresh::new(graph);
+    let mut uses_domain = false;
     let mut g = GraphProto { name: Some(if graph.name.is_empty() { "resnetc".into() } else { graph.name.clone() }), ..Default::default() };
     let value_name = |v: ValueRef| graph.node(v.node).outputs[v.output].clone();
     let as_attribute = attribute_operands(graph, opset);
@@ -38,6 +57,12 @@ pub fn export(graph: &Graph, info: &GraphInfo) -> Result<ModelProto, ExportError
                 if !as_attribute.contains(&id) {
                     g.initializer.push(tensor_to_proto(&out, t));
                 }
+            }
+            op if op.is_resnetc_domain() && !options.keep_fused => {
+                let inputs: Vec<Option<String>> = graph.inputs(id).into_iter().map(|v| v.map(value_name)).collect();
+                let out_ty = info.ty(ValueRef::new(id, 0));
+                let res_ty = graph.input(id, 3).or(graph.input(id, 0)).and_then(|v| info.ty(v));
+                crate::expand::expand(node, &inputs, out_ty, res_ty, opset, &mut fresh, &mut g)?;
             }
             op => {
                 let err = |m: String| ExportError::Node { node: node.label().to_string(), op: op.onnx_name(), message: m };
@@ -75,11 +100,18 @@ pub fn export(graph: &Graph, info: &GraphInfo) -> Result<ModelProto, ExportError
                     inputs.pop();
                 }
                 attrs.extend(attributes(op, opset).map_err(err)?);
+                let domain = if op.is_resnetc_domain() {
+                    uses_domain = true;
+                    Some(RESNETC_DOMAIN.to_string())
+                } else {
+                    None
+                };
                 g.node.push(NodeProto {
                     input: inputs,
                     output: vec![out],
                     name: Some(node.name.clone()),
                     op_type: Some(op.onnx_name().to_string()),
+                    domain,
                     attribute: attrs,
                     ..Default::default()
                 });
@@ -109,9 +141,13 @@ pub fn export(graph: &Graph, info: &GraphInfo) -> Result<ModelProto, ExportError
             None => ValueInfoProto { name: Some(o.name.clone()), ..Default::default() },
         });
     }
+    let mut opset_import = vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(opset as i64) }];
+    if uses_domain {
+        opset_import.push(OperatorSetIdProto { domain: Some(RESNETC_DOMAIN.into()), version: Some(RESNETC_DOMAIN_VERSION) });
+    }
     Ok(ModelProto {
         ir_version: Some(if opset >= 21 { 10 } else { 8 }),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(opset as i64) }],
+        opset_import,
         producer_name: Some("resnetc".into()),
         producer_version: Some(env!("CARGO_PKG_VERSION").into()),
         graph: Some(g),
@@ -138,9 +174,42 @@ fn attribute_operands(graph: &Graph, opset: u64) -> std::collections::HashSet<re
         .collect()
 }
 
-/// Encodes and writes `graph` to `path`.
+/// Fresh value names that collide with none in the graph.
+pub(crate) struct Fresh {
+    taken: std::collections::HashSet<String>,
+}
+
+impl Fresh {
+    fn new(graph: &Graph) -> Fresh {
+        let mut taken = std::collections::HashSet::new();
+        for id in graph.node_ids() {
+            taken.extend(graph.node(id).outputs.iter().cloned());
+        }
+        for o in &graph.outputs {
+            taken.insert(o.name.clone());
+        }
+        Fresh { taken }
+    }
+
+    pub(crate) fn name(&mut self, base: &str) -> String {
+        let mut name = base.to_string();
+        let mut k = 0;
+        while !self.taken.insert(name.clone()) {
+            k += 1;
+            name = format!("{base}_{k}");
+        }
+        name
+    }
+}
+
+/// Encodes and writes `graph` to `path` as standard ONNX.
 pub fn export_file(graph: &Graph, info: &GraphInfo, path: &Path) -> Result<(), ExportError> {
-    let model = export(graph, info)?;
+    export_file_with(graph, info, path, ExportOptions::default())
+}
+
+/// Encodes and writes `graph` to `path`.
+pub fn export_file_with(graph: &Graph, info: &GraphInfo, path: &Path, options: ExportOptions) -> Result<(), ExportError> {
+    let model = export_with(graph, info, options)?;
     std::fs::write(path, model.encode_to_vec()).map_err(|source| ExportError::Io { path: path.to_path_buf(), source })
 }
 
@@ -169,7 +238,7 @@ fn value_info(name: &str, ty: &TensorType) -> ValueInfoProto {
     }
 }
 
-fn int(name: &str, v: i64) -> AttributeProto {
+pub(crate) fn int(name: &str, v: i64) -> AttributeProto {
     AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Int as i32), i: Some(v), ..Default::default() }
 }
 
@@ -177,11 +246,11 @@ fn float(name: &str, v: f32) -> AttributeProto {
     AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Float as i32), f: Some(v), ..Default::default() }
 }
 
-fn ints(name: &str, v: Vec<i64>) -> AttributeProto {
+pub(crate) fn ints(name: &str, v: Vec<i64>) -> AttributeProto {
     AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Ints as i32), ints: v, ..Default::default() }
 }
 
-fn string(name: &str, v: &str) -> AttributeProto {
+pub(crate) fn string(name: &str, v: &str) -> AttributeProto {
     AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::String as i32), s: Some(v.as_bytes().to_vec()), ..Default::default() }
 }
 
@@ -194,11 +263,11 @@ fn tensor(name: &str, t: &Tensor) -> AttributeProto {
     }
 }
 
-fn pair(v: [usize; 2]) -> Vec<i64> {
+pub(crate) fn pair(v: [usize; 2]) -> Vec<i64> {
     v.iter().map(|&x| x as i64).collect()
 }
 
-fn padding_attrs(p: &Padding, out: &mut Vec<AttributeProto>) {
+pub(crate) fn padding_attrs(p: &Padding, out: &mut Vec<AttributeProto>) {
     match p {
         Padding::Explicit(p) => out.push(ints("pads", p.iter().map(|&x| x as i64).collect())),
         Padding::SameUpper => out.push(string("auto_pad", "SAME_UPPER")),
@@ -266,6 +335,37 @@ fn attributes(op: &Op, opset: u64) -> Result<Vec<AttributeProto>, String> {
         Op::ConstantOfShape { value } => a.push(tensor("value", value)),
         Op::Cast { to } => a.push(int("to", dtype_to_onnx(*to) as i64)),
         Op::Transpose { perm: Some(p) } => a.push(ints("perm", p.iter().map(|&x| x as i64).collect())),
+        Op::FusedConv { conv: c, epilogue } => {
+            a.push(ints("kernel_shape", pair(c.kernel)));
+            a.push(ints("strides", pair(c.strides)));
+            a.push(ints("dilations", pair(c.dilations)));
+            padding_attrs(&c.padding, &mut a);
+            a.push(int("group", c.group as i64));
+            let mut steps = Vec::new();
+            for e in epilogue {
+                steps.push(
+                    match e {
+                        resnetc_ir::Epilogue::Bias => "bias",
+                        resnetc_ir::Epilogue::AddResidual(read) => {
+                            if let resnetc_ir::ResidualRead::Subsampled { stride, pad_before } = read {
+                                a.push(int("residual_stride", *stride as i64));
+                                a.push(int("residual_pad_before", *pad_before as i64));
+                            }
+                            "add"
+                        }
+                        resnetc_ir::Epilogue::Relu => "relu",
+                    }
+                    .as_bytes()
+                    .to_vec(),
+                );
+            }
+            a.push(AttributeProto { name: Some("epilogue".into()), r#type: Some(AttributeType::Strings as i32), strings: steps, ..Default::default() });
+        }
+        Op::Shortcut { stride, pad_before, pad_after } => {
+            a.push(int("stride", *stride as i64));
+            a.push(int("pad_before", *pad_before as i64));
+            a.push(int("pad_after", *pad_after as i64));
+        }
         Op::Input { .. }
         | Op::Constant(_)
         | Op::Identity

@@ -122,11 +122,12 @@ impl Builder<'_> {
     fn add_node(&mut self, node: &NodeProto) -> Result<(), ImportError> {
         let label = if node.name().is_empty() { node.output.first().cloned().unwrap_or_default() } else { node.name().to_string() };
         let site = NodeSite { node: label, op: node.op_type().to_string(), opset: self.opset };
-        if !matches!(node.domain(), "" | "ai.onnx") {
-            return Err(ImportError::UnsupportedOp { site, domain: node.domain().to_string() });
-        }
         let outputs: Vec<&String> = node.output.iter().collect();
-        let (op, args) = convert(node, &site, self.opset, self.base_dir)?;
+        let (op, args) = match node.domain() {
+            "" | "ai.onnx" => convert(node, &site, self.opset, self.base_dir)?,
+            crate::export::RESNETC_DOMAIN => convert_resnetc(node, &site)?,
+            other => return Err(ImportError::UnsupportedOp { site, domain: other.to_string() }),
+        };
         // Every IR op has one output; ONNX allows trailing optional outputs, which must be unused.
         let main = outputs.first().map(|s| s.to_string()).unwrap_or_default();
         if main.is_empty() {
@@ -521,6 +522,47 @@ fn convert(node: &NodeProto, site: &NodeSite, opset: u64, base_dir: Option<&Path
             };
             simple(Op::Transpose { perm })
         }
+        _ => Err(ImportError::UnsupportedOp { site: site.clone(), domain: node.domain().to_string() }),
+    }
+}
+
+/// Maps one of resnetc's own ops (domain `ai.resnetc`, written by `export --keep-fused`).
+fn convert_resnetc(node: &NodeProto, site: &NodeSite) -> Result<(Op, Vec<Arg>), ImportError> {
+    let a = Attrs { node, site };
+    let positive = |name: &str| -> Result<usize, ImportError> {
+        let v = a.int(name, 0)?;
+        if !(1..=1 << 16).contains(&v) {
+            return Err(a.err(name, format!("must be a positive size, got {v}")));
+        }
+        Ok(v as usize)
+    };
+    let size = |name: &str| -> Result<usize, ImportError> {
+        let v = a.int(name, 0)?;
+        if !(0..=1 << 16).contains(&v) {
+            return Err(a.err(name, format!("must be a size, got {v}")));
+        }
+        Ok(v as usize)
+    };
+    match node.op_type() {
+        "FusedConv" => {
+            let kernel = a.pair("kernel_shape", 0)?;
+            let conv = Conv { kernel, strides: a.pair("strides", 1)?, dilations: a.pair("dilations", 1)?, padding: a.padding()?, group: positive("group")? };
+            let steps = a.get("epilogue").map(|e| e.strings.clone()).unwrap_or_default();
+            let mut epilogue = Vec::new();
+            for s in steps {
+                epilogue.push(match s.as_slice() {
+                    b"bias" => resnetc_ir::Epilogue::Bias,
+                    b"relu" => resnetc_ir::Epilogue::Relu,
+                    b"add" => resnetc_ir::Epilogue::AddResidual(match a.get("residual_stride") {
+                        None => resnetc_ir::ResidualRead::Direct,
+                        Some(_) => resnetc_ir::ResidualRead::Subsampled { stride: positive("residual_stride")?, pad_before: size("residual_pad_before")? },
+                    }),
+                    other => return Err(a.err("epilogue", format!("unknown step '{}'", String::from_utf8_lossy(other)))),
+                });
+            }
+            Ok((Op::FusedConv { conv, epilogue }, a.args()))
+        }
+        "Shortcut" => Ok((Op::Shortcut { stride: positive("stride")?, pad_before: size("pad_before")?, pad_after: size("pad_after")? }, a.args())),
         _ => Err(ImportError::UnsupportedOp { site: site.clone(), domain: node.domain().to_string() }),
     }
 }

@@ -2,6 +2,7 @@
 //! protox and prost), [`import`] from a `ModelProto` into resnetc's IR, and [`export`] back.
 
 pub mod error;
+mod expand;
 pub mod export;
 pub mod import;
 pub mod tensor;
@@ -13,6 +14,6 @@ pub mod proto {
 }
 
 pub use error::{ExportError, ImportError, NodeSite};
-pub use export::{export, export_file};
+pub use export::{export, export_file, export_file_with, export_with, ExportOptions, RESNETC_DOMAIN};
 pub use import::{import_bytes, import_file, import_model};
 pub use tensor::{tensor_from_proto, tensor_to_proto};

@@ -3,7 +3,7 @@
 use resnetc_ir::{Op, Tensor};
 
 use crate::error::EvalError;
-use crate::{arith, conv, layout, pool};
+use crate::{arith, conv, fused, layout, pool};
 
 /// Evaluates one op on concrete inputs (one entry per input slot, `None` for an absent optional
 /// input). Trailing `None`s are ignored; `Op::Constant` evaluates to its tensor and `Op::Input`,
@@ -47,6 +47,10 @@ pub fn eval_op(op: &Op, inputs: &[Option<&Tensor>]) -> Result<Tensor, EvalError>
         Op::Transpose { perm } => layout::transpose(perm.as_deref(), args.get(0)?),
         Op::Range => layout::range(args.get(0)?, args.get(1)?, args.get(2)?),
         Op::Expand => layout::expand(args.get(0)?, args.get(1)?),
+        Op::FusedConv { conv, epilogue } => {
+            fused::fused_conv(conv, epilogue, args.get(0)?, args.get(1)?, args.opt(2), args.opt(3))
+        }
+        Op::Shortcut { stride, pad_before, pad_after } => fused::shortcut_op(args.get(0)?, *stride, *pad_before, *pad_after),
     }
 }
 
@@ -75,6 +79,8 @@ fn slot_names(op: &Op) -> &'static [&'static str] {
         Op::Input { .. } | Op::Constant(_) => &[],
         Op::Identity | Op::Relu | Op::GlobalAveragePool | Op::AveragePool(_) | Op::Flatten { .. } | Op::Shape { .. } | Op::Cast { .. } | Op::Transpose { .. } => &["x"],
         Op::Conv(_) => &["x", "w", "bias"],
+        Op::FusedConv { .. } => &["x", "w", "bias", "residual"],
+        Op::Shortcut { .. } => &["x"],
         Op::BatchNorm { .. } => &["x", "scale", "bias", "mean", "var"],
         Op::Binary(_) | Op::Gemm(_) | Op::MatMul => &["a", "b", "c"],
         Op::ReduceMean { .. } => &["data", "axes"],

@@ -25,6 +25,7 @@ mod conv;
 mod error;
 mod eval;
 mod exec;
+mod fused;
 mod layout;
 mod pool;
 mod util;
