@@ -5,4 +5,4 @@ pub mod cifar;
 pub mod model;
 pub mod npy;
 
-pub use model::{load_model, Model, ModelStats};
+pub use model::{load_model, load_model_with, Model, ModelStats};

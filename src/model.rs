@@ -16,8 +16,19 @@ pub struct Model {
 
 /// Imports an ONNX file and runs the passes `opts` selects (level 0: canonicalization only).
 pub fn load_model(path: &Path, opts: &PassOptions) -> Result<Model> {
+    load_model_with(path, opts, &mut |_, _| {})
+}
+
+/// Like [`load_model`], calling `after(pass, graph)` after each pass (for `--print-ir-after`).
+pub fn load_model_with(path: &Path, opts: &PassOptions, after: &mut dyn FnMut(&str, &Graph)) -> Result<Model> {
+    for name in &opts.disabled {
+        if resnetc_passes::pass_named(name).is_none() {
+            let names: Vec<&str> = resnetc_passes::PASSES.iter().map(|p| p.name).collect();
+            anyhow::bail!("there is no pass named '{name}'; the passes are: {}", names.join(", "));
+        }
+    }
     let mut graph = resnetc_onnx::import_file(path).with_context(|| format!("importing {}", path.display()))?;
-    let reports = run_passes(&mut graph, opts, &mut |_, _| {}).with_context(|| format!("compiling {}", path.display()))?;
+    let reports = run_passes(&mut graph, opts, after).with_context(|| format!("compiling {}", path.display()))?;
     let info = validate(&graph).context("validating the compiled graph")?;
     Ok(Model { graph, info, reports })
 }

@@ -5,6 +5,9 @@
 //! validates the graph after each, so a pass that breaks an invariant is caught where it happened.
 //! Each pass counts the rewrites it made per rule and says why it skipped a candidate.
 //!
+//! Levels: 0 canonicalizes (below); 1 folds BatchNorm and normalizes pooling and flattening; 2 and
+//! 3 fuse shortcuts and convolution epilogues.
+//!
 //! Level 0 is canonicalization: folding the shape arithmetic PyTorch's exporters emit into plain
 //! constants, dropping identities and dead nodes. Every loaded model goes through it, so backends see
 //! static shapes (apart from a symbolic batch).
@@ -15,6 +18,7 @@ use resnetc_ir::{validate, Graph, ValidationError};
 use thiserror::Error;
 
 pub mod canon;
+pub mod opt;
 
 /// What one pass did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -76,6 +80,9 @@ pub enum PassError {
 
 pub type PassFn = fn(&mut Graph, &mut PassReport) -> Result<(), PassError>;
 
+/// The highest `--opt-level`.
+pub const MAX_LEVEL: u8 = 3;
+
 /// A pass in the table.
 pub struct PassDef {
     pub name: &'static str,
@@ -100,6 +107,32 @@ pub const PASSES: &[PassDef] = &[
         doc: "rewrites Reshape/Expand whose shape holds the batch symbol to constant shapes (0 / -1 / 1 entries)",
     },
     PassDef { name: "remove-identity", level: 0, run: canon::remove_identity, doc: "drops Identity nodes (and inference-mode Dropout)" },
+    PassDef {
+        name: "fold-batchnorm",
+        level: 1,
+        run: opt::fold_batchnorm,
+        doc: "folds BatchNormalization into the convolution before it (creating a bias where there is none)",
+    },
+    PassDef {
+        name: "batchnorm-to-affine",
+        level: 1,
+        run: opt::batchnorm_to_affine,
+        doc: "turns a BatchNormalization with no convolution before it into a per-channel scale and shift",
+    },
+    PassDef {
+        name: "canonical-pooling",
+        level: 1,
+        run: opt::canonical_pooling,
+        doc: "AveragePool over the whole map and ReduceMean over H,W become GlobalAveragePool",
+    },
+    PassDef { name: "canonical-flatten", level: 1, run: opt::canonical_flatten, doc: "Reshape/Squeeze patterns that keep the batch become Flatten" },
+    PassDef { name: "fold-shortcut", level: 2, run: opt::fold_shortcut, doc: "option-A shortcuts (strided Slice + channel zero Pad) become one Shortcut op" },
+    PassDef {
+        name: "fuse-conv-epilogue",
+        level: 2,
+        run: opt::fuse_conv_epilogue,
+        doc: "moves bias, residual Add (reading a Shortcut in place) and ReLU into the convolution's epilogue",
+    },
     PassDef { name: "remove-dead", level: 0, run: canon::remove_dead, doc: "drops nodes no graph output depends on" },
 ];
 
