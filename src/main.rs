@@ -17,6 +17,42 @@ struct Cli {
     command: Command,
 }
 
+/// Optimizer settings shared by the commands that load a model.
+#[derive(clap::Args, Clone, Debug)]
+struct OptArgs {
+    /// 0: canonicalize only; 1: fold BatchNorm, normalize pooling and flatten; 2-3: fuse shortcuts and conv epilogues.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=3))]
+    opt_level: Option<u8>,
+    /// Skip a pass by name (repeatable).
+    #[arg(long = "disable-pass", value_name = "NAME")]
+    disable_pass: Vec<String>,
+    /// Print the IR after the named pass, or after every pass with `all`.
+    #[arg(long, value_name = "NAME|all")]
+    print_ir_after: Option<String>,
+    /// Print what each pass rewrote and why it skipped candidates.
+    #[arg(long)]
+    pass_report: bool,
+}
+
+impl OptArgs {
+    fn load(&self, path: &Path, default_level: u8) -> Result<resnetc::Model> {
+        let opts = PassOptions { level: self.opt_level.unwrap_or(default_level), disabled: self.disable_pass.clone(), verify: true };
+        let which = self.print_ir_after.clone();
+        let m = resnetc::load_model_with(path, &opts, &mut |pass, graph| {
+            if which.as_deref().is_some_and(|w| w == "all" || w == pass) {
+                eprintln!("// IR after {pass}");
+                eprint!("{}", resnetc_ir::dump(graph, resnetc_ir::validate(graph).ok().as_ref()));
+            }
+        })?;
+        if self.pass_report {
+            for r in &m.reports {
+                eprintln!("{r}");
+            }
+        }
+        Ok(m)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Runs the built-in ResNet-20 on its bundled images and checks it against PyTorch; with
@@ -35,6 +71,8 @@ enum Command {
         /// Print the graph in resnetc's IR after loading.
         #[arg(long)]
         dump: bool,
+        #[command(flatten)]
+        opt: OptArgs,
     },
     /// Runs a model on a float32 NCHW `.npy` input of any batch size.
     Run {
@@ -44,12 +82,22 @@ enum Command {
         /// Where to write the output tensor (.npy); without it, prints the top-1 class per image.
         #[arg(long)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        opt: OptArgs,
     },
     /// Writes the imported graph back as ONNX.
     Export {
         model: PathBuf,
         #[arg(short, long)]
         output: PathBuf,
+        /// Write the optimized graph (the default opt level becomes 3), as standard-domain ONNX.
+        #[arg(long)]
+        optimize: bool,
+        /// Write fused convolutions and shortcuts as resnetc's own `ai.resnetc` ops (only resnetc reads them).
+        #[arg(long)]
+        keep_fused: bool,
+        #[command(flatten)]
+        opt: OptArgs,
     },
 }
 
@@ -67,19 +115,18 @@ fn main() -> ExitCode {
 fn dispatch(command: Command) -> Result<()> {
     match command {
         Command::Demo { shared } => demo(&shared),
-        Command::Inspect { model, json, dump } => inspect(&model, json, dump),
-        Command::Run { model, input, output } => run(&model, &input, output.as_deref()),
-        Command::Export { model, output } => {
-            let m = load_model(&model, &PassOptions::default())?;
-            resnetc_onnx::export_file(&m.graph, &m.info, &output)?;
+        Command::Inspect { model, json, dump, opt } => inspect(&opt.load(&model, 0)?, &model, json, dump),
+        Command::Run { model, input, output, opt } => run(&opt.load(&model, 3)?, &input, output.as_deref()),
+        Command::Export { model, output, optimize, keep_fused, opt } => {
+            let m = opt.load(&model, if optimize { 3 } else { 0 })?;
+            resnetc_onnx::export_file_with(&m.graph, &m.info, &output, resnetc_onnx::ExportOptions { keep_fused })?;
             eprintln!("wrote {}", output.display());
             Ok(())
         }
     }
 }
 
-fn inspect(path: &Path, json: bool, dump: bool) -> Result<()> {
-    let m = load_model(path, &PassOptions::default())?;
+fn inspect(m: &resnetc::Model, path: &Path, json: bool, dump: bool) -> Result<()> {
     let s = m.stats();
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
@@ -101,8 +148,7 @@ fn inspect(path: &Path, json: bool, dump: bool) -> Result<()> {
     Ok(())
 }
 
-fn run(model: &Path, input: &Path, output: Option<&Path>) -> Result<()> {
-    let m = load_model(model, &PassOptions::default())?;
+fn run(m: &resnetc::Model, input: &Path, output: Option<&Path>) -> Result<()> {
     let x = npy::read_tensor(input)?;
     let outputs = m.run_reference(&[x])?;
     let y = outputs.first().context("the model has no outputs")?;
