@@ -38,7 +38,7 @@ impl OptArgs {
     fn load(&self, path: &Path, default_level: u8) -> Result<resnetc::Model> {
         let opts = PassOptions { level: self.opt_level.unwrap_or(default_level), disabled: self.disable_pass.clone(), verify: true };
         let which = self.print_ir_after.clone();
-        let m = resnetc::load_model_with(path, &opts, &mut |pass, graph| {
+        let m = resnetc::load_any(path, &opts, &mut |pass, graph| {
             if which.as_deref().is_some_and(|w| w == "all" || w == pass) {
                 eprintln!("// IR after {pass}");
                 eprint!("{}", resnetc_ir::dump(graph, resnetc_ir::validate(graph).ok().as_ref()));
@@ -85,6 +85,21 @@ enum Command {
         #[command(flatten)]
         opt: OptArgs,
     },
+    /// Optimizes a model and writes a compiled artifact (.rnc) for a target.
+    Compile {
+        model: PathBuf,
+        /// `cpu` (the default) or `cuda` / `cuda:sm_XX`.
+        #[arg(long, default_value = "cpu")]
+        target: String,
+        /// Where to write the artifact (default: the model's name with .rnc).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Fix the batch size (the model's own batch, possibly symbolic, by default).
+        #[arg(long)]
+        batch: Option<usize>,
+        #[command(flatten)]
+        opt: OptArgs,
+    },
     /// Writes the imported graph back as ONNX.
     Export {
         model: PathBuf,
@@ -99,6 +114,9 @@ enum Command {
         #[command(flatten)]
         opt: OptArgs,
     },
+    /// Checks a model's optimized graph against expected outputs (PyTorch's), resnetc's unoptimized
+    /// graph and tract-onnx; on failure, names the first node where the values diverge.
+    Validate(resnetc::validate::ValidateArgs),
 }
 
 fn main() -> ExitCode {
@@ -117,22 +135,63 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Demo { shared } => demo(&shared),
         Command::Inspect { model, json, dump, opt } => inspect(&opt.load(&model, 0)?, &model, json, dump),
         Command::Run { model, input, output, opt } => run(&opt.load(&model, 3)?, &input, output.as_deref()),
+        Command::Compile { model, target, output, batch, opt } => compile(&model, &target, output, batch, &opt),
         Command::Export { model, output, optimize, keep_fused, opt } => {
             let m = opt.load(&model, if optimize { 3 } else { 0 })?;
             resnetc_onnx::export_file_with(&m.graph, &m.info, &output, resnetc_onnx::ExportOptions { keep_fused })?;
             eprintln!("wrote {}", output.display());
             Ok(())
         }
+        Command::Validate(args) => resnetc::validate::cli(&args),
     }
+}
+
+fn compile(model: &Path, target: &str, output: Option<PathBuf>, batch: Option<usize>, opt: &OptArgs) -> Result<()> {
+    if target != "cpu" {
+        bail!("target '{target}' is not available in this build yet; use --target cpu");
+    }
+    let start = std::time::Instant::now();
+    let mut m = opt.load(model, resnetc_passes::MAX_LEVEL)?;
+    if m.artifact.is_some() {
+        bail!("{} is already a compiled artifact; compile the ONNX model it came from", model.display());
+    }
+    if let Some(b) = batch {
+        resnetc::fix_batch(&mut m.graph, b)?;
+        m.info = resnetc_ir::validate(&m.graph)?;
+    }
+    let onnx = resnetc_onnx::export_with(&m.graph, &m.info, resnetc_onnx::ExportOptions { keep_fused: true })?;
+    let source = std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
+    let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let level = opt.opt_level.unwrap_or(resnetc_passes::MAX_LEVEL) as u32;
+    let artifact = resnetc_artifact::new_artifact(prost::Message::encode_to_vec(&onnx), &source, &name, target, level, batch.unwrap_or(0) as u64);
+    let out = output.unwrap_or_else(|| model.with_extension("rnc"));
+    std::fs::write(&out, resnetc_artifact::encode(&artifact)).with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("wrote {} (target {target}, -O{level}) in {:.0} ms", out.display(), start.elapsed().as_secs_f64() * 1e3);
+    Ok(())
 }
 
 fn inspect(m: &resnetc::Model, path: &Path, json: bool, dump: bool) -> Result<()> {
     let s = m.stats();
     if json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        let mut v = serde_json::to_value(&s)?;
+        if let Some(a) = &m.artifact {
+            v["artifact"] = serde_json::json!({
+                "format_version": a.format_version,
+                "resnetc_version": a.resnetc_version,
+                "target": a.target,
+                "opt_level": a.opt_level,
+                "batch": a.batch,
+                "source": a.source_name,
+                "source_sha256": resnetc_artifact::hex(&a.source_sha256),
+            });
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     println!("model: {}  (opset {})", path.display(), m.graph.opset);
+    if let Some(a) = &m.artifact {
+        println!("artifact: target {}, -O{}, compiled by resnetc {} from {} (sha256 {})", a.target, a.opt_level, a.resnetc_version, a.source_name, resnetc_artifact::hex(&a.source_sha256));
+    }
     for (kind, vals) in [("input", &s.inputs), ("output", &s.outputs)] {
         for v in vals {
             let dims: Vec<String> = v.shape.iter().map(|d| d.to_string().trim_matches('"').to_string()).collect();

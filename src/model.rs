@@ -12,6 +12,42 @@ pub struct Model {
     pub graph: Graph,
     pub info: GraphInfo,
     pub reports: Vec<PassReport>,
+    /// The artifact it came from, when loaded from a `.rnc`.
+    pub artifact: Option<resnetc_artifact::Artifact>,
+}
+
+/// Loads an ONNX model (running the passes `opts` selects) or a compiled `.rnc` artifact (already
+/// optimized: `opts` does not apply), telling them apart by the artifact's magic bytes.
+pub fn load_any(path: &Path, opts: &PassOptions, after: &mut dyn FnMut(&str, &Graph)) -> Result<Model> {
+    let mut head = [0u8; 8];
+    let is_artifact = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok_and(|_| resnetc_artifact::is_artifact(&head));
+    if !is_artifact {
+        return load_model_with(path, opts, after);
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let artifact = resnetc_artifact::decode(&bytes, None).with_context(|| format!("loading {}", path.display()))?;
+    let mut graph = resnetc_artifact::graph(&artifact).with_context(|| format!("loading {}", path.display()))?;
+    // The stored graph is already optimized; canonicalization only re-checks it.
+    let reports = resnetc_passes::canonicalize(&mut graph)?;
+    let info = validate(&graph).context("validating the artifact's graph")?;
+    Ok(Model { graph, info, reports, artifact: Some(artifact) })
+}
+
+/// Fixes the batch dimension of every graph input to `batch`.
+pub fn fix_batch(graph: &mut Graph, batch: usize) -> Result<()> {
+    for &id in &graph.inputs.clone() {
+        if let Op::Input { ty, .. } = &mut graph.node_mut(id).op {
+            match ty.shape.first_mut() {
+                Some(d @ resnetc_ir::Dim::Sym(_)) => *d = resnetc_ir::Dim::Fixed(batch),
+                Some(resnetc_ir::Dim::Fixed(n)) if *n == batch => {}
+                Some(resnetc_ir::Dim::Fixed(n)) => anyhow::bail!("the model's batch is fixed at {n}; it cannot be compiled for batch {batch}"),
+                None => anyhow::bail!("input has no batch dimension"),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Imports an ONNX file and runs the passes `opts` selects (level 0: canonicalization only).
@@ -30,7 +66,7 @@ pub fn load_model_with(path: &Path, opts: &PassOptions, after: &mut dyn FnMut(&s
     let mut graph = resnetc_onnx::import_file(path).with_context(|| format!("importing {}", path.display()))?;
     let reports = run_passes(&mut graph, opts, after).with_context(|| format!("compiling {}", path.display()))?;
     let info = validate(&graph).context("validating the compiled graph")?;
-    Ok(Model { graph, info, reports })
+    Ok(Model { graph, info, reports, artifact: None })
 }
 
 impl Model {
@@ -108,10 +144,12 @@ impl ModelStats {
         let mut seen = std::collections::HashSet::new();
         for &id in &info.order {
             let first_param_slot = match graph.op(id) {
-                Op::Conv(_) | Op::Gemm(_) | Op::MatMul | Op::BatchNorm { .. } => 1,
+                Op::Conv(_) | Op::FusedConv { .. } | Op::Gemm(_) | Op::MatMul | Op::BatchNorm { .. } => 1,
                 _ => continue,
             };
-            for v in graph.inputs(id).into_iter().skip(first_param_slot).flatten() {
+            // A fused convolution's residual (slot 3) is an activation, not a weight.
+            let last = if matches!(graph.op(id), Op::FusedConv { .. }) { 3 } else { usize::MAX };
+            for v in graph.inputs(id).into_iter().take(last).skip(first_param_slot).flatten() {
                 if let Op::Constant(t) = graph.op(v.node) {
                     if seen.insert(v.node) {
                         params += t.len();
@@ -131,9 +169,8 @@ fn node_macs(graph: &Graph, info: &GraphInfo, id: resnetc_ir::NodeId) -> u64 {
     };
     let out = ValueRef::new(id, 0);
     match graph.op(id) {
-        Op::Conv(c) => {
+        Op::Conv(_) | Op::FusedConv { .. } => {
             let Some(w) = graph.input(id, 1).and_then(|w| info.ty(w)).and_then(|t| t.concrete()) else { return 0 };
-            let _ = c;
             // Each output element takes C/group × kh × kw multiply-adds: exactly the weights' inner size.
             per_image(out).unwrap_or(0) * (w[1] * w[2] * w[3]) as u64
         }

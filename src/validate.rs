@@ -1,0 +1,601 @@
+//! `resnetc validate`: checks a model's outputs against expected values (PyTorch's), against
+//! resnetc's own unoptimized graph, and against tract-onnx run on the original file; when a check
+//! fails, finds the first node where the values diverge.
+//!
+//! Comparisons. `got` is compared element by element with `want`:
+//! - **pass**: every element satisfies `|got - want| <= atol + rtol * |want|` (NaN only matches NaN,
+//!   an infinity only the same infinity). The default is `atol = max(1e-4, 2e-5 * max|want|)`,
+//!   `rtol = 0`, the project's tolerance for logits; `--atol`/`--rtol` override either.
+//! - **max abs**: the largest `|got - want|` (infinite where one side is NaN or infinite and the other
+//!   is not).
+//! - **max rel**: the largest `|got - want| / max(|want|, 1e-6)`. It is informative only (values at or
+//!   near zero make it large); pass/fail uses the rule above.
+//! - **top-1**: the number of rows (first axis) whose arg-max agrees, over the number of rows.
+//!
+//! Divergence. When a check fails, [`find_divergence`] runs the unoptimized graph and records every
+//! value by name, then runs the optimized graph with each same-named value *reinjected*: every
+//! optimized node computes from the reference values of its inputs, its result is compared with the
+//! reference value of the same name, and then replaced by it. A node that differs therefore differs
+//! by its own doing, not because of something upstream; the first such node in the unoptimized
+//! graph's topological order is the culprit. When the two graphs agree (the failure is between
+//! resnetc and the expected values, or tract), the culprit is the node producing the graph output.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use ndarray::{ArrayD, Axis};
+use resnetc_ir::{Dim, Graph, Op, Tensor};
+use resnetc_passes::PassOptions;
+use serde::Serialize;
+
+use crate::load_model;
+
+/// What the optimized graph's outputs are compared with, besides the expected values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Against {
+    /// resnetc's unoptimized (level 0) graph.
+    Reference,
+    /// tract-onnx, run on the original ONNX file.
+    Tract,
+    /// Both.
+    #[default]
+    All,
+}
+
+impl Against {
+    fn reference(self) -> bool {
+        matches!(self, Against::Reference | Against::All)
+    }
+
+    fn tract(self) -> bool {
+        matches!(self, Against::Tract | Against::All)
+    }
+}
+
+/// The command-line arguments of `resnetc validate`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// The ONNX model.
+    pub model: PathBuf,
+    /// The input batch: a float32 NCHW `.npy` array.
+    #[arg(long, requires = "expected", required_unless_present = "npz")]
+    pub input: Option<PathBuf>,
+    /// The expected outputs for it (e.g. PyTorch's logits): a float32 `.npy` array.
+    #[arg(long, requires = "input")]
+    pub expected: Option<PathBuf>,
+    /// An `.npz` archive holding arrays named `input` and `expected`, instead of --input/--expected.
+    #[arg(long, conflicts_with_all = ["input", "expected"])]
+    pub npz: Option<PathBuf>,
+    /// What else to compare with: resnetc's unoptimized graph, tract-onnx, or both.
+    #[arg(long, value_enum, default_value_t = Against::All)]
+    pub against: Against,
+    /// Absolute tolerance [default: max(1e-4, 2e-5 × max|expected|)].
+    #[arg(long)]
+    pub atol: Option<f64>,
+    /// Relative tolerance: a value passes if |a - b| <= atol + rtol × |b| [default: 0].
+    #[arg(long)]
+    pub rtol: Option<f64>,
+    /// The optimization level of the graph under test (0: canonicalize only, ... 3: everything).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub opt_level: u8,
+    /// Skip an optimizer pass by name in the graph under test (repeatable), e.g. to find which pass breaks a model.
+    #[arg(long = "disable-pass", value_name = "NAME")]
+    pub disable_pass: Vec<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `resnetc validate`: prints the report, and returns an error when a comparison failed.
+pub fn cli(args: &ValidateArgs) -> Result<()> {
+    let (input, expected) = match (&args.npz, &args.input, &args.expected) {
+        (Some(npz), _, _) => read_npz(npz)?,
+        (None, Some(input), Some(expected)) => (crate::npy::read_f32(input)?, crate::npy::read_f32(expected)?),
+        _ => bail!("give --input and --expected, or --npz"),
+    };
+    let opts = Options {
+        against: args.against,
+        tolerance: ToleranceSpec { atol: args.atol, rtol: args.rtol },
+        opt_level: args.opt_level,
+        disabled: args.disable_pass.clone(),
+    };
+    let report = validate_model(&args.model, input, expected, &opts)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    if !report.passed {
+        let failed: Vec<&str> = report.comparisons.iter().filter(|c| !c.passed).map(|c| c.against).collect();
+        bail!("validation failed (against {})", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// Reads the arrays `input` and `expected` from an `.npz` archive (as `np.savez(path, input=x, expected=y)` writes).
+pub fn read_npz(path: &Path) -> Result<(ArrayD<f32>, ArrayD<f32>)> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut npz = ndarray_npy::NpzReader::new(std::io::BufReader::new(file)).with_context(|| format!("{} is not an .npz archive", path.display()))?;
+    let mut get = |name: &str| -> Result<ArrayD<f32>> {
+        npz.by_name::<ndarray::OwnedRepr<f32>, ndarray::IxDyn>(name)
+            .with_context(|| format!("{}: no float32 array named '{name}' (write it with np.savez(path, input=x, expected=y))", path.display()))
+    };
+    Ok((get("input")?, get("expected")?))
+}
+
+/// How the tolerance is chosen: explicit values, or the defaults derived from the reference values.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ToleranceSpec {
+    pub atol: Option<f64>,
+    pub rtol: Option<f64>,
+}
+
+impl ToleranceSpec {
+    /// The tolerance for comparing with `reference`: `atol` defaults to max(1e-4, 2e-5 × max|reference|), `rtol` to 0.
+    pub fn resolve(&self, reference: &Tensor) -> Tolerance {
+        let atol = self.atol.unwrap_or_else(|| {
+            let max = elems(reference).filter(|x| x.is_finite()).fold(0f64, |m, x| m.max(x.abs()));
+            1e-4f64.max(2e-5 * max)
+        });
+        Tolerance { atol, rtol: self.rtol.unwrap_or(0.0) }
+    }
+}
+
+/// `|a - b| <= atol + rtol × |b|`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Tolerance {
+    pub atol: f64,
+    pub rtol: f64,
+}
+
+impl Tolerance {
+    /// Whether `got` is close enough to `want`.
+    pub fn allows(&self, got: f64, want: f64) -> bool {
+        if got == want || (got.is_nan() && want.is_nan()) {
+            return true;
+        }
+        if !got.is_finite() || !want.is_finite() {
+            return false;
+        }
+        (got - want).abs() <= self.atol + self.rtol * want.abs()
+    }
+}
+
+/// One comparison's result.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Comparison {
+    /// What the optimized graph's output was compared with: `expected`, `reference` or `tract`.
+    pub against: &'static str,
+    /// Largest |a - b|; `null` in JSON when infinite (NaN or infinity on one side only, or shapes differ).
+    pub max_abs: f64,
+    /// Largest |a - b| / max(|b|, 1e-6).
+    pub max_rel: f64,
+    /// Rows (first axis) whose arg-max agrees.
+    pub top1_agree: usize,
+    pub rows: usize,
+    pub passed: bool,
+    /// Why the comparison could not be made element by element (shapes differ).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Compares `got` with `want` (the side that `rel` and `rtol` are relative to).
+pub fn compare(against: &'static str, got: &Tensor, want: &Tensor, tol: Tolerance) -> Comparison {
+    let rows = want.shape().first().copied().unwrap_or(1);
+    if got.shape() != want.shape() {
+        let note = format!("shape {:?} differs from {:?}", got.shape(), want.shape());
+        return Comparison { against, max_abs: f64::INFINITY, max_rel: f64::INFINITY, top1_agree: 0, rows, passed: false, note: Some(note) };
+    }
+    let d = diff(got, want, tol);
+    let (a, b) = (argmax_rows(got), argmax_rows(want));
+    let top1_agree = a.iter().zip(&b).filter(|(x, y)| x == y).count();
+    Comparison { against, max_abs: d.max_abs, max_rel: d.max_rel, top1_agree, rows, passed: d.close, note: None }
+}
+
+/// Where the values first diverge.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Divergence {
+    /// The unoptimized graph's node (its label: node name, else its output's name).
+    pub node: String,
+    /// Its op.
+    pub op: String,
+    /// The name of the value it produces.
+    pub value: String,
+    /// Largest |a - b| at that value.
+    pub max_abs: f64,
+    /// The absolute tolerance that was exceeded.
+    pub tolerance: f64,
+    /// `intermediate`: the optimized graph computes this value differently from the unoptimized graph,
+    /// from the same inputs. `output`: the two graphs agree on every value they share, and the
+    /// comparison named in `against` differs from this node's output (the graph output).
+    pub kind: DivergenceKind,
+    /// The comparison that failed here: `reference` for `intermediate`, else `expected`, `reference` or `tract`.
+    pub against: &'static str,
+    /// The optimized graph's node computing the same value, and its op, if there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optimized_node: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optimized_op: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DivergenceKind {
+    Intermediate,
+    Output,
+}
+
+impl fmt::Display for Divergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "first divergence: node '{}' ({}), output '{}': max abs error {} (tolerance {:.3e})",
+            self.node,
+            self.op,
+            self.value,
+            fmt_err(self.max_abs),
+            self.tolerance
+        )?;
+        let computed_by = match (&self.optimized_node, &self.optimized_op) {
+            (Some(n), Some(op)) if n != &self.node || op != &self.op => format!(" (computed there by '{n}' ({op}))"),
+            _ => String::new(),
+        };
+        match (self.kind, self.against) {
+            (DivergenceKind::Intermediate, _) => writeln!(
+                f,
+                "  the optimized graph{computed_by} gives a different value than the unoptimized graph from the same inputs"
+            ),
+            (DivergenceKind::Output, "expected") => writeln!(
+                f,
+                "  the model and resnetc agree (the optimized and unoptimized graphs give the same values), but the expected values differ from there"
+            ),
+            (DivergenceKind::Output, "tract") => {
+                writeln!(f, "  resnetc's optimized and unoptimized graphs agree, but tract's output differs from there")
+            }
+            (DivergenceKind::Output, _) => writeln!(
+                f,
+                "  the optimized graph's output differs from the unoptimized graph's, but no intermediate value they share does"
+            ),
+        }
+    }
+}
+
+/// Everything `validate` found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub passed: bool,
+    pub tolerance: Tolerance,
+    pub comparisons: Vec<Comparison>,
+    pub first_divergence: Option<Divergence>,
+    pub model: String,
+    pub opt_level: u8,
+    pub input_shape: Vec<usize>,
+    /// The graph output compared (the first).
+    pub output: String,
+    pub output_shape: Vec<usize>,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "model: {} (opt-level {})", self.model, self.opt_level)?;
+        writeln!(f, "input {:?}, output '{}' {:?}", self.input_shape, self.output, self.output_shape)?;
+        writeln!(f, "tolerance: |a - b| <= {:.3e} + {} × |b|", self.tolerance.atol, self.tolerance.rtol)?;
+        writeln!(f, "  {:<10} {:>10} {:>10} {:>9}  result", "against", "max abs", "max rel", "top-1")?;
+        for c in &self.comparisons {
+            let top1 = format!("{}/{}", c.top1_agree, c.rows);
+            let result = if c.passed { "pass" } else { "FAIL" };
+            write!(f, "  {:<10} {:>10} {:>10} {:>9}  {result}", c.against, fmt_err(c.max_abs), fmt_err(c.max_rel), top1)?;
+            match &c.note {
+                Some(note) => writeln!(f, " ({note})")?,
+                None => writeln!(f)?,
+            }
+        }
+        if let Some(d) = &self.first_divergence {
+            write!(f, "{d}")?;
+        }
+        writeln!(f, "{}", if self.passed { "passed" } else { "FAILED" })
+    }
+}
+
+fn fmt_err(x: f64) -> String {
+    if x == 0.0 {
+        "0".into()
+    } else if x.is_infinite() {
+        "inf".into()
+    } else {
+        format!("{x:.3e}")
+    }
+}
+
+/// What to validate and how.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub against: Against,
+    pub tolerance: ToleranceSpec,
+    /// The optimization level of the graph under test.
+    pub opt_level: u8,
+    /// Passes left out of the graph under test.
+    pub disabled: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { against: Against::All, tolerance: ToleranceSpec::default(), opt_level: 3, disabled: Vec::new() }
+    }
+}
+
+/// Validates the model at `path` on one input batch against `expected` (compared with the first
+/// graph output), as described in the module documentation.
+pub fn validate_model(path: &Path, input: ArrayD<f32>, expected: ArrayD<f32>, opts: &Options) -> Result<Report> {
+    let reference = load_model(path, &PassOptions { level: 0, ..Default::default() })?;
+    for name in &opts.disabled {
+        if resnetc_passes::pass_named(name).is_none() {
+            bail!("there is no pass named '{name}'");
+        }
+    }
+    let optimized = load_model(path, &PassOptions { level: opts.opt_level, disabled: opts.disabled.clone(), ..Default::default() })?;
+    if optimized.graph.inputs.len() != 1 {
+        bail!("validate handles models with one input; this one has {}", optimized.graph.inputs.len());
+    }
+    let output_name = optimized.graph.outputs.first().map(|o| o.name.clone()).context("the model has no outputs")?;
+    let input_shape = input.shape().to_vec();
+    let x = Tensor::f32(input.clone());
+    let want = Tensor::f32(expected);
+    let tol = opts.tolerance.resolve(&want);
+
+    let got = first_output(resnetc_reference::run(&optimized.graph, std::slice::from_ref(&x)).context("running the optimized graph")?)?;
+    if got.shape() != want.shape() {
+        bail!("the expected outputs have shape {:?}, but the model's output '{output_name}' has shape {:?}", want.shape(), got.shape());
+    }
+    let mut comparisons = vec![compare("expected", &got, &want, tol)];
+
+    // The unoptimized graph's outputs: compared when asked, and needed to explain a failure.
+    let mut unoptimized: Option<Tensor> = None;
+    let run_unoptimized = |unoptimized: &mut Option<Tensor>| -> Result<Tensor> {
+        if let Some(t) = unoptimized {
+            return Ok(t.clone());
+        }
+        let t = first_output(resnetc_reference::run(&reference.graph, std::slice::from_ref(&x)).context("running the unoptimized graph")?)?;
+        *unoptimized = Some(t.clone());
+        Ok(t)
+    };
+    if opts.against.reference() {
+        let u = run_unoptimized(&mut unoptimized)?;
+        comparisons.push(compare("reference", &got, &u, tol));
+    }
+    if opts.against.tract() {
+        let symbolic = input_is_symbolic(&reference.graph);
+        let t = run_tract(path, &input, symbolic)?;
+        comparisons.push(compare("tract", &Tensor::f32(t), &want, tol));
+    }
+
+    let passed = comparisons.iter().all(|c| c.passed);
+    let mut first_divergence = None;
+    if !passed {
+        let u = run_unoptimized(&mut unoptimized)?;
+        let graphs_differ = !compare("reference", &got, &u, tol).passed;
+        if graphs_differ {
+            // Search on the rows that differ (a few), when the batch is free to change.
+            let x_search = if input_is_symbolic(&reference.graph) {
+                let rows = differing_rows(&got, &u, tol, 8);
+                Tensor::f32(input.select(Axis(0), &rows))
+            } else {
+                x.clone()
+            };
+            first_divergence = find_divergence(&reference.graph, &optimized.graph, &[x_search], &opts.tolerance)?;
+        }
+        if first_divergence.is_none() {
+            // Blame the graph output: the first failing comparison says against what.
+            let failed = if graphs_differ {
+                compare("reference", &got, &u, tol)
+            } else {
+                comparisons.iter().find(|c| !c.passed).expect("a comparison failed").clone()
+            };
+            let out = reference.graph.outputs[0].value;
+            let node = reference.graph.node(out.node);
+            let opt_out = optimized.graph.outputs[0].value;
+            let opt_node = optimized.graph.node(opt_out.node);
+            first_divergence = Some(Divergence {
+                node: node.label().to_string(),
+                op: node.op.onnx_name().to_string(),
+                value: node.outputs.first().cloned().unwrap_or_default(),
+                max_abs: failed.max_abs,
+                tolerance: tol.atol,
+                kind: DivergenceKind::Output,
+                against: failed.against,
+                optimized_node: Some(opt_node.label().to_string()),
+                optimized_op: Some(opt_node.op.onnx_name().to_string()),
+            });
+        }
+    }
+
+    Ok(Report {
+        passed,
+        tolerance: tol,
+        comparisons,
+        first_divergence,
+        model: path.display().to_string(),
+        opt_level: opts.opt_level,
+        input_shape,
+        output: output_name,
+        output_shape: got.shape().to_vec(),
+    })
+}
+
+/// Finds the first node (in `reference`'s topological order) whose value `optimized` computes
+/// differently from the same inputs: both graphs run on `inputs`; every non-constant value of
+/// `optimized` that has a same-named value in `reference` is compared with it (within
+/// `tol.resolve(reference value)`) and then replaced by it, so each node is judged on reference
+/// inputs. Constants are neither compared nor replaced (passes rewrite weights legitimately, and an
+/// altered weight shows up in the node that reads it); neither are values whose shape or element type
+/// differs between the graphs (a pass reused the name for something else).
+///
+/// Returns `None` when every shared value agrees.
+pub fn find_divergence(reference: &Graph, optimized: &Graph, inputs: &[Tensor], tol: &ToleranceSpec) -> Result<Option<Divergence>> {
+    let skip = |op: &Op| matches!(op, Op::Constant(_) | Op::Input { .. });
+    let wanted: HashSet<&str> = optimized
+        .node_ids()
+        .filter(|&id| !skip(optimized.op(id)))
+        .filter_map(|id| optimized.node(id).outputs.first().map(String::as_str))
+        .filter(|name| !name.is_empty())
+        .collect();
+
+    // The reference values, by name, and each name's position in the reference order.
+    let info = resnetc_ir::validate(reference).context("validating the unoptimized graph")?;
+    let mut position: HashMap<&str, usize> = HashMap::new();
+    for (pos, &id) in info.order.iter().enumerate() {
+        if let Some(name) = reference.node(id).outputs.first() {
+            position.entry(name.as_str()).or_insert(pos);
+        }
+    }
+    let mut values: HashMap<String, Tensor> = HashMap::new();
+    resnetc_reference::run_with(reference, inputs, &mut |id, value| {
+        let node = reference.node(id);
+        if let Some(name) = node.outputs.first() {
+            if !skip(&node.op) && wanted.contains(name.as_str()) && !values.contains_key(name) {
+                values.insert(name.clone(), value.clone());
+            }
+        }
+        None
+    })
+    .context("running the unoptimized graph")?;
+
+    // The optimized graph, reinjecting the reference values; the first difference in reference order wins.
+    let mut first: Option<(usize, Divergence)> = None;
+    resnetc_reference::run_with(optimized, inputs, &mut |id, value| {
+        let node = optimized.node(id);
+        if skip(&node.op) {
+            return None;
+        }
+        let name = node.outputs.first()?;
+        let want = values.get(name)?;
+        if want.shape() != value.shape() || want.dtype() != value.dtype() {
+            return None;
+        }
+        let tol = tol.resolve(want);
+        let d = diff(value, want, tol);
+        let pos = position.get(name.as_str()).copied().unwrap_or(usize::MAX);
+        if !d.close && first.as_ref().is_none_or(|(p, _)| pos < *p) {
+            let ref_id = info.order.get(pos).copied();
+            let ref_node = ref_id.map(|r| reference.node(r));
+            first = Some((
+                pos,
+                Divergence {
+                    node: ref_node.map_or_else(|| node.label().to_string(), |n| n.label().to_string()),
+                    op: ref_node.map_or(node.op.onnx_name(), |n| n.op.onnx_name()).to_string(),
+                    value: name.clone(),
+                    max_abs: d.max_abs,
+                    tolerance: tol.atol,
+                    kind: DivergenceKind::Intermediate,
+                    against: "reference",
+                    optimized_node: Some(node.label().to_string()),
+                    optimized_op: Some(node.op.onnx_name().to_string()),
+                },
+            ));
+        }
+        Some(want.clone())
+    })
+    .context("running the optimized graph with reinjected values")?;
+    Ok(first.map(|(_, d)| d))
+}
+
+/// Runs tract-onnx on the ONNX file: with the input's concrete shape for static models, with the
+/// model's own (symbolic) input fact otherwise.
+pub fn run_tract(path: &Path, input: &ArrayD<f32>, symbolic: bool) -> Result<ArrayD<f32>> {
+    use tract_onnx::prelude::*;
+    let shape = input.shape().to_vec();
+    let model = tract_onnx::onnx()
+        .model_for_path(path)
+        .and_then(|m| if symbolic { Ok(m) } else { m.with_input_fact(0, f32::fact(&shape).into()) })
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(|e| anyhow!("tract-onnx cannot load {}: {e:?} (use --against reference to skip tract)", path.display()))?;
+    let x: tract_onnx::prelude::Tensor = tract_ndarray::ArrayD::from_shape_vec(shape, input.iter().copied().collect())?.into();
+    let out = model.run(tvec!(x.into())).map_err(|e| anyhow!("tract-onnx failed to run {}: {e:?}", path.display()))?;
+    let y = out.first().context("tract returned no outputs")?;
+    let view = y.to_plain_array_view::<f32>().map_err(|e| anyhow!("tract's output is not float32: {e}"))?;
+    Ok(ArrayD::from_shape_vec(view.shape().to_vec(), view.iter().copied().collect())?)
+}
+
+fn first_output(outputs: Vec<Tensor>) -> Result<Tensor> {
+    outputs.into_iter().next().context("the model has no outputs")
+}
+
+/// Whether the (single) graph input has a symbolic dimension.
+fn input_is_symbolic(graph: &Graph) -> bool {
+    graph.inputs.iter().any(|&id| matches!(graph.op(id), Op::Input { ty, .. } if ty.shape.iter().any(|d| matches!(d, Dim::Sym(_)))))
+}
+
+/// All elements as f64, row-major.
+fn elems(t: &Tensor) -> Box<dyn Iterator<Item = f64> + '_> {
+    match t {
+        Tensor::F32(a) => Box::new(a.iter().map(|&x| x as f64)),
+        Tensor::F64(a) => Box::new(a.iter().copied()),
+        Tensor::I32(a) => Box::new(a.iter().map(|&x| x as f64)),
+        Tensor::I64(a) => Box::new(a.iter().map(|&x| x as f64)),
+        Tensor::Bool(a) => Box::new(a.iter().map(|&x| x as u8 as f64)),
+    }
+}
+
+struct Diff {
+    max_abs: f64,
+    max_rel: f64,
+    close: bool,
+}
+
+/// Element-wise differences of two tensors of the same shape.
+fn diff(got: &Tensor, want: &Tensor, tol: Tolerance) -> Diff {
+    let mut d = Diff { max_abs: 0.0, max_rel: 0.0, close: true };
+    for (a, b) in elems(got).zip(elems(want)) {
+        let abs = if a == b || (a.is_nan() && b.is_nan()) {
+            0.0
+        } else {
+            let x = (a - b).abs();
+            if x.is_nan() {
+                f64::INFINITY
+            } else {
+                x
+            }
+        };
+        d.max_abs = d.max_abs.max(abs);
+        d.max_rel = d.max_rel.max(abs / b.abs().max(1e-6));
+        d.close &= tol.allows(a, b);
+    }
+    d
+}
+
+/// The arg-max of each row (first axis; the rest flattened), NaNs ignored.
+fn argmax_rows(t: &Tensor) -> Vec<usize> {
+    let v: Vec<f64> = elems(t).collect();
+    let rows = t.shape().first().copied().unwrap_or(1);
+    if rows == 0 {
+        return Vec::new();
+    }
+    let width = v.len() / rows;
+    if width == 0 {
+        return vec![0; rows];
+    }
+    v.chunks(width).map(|row| row.iter().enumerate().fold((0, f64::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best }).0).collect()
+}
+
+/// Up to `limit` rows (first axis) where `got` and `want` differ beyond `tol`; all rows if none does.
+fn differing_rows(got: &Tensor, want: &Tensor, tol: Tolerance, limit: usize) -> Vec<usize> {
+    let rows = got.shape().first().copied().unwrap_or(1).max(1);
+    let (a, b): (Vec<f64>, Vec<f64>) = (elems(got).collect(), elems(want).collect());
+    let width = (a.len() / rows).max(1);
+    let bad: Vec<usize> = a
+        .chunks(width)
+        .zip(b.chunks(width))
+        .enumerate()
+        .filter(|(_, (ra, rb))| ra.iter().zip(rb.iter()).any(|(&x, &y)| !tol.allows(x, y)))
+        .map(|(i, _)| i)
+        .take(limit)
+        .collect();
+    if bad.is_empty() {
+        (0..rows).collect()
+    } else {
+        bad
+    }
+}
