@@ -238,15 +238,14 @@ impl fmt::Display for Divergence {
             fmt_err(self.max_abs),
             self.tolerance
         )?;
-        let computed_by = match (&self.optimized_node, &self.optimized_op) {
-            (Some(n), Some(op)) if n != &self.node || op != &self.op => format!(" (computed there by '{n}' ({op}))"),
+        let by = match (&self.optimized_node, &self.optimized_op) {
+            (Some(n), Some(op)) if n != &self.node || op != &self.op => format!("'s node '{n}' ({op})"),
             _ => String::new(),
         };
         match (self.kind, self.against) {
-            (DivergenceKind::Intermediate, _) => writeln!(
-                f,
-                "  the optimized graph{computed_by} gives a different value than the unoptimized graph from the same inputs"
-            ),
+            (DivergenceKind::Intermediate, _) => {
+                writeln!(f, "  the optimized graph{by} computes this value differently from the unoptimized graph, from the same inputs")
+            }
             (DivergenceKind::Output, "expected") => writeln!(
                 f,
                 "  the model and resnetc agree (the optimized and unoptimized graphs give the same values), but the expected values differ from there"
@@ -336,16 +335,22 @@ pub fn validate_model(path: &Path, input: ArrayD<f32>, expected: ArrayD<f32>, op
         }
     }
     let optimized = load_model(path, &PassOptions { level: opts.opt_level, disabled: opts.disabled.clone(), ..Default::default() })?;
-    if optimized.graph.inputs.len() != 1 {
-        bail!("validate handles models with one input; this one has {}", optimized.graph.inputs.len());
+    validate_graphs(path, &reference.graph, &optimized.graph, input, expected, opts)
+}
+
+/// [`validate_model`] on graphs already loaded from `path`: `reference` at level 0, `optimized` the
+/// graph under test (`path` itself is only read by tract; `opts.opt_level` only reported).
+pub fn validate_graphs(path: &Path, reference: &Graph, optimized: &Graph, input: ArrayD<f32>, expected: ArrayD<f32>, opts: &Options) -> Result<Report> {
+    if optimized.inputs.len() != 1 {
+        bail!("validate handles models with one input; this one has {}", optimized.inputs.len());
     }
-    let output_name = optimized.graph.outputs.first().map(|o| o.name.clone()).context("the model has no outputs")?;
+    let output_name = optimized.outputs.first().map(|o| o.name.clone()).context("the model has no outputs")?;
     let input_shape = input.shape().to_vec();
     let x = Tensor::f32(input.clone());
     let want = Tensor::f32(expected);
     let tol = opts.tolerance.resolve(&want);
 
-    let got = first_output(resnetc_reference::run(&optimized.graph, std::slice::from_ref(&x)).context("running the optimized graph")?)?;
+    let got = first_output(resnetc_reference::run(optimized, std::slice::from_ref(&x)).context("running the optimized graph")?)?;
     if got.shape() != want.shape() {
         bail!("the expected outputs have shape {:?}, but the model's output '{output_name}' has shape {:?}", want.shape(), got.shape());
     }
@@ -357,7 +362,7 @@ pub fn validate_model(path: &Path, input: ArrayD<f32>, expected: ArrayD<f32>, op
         if let Some(t) = unoptimized {
             return Ok(t.clone());
         }
-        let t = first_output(resnetc_reference::run(&reference.graph, std::slice::from_ref(&x)).context("running the unoptimized graph")?)?;
+        let t = first_output(resnetc_reference::run(reference, std::slice::from_ref(&x)).context("running the unoptimized graph")?)?;
         *unoptimized = Some(t.clone());
         Ok(t)
     };
@@ -366,7 +371,7 @@ pub fn validate_model(path: &Path, input: ArrayD<f32>, expected: ArrayD<f32>, op
         comparisons.push(compare("reference", &got, &u, tol));
     }
     if opts.against.tract() {
-        let symbolic = input_is_symbolic(&reference.graph);
+        let symbolic = input_is_symbolic(reference);
         let t = run_tract(path, &input, symbolic)?;
         comparisons.push(compare("tract", &Tensor::f32(t), &want, tol));
     }
@@ -378,13 +383,13 @@ pub fn validate_model(path: &Path, input: ArrayD<f32>, expected: ArrayD<f32>, op
         let graphs_differ = !compare("reference", &got, &u, tol).passed;
         if graphs_differ {
             // Search on the rows that differ (a few), when the batch is free to change.
-            let x_search = if input_is_symbolic(&reference.graph) {
+            let x_search = if input_is_symbolic(reference) {
                 let rows = differing_rows(&got, &u, tol, 8);
                 Tensor::f32(input.select(Axis(0), &rows))
             } else {
                 x.clone()
             };
-            first_divergence = find_divergence(&reference.graph, &optimized.graph, &[x_search], &opts.tolerance)?;
+            first_divergence = find_divergence(reference, optimized, &[x_search], &opts.tolerance)?;
         }
         if first_divergence.is_none() {
             // Blame the graph output: the first failing comparison says against what.
@@ -393,10 +398,10 @@ pub fn validate_model(path: &Path, input: ArrayD<f32>, expected: ArrayD<f32>, op
             } else {
                 comparisons.iter().find(|c| !c.passed).expect("a comparison failed").clone()
             };
-            let out = reference.graph.outputs[0].value;
-            let node = reference.graph.node(out.node);
-            let opt_out = optimized.graph.outputs[0].value;
-            let opt_node = optimized.graph.node(opt_out.node);
+            let out = reference.outputs[0].value;
+            let node = reference.node(out.node);
+            let opt_out = optimized.outputs[0].value;
+            let opt_node = optimized.node(opt_out.node);
             first_divergence = Some(Divergence {
                 node: node.label().to_string(),
                 op: node.op.onnx_name().to_string(),
@@ -431,6 +436,9 @@ pub fn validate_model(path: &Path, input: ArrayD<f32>, expected: ArrayD<f32>, op
 /// inputs. Constants are neither compared nor replaced (passes rewrite weights legitimately, and an
 /// altered weight shows up in the node that reads it); neither are values whose shape or element type
 /// differs between the graphs (a pass reused the name for something else).
+///
+/// Every shared reference value is kept in memory for the second run, so keep `inputs` small:
+/// [`validate_graphs`] searches on at most 8 rows (those that differ) when the batch is symbolic.
 ///
 /// Returns `None` when every shared value agrees.
 pub fn find_divergence(reference: &Graph, optimized: &Graph, inputs: &[Tensor], tol: &ToleranceSpec) -> Result<Option<Divergence>> {
