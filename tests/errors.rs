@@ -4,6 +4,7 @@
 mod common;
 
 use prost::Message;
+
 use resnetc_onnx::proto::tensor_proto::DataLocation;
 use resnetc_onnx::proto::type_proto;
 use resnetc_onnx::proto::{
@@ -248,4 +249,67 @@ fn no_graph() {
     let mut m = model();
     m.graph = None;
     insta::assert_snapshot!(import_error(&m));
+}
+
+/// A fixed xorshift stream for the mutation tests below.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Import → optimize → run on corrupted models: every outcome is a value or an error, never a panic.
+/// Returns whether the model got as far as running.
+fn survive(bytes: &[u8], run: bool) -> bool {
+    let Ok(mut g) = resnetc_onnx::import_bytes(bytes, None) else { return false };
+    let opts = resnetc_passes::PassOptions { level: 3, ..Default::default() };
+    if resnetc_passes::run_passes(&mut g, &opts, &mut |_, _| {}).is_err() || !run {
+        return false;
+    }
+    let inputs: Vec<resnetc_ir::Tensor> = g
+        .inputs
+        .iter()
+        .filter_map(|&i| match g.op(i) {
+            resnetc_ir::Op::Input { ty, .. } => {
+                let dims: Vec<usize> = ty.shape.iter().map(|d| d.fixed().unwrap_or(1).min(64)).collect();
+                Some(resnetc_ir::Tensor::f32(ndarray::ArrayD::zeros(ndarray::IxDyn(&dims))))
+            }
+            _ => None,
+        })
+        .collect();
+    let _ = resnetc_reference::run(&g, &inputs);
+    true
+}
+
+#[test]
+fn mutated_models_never_panic() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let tiny = model().encode_to_vec();
+    let mut ran = 0;
+    for _ in 0..3000 {
+        let mut bytes = tiny.clone();
+        for _ in 0..1 + rng.next() % 4 {
+            let k = (rng.next() as usize) % bytes.len();
+            bytes[k] = rng.next() as u8;
+        }
+        if rng.next() % 8 == 0 {
+            bytes.truncate((rng.next() as usize) % bytes.len());
+        }
+        ran += survive(&bytes, true) as usize;
+    }
+    // Enough mutants must be valid enough to run, or the test checks nothing past the decoder.
+    assert!(ran > 100, "only {ran} mutants ran");
+    let r20 = std::fs::read(common::repo().join("fixtures/models/r20_a_ts11_static.onnx")).unwrap();
+    for _ in 0..60 {
+        let mut bytes = r20.clone();
+        // Mostly the graph structure, which sits after the weights in these exports.
+        let k = bytes.len() - 1 - (rng.next() as usize) % 20_000;
+        bytes[k] = rng.next() as u8;
+        survive(&bytes, false);
+    }
 }

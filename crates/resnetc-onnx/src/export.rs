@@ -79,11 +79,9 @@ pub fn export_with(graph: &Graph, info: &GraphInfo, options: ExportOptions) -> R
                         .ok_or_else(|| err(format!("input {slot} must be a constant to be written at opset {opset}")))
                 };
                 match op {
-                    Op::Unsqueeze | Op::Squeeze if opset < 13 => {
-                        if inputs.len() > 1 {
-                            attrs.push(ints("axes", const_input(1)?));
-                            inputs.truncate(1);
-                        }
+                    Op::Unsqueeze | Op::Squeeze if opset < 13 && inputs.len() > 1 => {
+                        attrs.push(ints("axes", const_input(1)?));
+                        inputs.truncate(1);
                     }
                     Op::ReduceMean { .. } if opset < 18 => {
                         if inputs.len() > 1 && !inputs[1].is_empty() {

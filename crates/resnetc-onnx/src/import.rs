@@ -292,7 +292,7 @@ impl<'a> Attrs<'a> {
     fn pair(&self, name: &str, default: usize) -> Result<[usize; 2], ImportError> {
         match self.ints(name)? {
             None => Ok([default; 2]),
-            Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 1 && x <= 1 << 16) => Ok([v[0] as usize, v[1] as usize]),
+            Some(v) if v.len() == 2 && v.iter().all(|&x| (1..=1 << 16).contains(&x)) => Ok([v[0] as usize, v[1] as usize]),
             Some(v) => Err(self.err(name, format!("must be two positive values for a 2-D op, got {v:?}"))),
         }
     }

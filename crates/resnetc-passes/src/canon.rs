@@ -152,7 +152,7 @@ pub fn fold_symbolic_shapes(graph: &mut Graph, report: &mut PassReport) -> Resul
                         spec.push(0);
                     } else if !is_reshape && same {
                         spec.push(1);
-                    } else if is_reshape && !spec.contains(&-1) && !value.elems[i + 1..].iter().any(|e| *e == SymInt::Int(-1)) {
+                    } else if is_reshape && !spec.contains(&-1) && !value.elems[i + 1..].contains(&SymInt::Int(-1)) {
                         spec.push(-1);
                     } else {
                         ok = false;
