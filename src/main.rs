@@ -82,6 +82,30 @@ enum Command {
         /// Where to write the output tensor (.npy); without it, prints the top-1 class per image.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// `cpu`: the fast CPU backend (falls back to the reference executor for graphs it cannot run);
+        /// `reference`: the plain interpreter every backend is tested against.
+        #[arg(long, default_value = "cpu")]
+        device: Device,
+        /// Threads for the CPU backend (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[command(flatten)]
+        opt: OptArgs,
+    },
+    /// Measures the CPU backend: warm-up, then median latency, images/s and GFLOP/s.
+    Bench {
+        model: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long, default_value_t = 20)]
+        iters: usize,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "cpu")]
+        device: Device,
         #[command(flatten)]
         opt: OptArgs,
     },
@@ -119,6 +143,13 @@ enum Command {
     Validate(resnetc::validate::ValidateArgs),
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Device {
+    Cpu,
+    Reference,
+    Cuda,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli.command) {
@@ -134,7 +165,10 @@ fn dispatch(command: Command) -> Result<()> {
     match command {
         Command::Demo { shared } => demo(&shared),
         Command::Inspect { model, json, dump, opt } => inspect(&opt.load(&model, 0)?, &model, json, dump),
-        Command::Run { model, input, output, opt } => run(&opt.load(&model, 3)?, &input, output.as_deref()),
+        Command::Run { model, input, output, device, threads, opt } => {
+            run(&opt.load(&model, 3)?, &input, output.as_deref(), device, threads.unwrap_or(0))
+        }
+        Command::Bench { model, batch, threads, iters, json, device, opt } => bench(&opt.load(&model, 3)?, batch, threads.unwrap_or(0), iters, json, device),
         Command::Compile { model, target, output, batch, opt } => compile(&model, &target, output, batch, &opt),
         Command::Export { model, output, optimize, keep_fused, opt } => {
             let m = opt.load(&model, if optimize { 3 } else { 0 })?;
@@ -207,10 +241,21 @@ fn inspect(m: &resnetc::Model, path: &Path, json: bool, dump: bool) -> Result<()
     Ok(())
 }
 
-fn run(m: &resnetc::Model, input: &Path, output: Option<&Path>) -> Result<()> {
+fn run(m: &resnetc::Model, input: &Path, output: Option<&Path>, device: Device, threads: usize) -> Result<()> {
     let x = npy::read_tensor(input)?;
-    let outputs = m.run_reference(&[x])?;
-    let y = outputs.first().context("the model has no outputs")?;
+    let y = match device {
+        Device::Reference => m.run_reference(&[x])?.into_iter().next().context("the model has no outputs")?,
+        Device::Cpu => match m.run_cpu(&x, threads) {
+            Ok(y) => y,
+            Err(e) if e.downcast_ref::<resnetc_cpu::CpuError>().is_some() => {
+                eprintln!("note: the CPU backend cannot run this graph ({e}); using the reference executor");
+                m.run_reference(&[x])?.into_iter().next().context("the model has no outputs")?
+            }
+            Err(e) => return Err(e),
+        },
+        Device::Cuda => bail!("--device cuda is not wired into this build yet; see `resnetc compile --target cuda`"),
+    };
+    let y = &y;
     match output {
         Some(path) => {
             npy::write_tensor(path, y)?;
@@ -221,6 +266,35 @@ fn run(m: &resnetc::Model, input: &Path, output: Option<&Path>) -> Result<()> {
                 println!("{i}\t{class}");
             }
         }
+    }
+    Ok(())
+}
+
+fn bench(m: &resnetc::Model, batch: usize, threads: usize, iters: usize, json: bool, device: Device) -> Result<()> {
+    if device != Device::Cpu {
+        bail!("bench measures the CPU backend (--device cpu)");
+    }
+    let plan = resnetc_cpu::CpuPlan::compile(&m.graph, &m.info)?;
+    let r = resnetc_cpu::bench(&plan, batch, threads, iters.max(1))?;
+    let peak = resnetc_cpu::fp32_peak_gflops(r.threads);
+    let mut v = serde_json::to_value(&r)?;
+    v["peak_gflops_estimate"] = serde_json::json!(peak);
+    v["percent_of_peak"] = serde_json::json!(100.0 * r.gflops / peak);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "batch {} threads {} ({:?}): median {:.3} ms, {:.0} images/s, {:.1} GFLOP/s ({:.0} % of an estimated {:.0} GFLOP/s FP32 peak), arena {:.1} MiB",
+            r.batch,
+            r.threads,
+            r.isa,
+            r.median_ms,
+            r.images_per_s,
+            r.gflops,
+            100.0 * r.gflops / peak,
+            peak,
+            r.arena_bytes as f64 / (1 << 20) as f64
+        );
     }
     Ok(())
 }
@@ -260,14 +334,14 @@ fn demo(shared: &Path) -> Result<()> {
         println!("({} not found: skipping the pretrained CIFAR-10 run)", shared.display());
         return Ok(());
     }
-    let m = load_model(&model, &PassOptions::default())?;
+    let m = load_model(&model, &PassOptions { level: resnetc_passes::MAX_LEVEL, ..Default::default() })?;
     let (images, labels) = resnetc::cifar::read_batch(&data, 1000)?;
     let start = std::time::Instant::now();
-    let y = m.run_reference(&[Tensor::f32(images.into_dyn())])?;
-    let pred = top1(&y[0])?;
+    let y = m.run_cpu(&Tensor::f32(images.into_dyn()), 0)?;
+    let pred = top1(&y)?;
     let correct = pred.iter().zip(&labels).filter(|(p, l)| **p == **l as usize).count();
     println!(
-        "pretrained ResNet-20 on {} CIFAR-10 test images: {:.1} % top-1 ({} correct) in {:.2} s with the reference executor",
+        "pretrained ResNet-20 on {} CIFAR-10 test images: {:.1} % top-1 ({} correct) in {:.2} s (optimized graph, CPU backend)",
         labels.len(),
         100.0 * correct as f64 / labels.len() as f64,
         correct,

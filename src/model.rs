@@ -75,6 +75,22 @@ impl Model {
         Ok(resnetc_reference::run(&self.graph, inputs)?)
     }
 
+    /// Runs the fast CPU backend on a single float32 input (NCHW, batch in dim 0), or says why it
+    /// cannot (then callers fall back to the reference executor).
+    pub fn run_cpu(&self, input: &Tensor, threads: usize) -> Result<Tensor> {
+        let plan = resnetc_cpu::CpuPlan::compile(&self.graph, &self.info)?;
+        let x = input.as_f32().context("the CPU backend takes a float32 input")?;
+        let batch = x.shape().first().copied().context("the input has no batch dimension")?;
+        let x = x.as_standard_layout();
+        let out = plan.outputs().next().context("the plan has no output")?;
+        let mut y = vec![0f32; batch * out.floats];
+        let mut session = resnetc_cpu::Session::new(&plan, threads);
+        session.run(x.as_slice().context("contiguous input")?, batch, &mut y)?;
+        let mut shape = vec![batch];
+        shape.extend(out.dims.iter().copied());
+        Ok(Tensor::f32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), y)?))
+    }
+
     pub fn stats(&self) -> ModelStats {
         ModelStats::of(&self.graph, &self.info)
     }

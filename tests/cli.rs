@@ -99,3 +99,28 @@ fn demo_runs_the_builtin_model() {
     assert!(text.contains("built-in ResNet-20"), "{text}");
     assert!(text.contains("pretrained ResNet-20 on 1000 CIFAR-10 test images: 91.5 %"), "{text}");
 }
+
+#[test]
+fn run_on_the_cpu_backend_and_the_reference_agree() {
+    let f = fixtures().into_iter().find(|f| f.name == "r20_a_dynamo18_opt_dynamic").unwrap();
+    let dir = std::env::temp_dir().join(format!("resnetc-cli-dev-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = repo().join("fixtures").join(&f.input);
+    for device in ["cpu", "reference"] {
+        let y = dir.join(format!("{device}.npy"));
+        ok(&["run", f.path().to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", y.to_str().unwrap(), "--device", device, "--threads", "2"]);
+        assert_logits_close(&format!("run --device {device}"), &read_npy(&y), &f.expected());
+    }
+}
+
+#[test]
+fn bench_json_reports_throughput() {
+    let f = fixtures().into_iter().find(|f| f.name == "r20_b_ts17_static").unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["bench", f.path().to_str().unwrap(), "--batch", "2", "--threads", "1", "--iters", "3", "--json"])).unwrap();
+    for key in ["images_per_s", "median_ms", "batch", "threads", "gflops", "percent_of_peak"] {
+        assert!(v[key].is_number(), "bench --json lacks {key}: {v}");
+    }
+    assert_eq!(v["batch"], 2);
+    assert_eq!(v["threads"], 1);
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Builds resnetc-cpu for aarch64 and runs its unit tests and kernel differential tests (portable and
+# NEON kernels against the reference executor) under qemu-user. Installs what it needs; safe to rerun.
+# Usage (from anywhere): bash crates/resnetc-cpu/ci-neon.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >/dev/null
+fi
+rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+# The whole-model tests are left to the native run: under emulation they take many minutes.
+cargo test -p resnetc-cpu --target aarch64-unknown-linux-gnu --lib --test kernels

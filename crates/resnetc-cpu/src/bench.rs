@@ -1,0 +1,69 @@
+//! [`bench`]: how fast a plan runs here, for `resnetc bench` and the comparison script.
+
+use std::time::Instant;
+
+use crate::{CpuError, CpuPlan, Session};
+
+/// One benchmark's result; `--json` prints it as is.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchResult {
+    pub batch: usize,
+    pub threads: usize,
+    pub iters: usize,
+    /// The kernel set that ran.
+    pub isa: String,
+    /// Convolutions run as Winograd F(2×2, 3×3).
+    pub winograd_convs: usize,
+    /// Median wall time of one run of the whole batch.
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub images_per_s: f64,
+    /// Convolution and Gemm FLOPs per second at the median, counted as direct convolution does
+    /// (2 per multiply-add) even where Winograd does fewer: the "effective" rate.
+    pub gflops: f64,
+    pub flops_per_image: u64,
+    /// Arena bytes the run used (all threads' arenas together).
+    pub arena_bytes: usize,
+}
+
+/// Runs `plan` on `batch` images of zeros-and-ones data `iters` times after a warm-up (at least one
+/// run and 0.2 s) and reports the median. `threads = 0` uses all cores.
+pub fn bench(plan: &CpuPlan, batch: usize, threads: usize, iters: usize) -> Result<BenchResult, CpuError> {
+    let mut session = Session::new(plan, threads);
+    let inputs: Vec<Vec<f32>> = plan.inputs().iter().map(|p| (0..p.floats * batch).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5).collect()).collect();
+    let mut outputs: Vec<Vec<f32>> = plan.outputs().map(|p| vec![0f32; p.floats * batch]).collect();
+    let mut once = |session: &mut Session| -> Result<f64, CpuError> {
+        let ins: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+        let mut outs: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+        let t = Instant::now();
+        session.run_many(&ins, batch, &mut outs)?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let warm = Instant::now();
+    once(&mut session)?;
+    while warm.elapsed().as_secs_f64() < 0.2 {
+        once(&mut session)?;
+    }
+    let iters = iters.max(1);
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        times.push(once(&mut session)?);
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[iters / 2];
+    let threads = session.threads();
+    let arena_bytes = if crate::exec::splits_batch(threads, batch, plan.outputs.len()) { plan.arena_bytes(1) * threads } else { plan.arena_bytes(batch) };
+    Ok(BenchResult {
+        batch,
+        threads,
+        iters,
+        isa: plan.isa().name().to_string(),
+        winograd_convs: plan.winograd_convs(),
+        median_ms: median * 1e3,
+        min_ms: times[0] * 1e3,
+        images_per_s: batch as f64 / median,
+        gflops: plan.flops_per_image() as f64 * batch as f64 / median / 1e9,
+        flops_per_image: plan.flops_per_image(),
+        arena_bytes,
+    })
+}

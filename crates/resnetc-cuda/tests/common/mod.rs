@@ -1,0 +1,169 @@
+//! Helpers shared by the CUDA backend's tests: where the models are, loading them fused, and the
+//! host emulation of generated programs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ndarray::ArrayD;
+use resnetc_cuda::{Arg, CudaProgram};
+use resnetc_passes::PassOptions;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `../shared` beside the repository (or `RESNETC_SHARED`); tests that need it fail when it is absent.
+pub fn shared() -> PathBuf {
+    let dir = std::env::var_os("RESNETC_SHARED").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared"));
+    assert!(
+        dir.join("README.md").exists(),
+        "the shared data folder {} is missing: these tests read the pretrained models from it \
+         (put it beside the repository or set RESNETC_SHARED)",
+        dir.display()
+    );
+    dir
+}
+
+pub const PRETRAINED: [&str; 4] = ["resnet20", "resnet32", "resnet44", "resnet56"];
+
+pub fn pretrained_model(name: &str) -> PathBuf {
+    shared().join(format!("models/pretrained/{name}_cifar10_pretrained.onnx"))
+}
+
+/// One fixture of `fixtures/manifest.json`.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct Fixture {
+    pub name: String,
+    pub file: String,
+    pub input: String,
+    pub output: String,
+    pub dynamic_batch: bool,
+}
+
+impl Fixture {
+    pub fn path(&self) -> PathBuf {
+        repo().join("fixtures").join(&self.file)
+    }
+    pub fn input(&self) -> ArrayD<f32> {
+        read_npy(&repo().join("fixtures").join(&self.input))
+    }
+    pub fn expected(&self) -> ArrayD<f32> {
+        read_npy(&repo().join("fixtures").join(&self.output))
+    }
+}
+
+pub fn fixtures() -> Vec<Fixture> {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        models: Vec<Fixture>,
+    }
+    let text = std::fs::read_to_string(repo().join("fixtures/manifest.json")).expect("fixtures/manifest.json");
+    let m: Manifest = serde_json::from_str(&text).expect("manifest parses");
+    assert!(m.models.len() >= 20, "the manifest lists {} fixtures", m.models.len());
+    m.models
+}
+
+pub fn read_npy(path: &Path) -> ArrayD<f32> {
+    resnetc::npy::read_f32(path).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Loads a model at opt level 3 (the fused graph the CUDA backend lowers).
+pub fn load_fused(path: &Path) -> resnetc::Model {
+    resnetc::load_model(path, &PassOptions { level: 3, ..Default::default() }).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    a.iter().zip(b).map(|(x, y)| if x.is_nan() || y.is_nan() { f32::INFINITY } else { (x - y).abs() }).fold(0.0, f32::max)
+}
+
+/// Runs `program` on the reference executor's twin: the generated kernels compiled as host C++.
+pub struct Emulator {
+    dir: PathBuf,
+    exe: PathBuf,
+}
+
+pub fn cxx() -> String {
+    for c in [std::env::var("CXX").unwrap_or_default(), "g++".into(), "c++".into(), "clang++".into()] {
+        if !c.is_empty() && Command::new(&c).arg("--version").output().is_ok_and(|o| o.status.success()) {
+            return c;
+        }
+    }
+    panic!("no C++ compiler found (tried $CXX, g++, c++, clang++): the host emulation tests compile the generated CUDA as C++; install g++ (apt-get install g++)");
+}
+
+impl Emulator {
+    /// Writes the program's source with a dispatch table and compiles it with the host compiler;
+    /// with `asan` (or `RESNETC_EMU_ASAN` set), under AddressSanitizer, which reports any read or
+    /// write outside a buffer or weight operand.
+    pub fn build(program: &CudaProgram, tag: &str, asan: bool) -> Emulator {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("emu-{tag}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("kernels.cu"), &program.source).unwrap();
+        let mut dispatch = String::from("static void dispatch(const std::string& name, const std::vector<void*>& a, int batch) {\n");
+        for k in &program.kernels {
+            let call = if k.ends_with("_conv") {
+                format!("{k}((const float*)a[0], (const float*)a[1], (const float*)a[2], (const float*)a[3], (float*)a[4], batch)")
+            } else if k.ends_with("_head") {
+                format!("{k}((const float*)a[0], (const float*)a[1], (const float*)a[2], (float*)a[3], batch)")
+            } else {
+                panic!("kernel {k} of an unknown kind")
+            };
+            dispatch.push_str(&format!("  if (name == \"{k}\") {{ {call}; return; }}\n"));
+        }
+        dispatch.push_str("  fprintf(stderr, \"unknown kernel %s\\n\", name.c_str());\n  exit(2);\n}\n");
+        std::fs::write(dir.join("dispatch.inc"), dispatch).unwrap();
+        let emu = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/emu");
+        let exe = dir.join("emu");
+        let mut cmd = Command::new(cxx());
+        cmd.args(["-std=c++17", "-O2", "-w", "-o"]).arg(&exe).arg("-I").arg(&emu).arg("-I").arg(&dir).arg(emu.join("driver.cpp"));
+        if asan || std::env::var_os("RESNETC_EMU_ASAN").is_some() {
+            cmd.args(["-fsanitize=address", "-fno-omit-frame-pointer"]);
+        }
+        let out = cmd.output().expect("running the C++ compiler");
+        assert!(out.status.success(), "host compilation of the generated source failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        Emulator { dir, exe }
+    }
+
+    /// Runs the plan for `batch` images of `input` and returns the output.
+    pub fn run(&self, program: &CudaProgram, input: &[f32], batch: usize) -> Vec<f32> {
+        let plan = program.plan(batch).expect("plan");
+        let lens = program.buffer_lens(batch);
+        let mut text = format!("batch {batch}\nbuffers {}", lens.len());
+        for n in &lens {
+            text.push_str(&format!(" {n}"));
+        }
+        text.push_str(&format!(
+            "\ninput {}\noutput {} {}\nlaunches {}\n",
+            program.input.buffer,
+            program.output.buffer,
+            program.output.elems_per_image() * batch,
+            plan.len()
+        ));
+        for l in &plan {
+            assert_eq!(l.block[1..], [1, 1]);
+            text.push_str(&format!("{} {} {} {} {} {}", l.kernel, l.grid[0], l.grid[1], l.grid[2], l.block[0], l.args.len()));
+            for a in &l.args {
+                match a {
+                    Arg::Buffer(b) => text.push_str(&format!(" B{b}")),
+                    Arg::Weights { offset, len } => text.push_str(&format!(" W{offset}:{len}")),
+                    Arg::Null => text.push_str(" N"),
+                    Arg::Batch => text.push_str(" b"),
+                }
+            }
+            text.push('\n');
+        }
+        let tag = format!("b{batch}");
+        let plan_path = self.dir.join(format!("plan-{tag}.txt"));
+        std::fs::write(&plan_path, text).unwrap();
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let (w, i, o) =
+            (self.dir.join("weights.bin"), self.dir.join(format!("input-{tag}.bin")), self.dir.join(format!("output-{tag}.bin")));
+        std::fs::write(&w, bytes(&program.weights)).unwrap();
+        std::fs::write(&i, bytes(input)).unwrap();
+        let out = Command::new(&self.exe).arg(&plan_path).arg(&w).arg(&i).arg(&o).output().expect("running the emulator");
+        assert!(out.status.success(), "the emulated program failed: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::read(&o).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    }
+}
