@@ -181,9 +181,14 @@ fn dispatch(command: Command) -> Result<()> {
 }
 
 fn compile(model: &Path, target: &str, output: Option<PathBuf>, batch: Option<usize>, opt: &OptArgs) -> Result<()> {
-    if target != "cpu" {
-        bail!("target '{target}' is not available in this build yet; use --target cpu");
-    }
+    let archs: Vec<String> = match target.split_once(':') {
+        _ if target == "cpu" => Vec::new(),
+        _ if target == "cuda" => resnetc_cuda::DEFAULT_ARCHS.iter().map(|a| a.to_string()).collect(),
+        Some(("cuda", arch)) if arch.strip_prefix("sm_").is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())) => {
+            vec![arch.to_string()]
+        }
+        _ => bail!("unknown target '{target}'; use cpu, cuda or cuda:sm_XX (e.g. cuda:sm_90)"),
+    };
     let start = std::time::Instant::now();
     let mut m = opt.load(model, resnetc_passes::MAX_LEVEL)?;
     if m.artifact.is_some() {
@@ -197,7 +202,27 @@ fn compile(model: &Path, target: &str, output: Option<PathBuf>, batch: Option<us
     let source = std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
     let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let level = opt.opt_level.unwrap_or(resnetc_passes::MAX_LEVEL) as u32;
-    let artifact = resnetc_artifact::new_artifact(prost::Message::encode_to_vec(&onnx), &source, &name, target, level, batch.unwrap_or(0) as u64);
+    let mut artifact = resnetc_artifact::new_artifact(prost::Message::encode_to_vec(&onnx), &source, &name, target, level, batch.unwrap_or(0) as u64);
+    if !archs.is_empty() {
+        let gen_start = std::time::Instant::now();
+        let mut program = resnetc_cuda::generate(&m.graph, &m.info, batch)?;
+        let gen_ms = gen_start.elapsed().as_secs_f64() * 1e3;
+        let arch_refs: Vec<&str> = archs.iter().map(String::as_str).collect();
+        let images = resnetc_cuda::compile_archs(&program.source, &arch_refs)?;
+        let nvrtc_ms = images.iter().map(|c| c.nvrtc_ms).fold(0.0, f64::max);
+        let weights: Vec<u8> = program.weights.iter().flat_map(|w| w.to_le_bytes()).collect();
+        program.weights = Vec::new();
+        artifact.cuda = Some(resnetc_artifact::CudaSection {
+            source: program.source.clone(),
+            binaries: images
+                .into_iter()
+                .map(|c| resnetc_artifact::CudaBinary { arch: c.arch, cubin: c.cubin.unwrap_or_default(), ptx: c.ptx })
+                .collect(),
+            launch_plan: serde_json::to_vec(&program)?,
+            weights,
+        });
+        eprintln!("generated CUDA for {} in {gen_ms:.0} ms; NVRTC took {nvrtc_ms:.0} ms ({})", archs.join(", "), "reported separately");
+    }
     let out = output.unwrap_or_else(|| model.with_extension("rnc"));
     std::fs::write(&out, resnetc_artifact::encode(&artifact)).with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!("wrote {} (target {target}, -O{level}) in {:.0} ms", out.display(), start.elapsed().as_secs_f64() * 1e3);
@@ -218,6 +243,8 @@ fn inspect(m: &resnetc::Model, path: &Path, json: bool, dump: bool) -> Result<()
                 "source": a.source_name,
                 "source_sha256": resnetc_artifact::hex(&a.source_sha256),
             });
+            let archs: Vec<&str> = a.cuda.iter().flat_map(|c| c.binaries.iter().map(|b| b.arch.as_str())).collect();
+            v["cuda_archs"] = serde_json::json!(archs);
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -253,7 +280,7 @@ fn run(m: &resnetc::Model, input: &Path, output: Option<&Path>, device: Device, 
             }
             Err(e) => return Err(e),
         },
-        Device::Cuda => bail!("--device cuda is not wired into this build yet; see `resnetc compile --target cuda`"),
+        Device::Cuda => run_cuda(m, &x)?,
     };
     let y = &y;
     match output {
@@ -268,6 +295,36 @@ fn run(m: &resnetc::Model, input: &Path, output: Option<&Path>, device: Device, 
         }
     }
     Ok(())
+}
+
+/// Runs a `.rnc` compiled with `--target cuda` on GPU 0.
+fn run_cuda(m: &resnetc::Model, x: &Tensor) -> Result<Tensor> {
+    let Some(cuda) = m.artifact.as_ref().and_then(|a| a.cuda.as_ref()) else {
+        bail!("--device cuda runs artifacts compiled with `resnetc compile MODEL.onnx --target cuda`");
+    };
+    let mut program: resnetc_cuda::CudaProgram = serde_json::from_slice(&cuda.launch_plan).context("the artifact's CUDA launch plan")?;
+    if cuda.weights.len() % 4 != 0 {
+        bail!("the artifact's CUDA weights are damaged; recompile it");
+    }
+    program.weights = cuda.weights.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let images: Vec<resnetc_cuda::Compiled> = cuda
+        .binaries
+        .iter()
+        .map(|b| resnetc_cuda::Compiled {
+            arch: b.arch.clone(),
+            ptx: b.ptx.clone(),
+            cubin: (!b.cubin.is_empty()).then(|| b.cubin.clone()),
+            log: String::new(),
+            nvrtc_ms: 0.0,
+        })
+        .collect();
+    let a = x.as_f32().context("float32 input")?.as_standard_layout().to_owned();
+    let batch = a.shape()[0];
+    let mut session = resnetc_cuda::CudaSession::new(&program, &images, 0)?;
+    let y = session.run(a.as_slice().context("contiguous input")?, batch)?;
+    let mut shape = vec![batch];
+    shape.extend(program.output.shape.iter().copied());
+    Ok(Tensor::f32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), y)?))
 }
 
 fn bench(m: &resnetc::Model, batch: usize, threads: usize, iters: usize, json: bool, device: Device) -> Result<()> {

@@ -122,3 +122,28 @@ fn mismatches_are_reported_precisely() {
     assert!(g.node_count() > 20);
     assert_eq!(a.encode_to_vec().len(), encode(&a).len() - 8);
 }
+
+/// `--target cuda:sm_XX` compiles through NVRTC (installed by .ci/run) and records the architectures;
+/// `run --device cuda` then runs on a GPU, or says clearly that there is no driver.
+#[test]
+fn compile_for_cuda() {
+    let dir = tmp("cuda");
+    let f = fixtures().into_iter().find(|f| f.name == "r20_a_ts17_static").unwrap();
+    let rnc = dir.join("r20.rnc");
+    ok(&["compile", f.path().to_str().unwrap(), "--target", "cuda:sm_80", "-o", rnc.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(&ok(&["inspect", rnc.to_str().unwrap(), "--json"])).unwrap();
+    assert_eq!(v["cuda_archs"], serde_json::json!(["sm_80"]));
+    assert_eq!(v["artifact"]["target"], "cuda:sm_80");
+    let input = repo().join("fixtures").join(&f.input);
+    let y = dir.join("y.npy");
+    let out = resnetc(&["run", rnc.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", y.to_str().unwrap(), "--device", "cuda"]);
+    if out.status.success() {
+        let got = read_npy(&y);
+        assert!(max_abs_diff(&got, &f.expected()) <= 1e-3);
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no CUDA driver") || err.contains("no CUDA device"), "{err}");
+    }
+    let bad = resnetc(&["compile", f.path().to_str().unwrap(), "--target", "tpu", "-o", dir.join("x.rnc").to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown target 'tpu'"));
+}

@@ -1,7 +1,9 @@
 //! Compiles `schemas/rnc.proto` with protox (pure Rust), so no system `protoc` is needed.
 
 fn main() {
-    let schemas = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+    // The manifest dir of this build, read at run time (a build script binary may be reused across checkouts).
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let schemas = std::path::Path::new(&manifest).join("../../schemas");
     let proto = schemas.join("rnc.proto");
     println!("cargo:rerun-if-changed={}", proto.display());
     let fds = protox::compile([&proto], [&schemas]).unwrap_or_else(|e| panic!("schemas/rnc.proto does not compile: {e}"));
