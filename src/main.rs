@@ -297,8 +297,25 @@ fn run(m: &resnetc::Model, input: &Path, output: Option<&Path>, device: Device, 
     Ok(())
 }
 
-/// Runs a `.rnc` compiled with `--target cuda` on GPU 0.
-fn run_cuda(m: &resnetc::Model, x: &Tensor) -> Result<Tensor> {
+/// Times a `.rnc` compiled with `--target cuda` on GPU 0 (device time, CUDA events).
+fn bench_cuda(m: &resnetc::Model, batch: usize, iters: usize, json: bool) -> Result<()> {
+    let (program, images) = cuda_parts(m)?;
+    let per_image: usize = program.input.shape.iter().product();
+    let x = vec![0.5f32; batch * per_image];
+    let mut session = resnetc_cuda::CudaSession::new(&program, &images, 0)?;
+    session.upload_input(&x, batch)?;
+    let ms = session.time(batch, 3, iters.max(1))?;
+    let v = serde_json::json!({"device": "cuda", "batch": batch, "threads": 1, "median_ms": ms, "images_per_s": batch as f64 / (ms / 1e3)});
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("cuda batch {batch}: {ms:.3} ms per batch, {:.0} images/s", batch as f64 / (ms / 1e3));
+    }
+    Ok(())
+}
+
+/// The launch plan and binaries stored in a CUDA artifact.
+fn cuda_parts(m: &resnetc::Model) -> Result<(resnetc_cuda::CudaProgram, Vec<resnetc_cuda::Compiled>)> {
     let Some(cuda) = m.artifact.as_ref().and_then(|a| a.cuda.as_ref()) else {
         bail!("--device cuda runs artifacts compiled with `resnetc compile MODEL.onnx --target cuda`");
     };
@@ -318,6 +335,12 @@ fn run_cuda(m: &resnetc::Model, x: &Tensor) -> Result<Tensor> {
             nvrtc_ms: 0.0,
         })
         .collect();
+    Ok((program, images))
+}
+
+/// Runs a `.rnc` compiled with `--target cuda` on GPU 0.
+fn run_cuda(m: &resnetc::Model, x: &Tensor) -> Result<Tensor> {
+    let (program, images) = cuda_parts(m)?;
     let a = x.as_f32().context("float32 input")?.as_standard_layout().to_owned();
     let batch = a.shape()[0];
     let mut session = resnetc_cuda::CudaSession::new(&program, &images, 0)?;
@@ -328,8 +351,10 @@ fn run_cuda(m: &resnetc::Model, x: &Tensor) -> Result<Tensor> {
 }
 
 fn bench(m: &resnetc::Model, batch: usize, threads: usize, iters: usize, json: bool, device: Device) -> Result<()> {
-    if device != Device::Cpu {
-        bail!("bench measures the CPU backend (--device cpu)");
+    match device {
+        Device::Cpu => {}
+        Device::Cuda => return bench_cuda(m, batch, iters, json),
+        Device::Reference => bail!("bench measures a backend: --device cpu or --device cuda"),
     }
     let plan = resnetc_cpu::CpuPlan::compile(&m.graph, &m.info)?;
     let r = resnetc_cpu::bench(&plan, batch, threads, iters.max(1))?;
