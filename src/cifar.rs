@@ -15,7 +15,11 @@ pub const STD: [f32; 3] = [0.229, 0.224, 0.225];
 pub fn read_batch(path: &Path, limit: usize) -> Result<(Array4<f32>, Vec<u8>)> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     if bytes.len() % RECORD != 0 {
-        bail!("{} is {} bytes, not a whole number of {RECORD}-byte CIFAR-10 records", path.display(), bytes.len());
+        bail!(
+            "{} is {} bytes, not a whole number of {RECORD}-byte CIFAR-10 records",
+            path.display(),
+            bytes.len()
+        );
     }
     let n = (bytes.len() / RECORD).min(limit);
     let mut x = Array4::<f32>::zeros((n, 3, 32, 32));

@@ -36,12 +36,19 @@ struct OptArgs {
 
 impl OptArgs {
     fn load(&self, path: &Path, default_level: u8) -> Result<resnetc::Model> {
-        let opts = PassOptions { level: self.opt_level.unwrap_or(default_level), disabled: self.disable_pass.clone(), verify: true };
+        let opts = PassOptions {
+            level: self.opt_level.unwrap_or(default_level),
+            disabled: self.disable_pass.clone(),
+            verify: true,
+        };
         let which = self.print_ir_after.clone();
         let m = resnetc::load_any(path, &opts, &mut |pass, graph| {
             if which.as_deref().is_some_and(|w| w == "all" || w == pass) {
                 eprintln!("// IR after {pass}");
-                eprint!("{}", resnetc_ir::dump(graph, resnetc_ir::validate(graph).ok().as_ref()));
+                eprint!(
+                    "{}",
+                    resnetc_ir::dump(graph, resnetc_ir::validate(graph).ok().as_ref())
+                );
             }
         })?;
         if self.pass_report {
@@ -164,15 +171,63 @@ fn main() -> ExitCode {
 fn dispatch(command: Command) -> Result<()> {
     match command {
         Command::Demo { shared } => demo(&shared),
-        Command::Inspect { model, json, dump, opt } => inspect(&opt.load(&model, 0)?, &model, json, dump),
-        Command::Run { model, input, output, device, threads, opt } => {
-            run(&opt.load(&model, 3)?, &input, output.as_deref(), device, threads.unwrap_or(0))
-        }
-        Command::Bench { model, batch, threads, iters, json, device, opt } => bench(&opt.load(&model, 3)?, batch, threads.unwrap_or(0), iters, json, device),
-        Command::Compile { model, target, output, batch, opt } => compile(&model, &target, output, batch, &opt),
-        Command::Export { model, output, optimize, keep_fused, opt } => {
+        Command::Inspect {
+            model,
+            json,
+            dump,
+            opt,
+        } => inspect(&opt.load(&model, 0)?, &model, json, dump),
+        Command::Run {
+            model,
+            input,
+            output,
+            device,
+            threads,
+            opt,
+        } => run(
+            &opt.load(&model, 3)?,
+            &input,
+            output.as_deref(),
+            device,
+            threads.unwrap_or(0),
+        ),
+        Command::Bench {
+            model,
+            batch,
+            threads,
+            iters,
+            json,
+            device,
+            opt,
+        } => bench(
+            &opt.load(&model, 3)?,
+            batch,
+            threads.unwrap_or(0),
+            iters,
+            json,
+            device,
+        ),
+        Command::Compile {
+            model,
+            target,
+            output,
+            batch,
+            opt,
+        } => compile(&model, &target, output, batch, &opt),
+        Command::Export {
+            model,
+            output,
+            optimize,
+            keep_fused,
+            opt,
+        } => {
             let m = opt.load(&model, if optimize { 3 } else { 0 })?;
-            resnetc_onnx::export_file_with(&m.graph, &m.info, &output, resnetc_onnx::ExportOptions { keep_fused })?;
+            resnetc_onnx::export_file_with(
+                &m.graph,
+                &m.info,
+                &output,
+                resnetc_onnx::ExportOptions { keep_fused },
+            )?;
             eprintln!("wrote {}", output.display());
             Ok(())
         }
@@ -180,11 +235,24 @@ fn dispatch(command: Command) -> Result<()> {
     }
 }
 
-fn compile(model: &Path, target: &str, output: Option<PathBuf>, batch: Option<usize>, opt: &OptArgs) -> Result<()> {
+fn compile(
+    model: &Path,
+    target: &str,
+    output: Option<PathBuf>,
+    batch: Option<usize>,
+    opt: &OptArgs,
+) -> Result<()> {
     let archs: Vec<String> = match target.split_once(':') {
         _ if target == "cpu" => Vec::new(),
-        _ if target == "cuda" => resnetc_cuda::DEFAULT_ARCHS.iter().map(|a| a.to_string()).collect(),
-        Some(("cuda", arch)) if arch.strip_prefix("sm_").is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())) => {
+        _ if target == "cuda" => resnetc_cuda::DEFAULT_ARCHS
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+        Some(("cuda", arch))
+            if arch
+                .strip_prefix("sm_")
+                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())) =>
+        {
             vec![arch.to_string()]
         }
         _ => bail!("unknown target '{target}'; use cpu, cuda or cuda:sm_XX (e.g. cuda:sm_90)"),
@@ -192,17 +260,35 @@ fn compile(model: &Path, target: &str, output: Option<PathBuf>, batch: Option<us
     let start = std::time::Instant::now();
     let mut m = opt.load(model, resnetc_passes::MAX_LEVEL)?;
     if m.artifact.is_some() {
-        bail!("{} is already a compiled artifact; compile the ONNX model it came from", model.display());
+        bail!(
+            "{} is already a compiled artifact; compile the ONNX model it came from",
+            model.display()
+        );
     }
     if let Some(b) = batch {
         resnetc::fix_batch(&mut m.graph, b)?;
         m.info = resnetc_ir::validate(&m.graph)?;
     }
-    let onnx = resnetc_onnx::export_with(&m.graph, &m.info, resnetc_onnx::ExportOptions { keep_fused: true })?;
-    let source = std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
-    let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let onnx = resnetc_onnx::export_with(
+        &m.graph,
+        &m.info,
+        resnetc_onnx::ExportOptions { keep_fused: true },
+    )?;
+    let source =
+        std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
+    let name = model
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let level = opt.opt_level.unwrap_or(resnetc_passes::MAX_LEVEL) as u32;
-    let mut artifact = resnetc_artifact::new_artifact(prost::Message::encode_to_vec(&onnx), &source, &name, target, level, batch.unwrap_or(0) as u64);
+    let mut artifact = resnetc_artifact::new_artifact(
+        prost::Message::encode_to_vec(&onnx),
+        &source,
+        &name,
+        target,
+        level,
+        batch.unwrap_or(0) as u64,
+    );
     if !archs.is_empty() {
         let gen_start = std::time::Instant::now();
         let mut program = resnetc_cuda::generate(&m.graph, &m.info, batch)?;
@@ -210,22 +296,39 @@ fn compile(model: &Path, target: &str, output: Option<PathBuf>, batch: Option<us
         let arch_refs: Vec<&str> = archs.iter().map(String::as_str).collect();
         let images = resnetc_cuda::compile_archs(&program.source, &arch_refs)?;
         let nvrtc_ms = images.iter().map(|c| c.nvrtc_ms).fold(0.0, f64::max);
-        let weights: Vec<u8> = program.weights.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let weights: Vec<u8> = program
+            .weights
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
         program.weights = Vec::new();
         artifact.cuda = Some(resnetc_artifact::CudaSection {
             source: program.source.clone(),
             binaries: images
                 .into_iter()
-                .map(|c| resnetc_artifact::CudaBinary { arch: c.arch, cubin: c.cubin.unwrap_or_default(), ptx: c.ptx })
+                .map(|c| resnetc_artifact::CudaBinary {
+                    arch: c.arch,
+                    cubin: c.cubin.unwrap_or_default(),
+                    ptx: c.ptx,
+                })
                 .collect(),
             launch_plan: serde_json::to_vec(&program)?,
             weights,
         });
-        eprintln!("generated CUDA for {} in {gen_ms:.0} ms; NVRTC took {nvrtc_ms:.0} ms ({})", archs.join(", "), "reported separately");
+        eprintln!(
+            "generated CUDA for {} in {gen_ms:.0} ms; NVRTC took {nvrtc_ms:.0} ms ({})",
+            archs.join(", "),
+            "reported separately"
+        );
     }
     let out = output.unwrap_or_else(|| model.with_extension("rnc"));
-    std::fs::write(&out, resnetc_artifact::encode(&artifact)).with_context(|| format!("cannot write {}", out.display()))?;
-    eprintln!("wrote {} (target {target}, -O{level}) in {:.0} ms", out.display(), start.elapsed().as_secs_f64() * 1e3);
+    std::fs::write(&out, resnetc_artifact::encode(&artifact))
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!(
+        "wrote {} (target {target}, -O{level}) in {:.0} ms",
+        out.display(),
+        start.elapsed().as_secs_f64() * 1e3
+    );
     Ok(())
 }
 
@@ -243,7 +346,11 @@ fn inspect(m: &resnetc::Model, path: &Path, json: bool, dump: bool) -> Result<()
                 "source": a.source_name,
                 "source_sha256": resnetc_artifact::hex(&a.source_sha256),
             });
-            let archs: Vec<&str> = a.cuda.iter().flat_map(|c| c.binaries.iter().map(|b| b.arch.as_str())).collect();
+            let archs: Vec<&str> = a
+                .cuda
+                .iter()
+                .flat_map(|c| c.binaries.iter().map(|b| b.arch.as_str()))
+                .collect();
             v["cuda_archs"] = serde_json::json!(archs);
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -251,32 +358,67 @@ fn inspect(m: &resnetc::Model, path: &Path, json: bool, dump: bool) -> Result<()
     }
     println!("model: {}  (opset {})", path.display(), m.graph.opset);
     if let Some(a) = &m.artifact {
-        println!("artifact: target {}, -O{}, compiled by resnetc {} from {} (sha256 {})", a.target, a.opt_level, a.resnetc_version, a.source_name, resnetc_artifact::hex(&a.source_sha256));
+        println!(
+            "artifact: target {}, -O{}, compiled by resnetc {} from {} (sha256 {})",
+            a.target,
+            a.opt_level,
+            a.resnetc_version,
+            a.source_name,
+            resnetc_artifact::hex(&a.source_sha256)
+        );
     }
     for (kind, vals) in [("input", &s.inputs), ("output", &s.outputs)] {
         for v in vals {
-            let dims: Vec<String> = v.shape.iter().map(|d| d.to_string().trim_matches('"').to_string()).collect();
+            let dims: Vec<String> = v
+                .shape
+                .iter()
+                .map(|d| d.to_string().trim_matches('"').to_string())
+                .collect();
             println!("{kind:>7}: {} {}[{}]", v.name, v.dtype, dims.join(","));
         }
     }
-    println!("    ops: {}", s.ops.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+    println!(
+        "    ops: {}",
+        s.ops
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!(" params: {} ({} constant tensors)", s.params, s.constants);
-    println!("   MACs: {} per image ({:.1} M)", s.macs, s.macs as f64 / 1e6);
+    println!(
+        "   MACs: {} per image ({:.1} M)",
+        s.macs,
+        s.macs as f64 / 1e6
+    );
     if dump {
         print!("{}", resnetc_ir::dump(&m.graph, Some(&m.info)));
     }
     Ok(())
 }
 
-fn run(m: &resnetc::Model, input: &Path, output: Option<&Path>, device: Device, threads: usize) -> Result<()> {
+fn run(
+    m: &resnetc::Model,
+    input: &Path,
+    output: Option<&Path>,
+    device: Device,
+    threads: usize,
+) -> Result<()> {
     let x = npy::read_tensor(input)?;
     let y = match device {
-        Device::Reference => m.run_reference(&[x])?.into_iter().next().context("the model has no outputs")?,
+        Device::Reference => m
+            .run_reference(&[x])?
+            .into_iter()
+            .next()
+            .context("the model has no outputs")?,
         Device::Cpu => match m.run_cpu(&x, threads) {
             Ok(y) => y,
             Err(e) if e.downcast_ref::<resnetc_cpu::CpuError>().is_some() => {
                 eprintln!("note: the CPU backend cannot run this graph ({e}); using the reference executor");
-                m.run_reference(&[x])?.into_iter().next().context("the model has no outputs")?
+                m.run_reference(&[x])?
+                    .into_iter()
+                    .next()
+                    .context("the model has no outputs")?
             }
             Err(e) => return Err(e),
         },
@@ -309,21 +451,33 @@ fn bench_cuda(m: &resnetc::Model, batch: usize, iters: usize, json: bool) -> Res
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("cuda batch {batch}: {ms:.3} ms per batch, {:.0} images/s", batch as f64 / (ms / 1e3));
+        println!(
+            "cuda batch {batch}: {ms:.3} ms per batch, {:.0} images/s",
+            batch as f64 / (ms / 1e3)
+        );
     }
     Ok(())
 }
 
 /// The launch plan and binaries stored in a CUDA artifact.
-fn cuda_parts(m: &resnetc::Model) -> Result<(resnetc_cuda::CudaProgram, Vec<resnetc_cuda::Compiled>)> {
+fn cuda_parts(
+    m: &resnetc::Model,
+) -> Result<(resnetc_cuda::CudaProgram, Vec<resnetc_cuda::Compiled>)> {
     let Some(cuda) = m.artifact.as_ref().and_then(|a| a.cuda.as_ref()) else {
-        bail!("--device cuda runs artifacts compiled with `resnetc compile MODEL.onnx --target cuda`");
+        bail!(
+            "--device cuda runs artifacts compiled with `resnetc compile MODEL.onnx --target cuda`"
+        );
     };
-    let mut program: resnetc_cuda::CudaProgram = serde_json::from_slice(&cuda.launch_plan).context("the artifact's CUDA launch plan")?;
+    let mut program: resnetc_cuda::CudaProgram =
+        serde_json::from_slice(&cuda.launch_plan).context("the artifact's CUDA launch plan")?;
     if cuda.weights.len() % 4 != 0 {
         bail!("the artifact's CUDA weights are damaged; recompile it");
     }
-    program.weights = cuda.weights.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    program.weights = cuda
+        .weights
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     let images: Vec<resnetc_cuda::Compiled> = cuda
         .binaries
         .iter()
@@ -341,16 +495,30 @@ fn cuda_parts(m: &resnetc::Model) -> Result<(resnetc_cuda::CudaProgram, Vec<resn
 /// Runs a `.rnc` compiled with `--target cuda` on GPU 0.
 fn run_cuda(m: &resnetc::Model, x: &Tensor) -> Result<Tensor> {
     let (program, images) = cuda_parts(m)?;
-    let a = x.as_f32().context("float32 input")?.as_standard_layout().to_owned();
+    let a = x
+        .as_f32()
+        .context("float32 input")?
+        .as_standard_layout()
+        .to_owned();
     let batch = a.shape()[0];
     let mut session = resnetc_cuda::CudaSession::new(&program, &images, 0)?;
     let y = session.run(a.as_slice().context("contiguous input")?, batch)?;
     let mut shape = vec![batch];
     shape.extend(program.output.shape.iter().copied());
-    Ok(Tensor::f32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), y)?))
+    Ok(Tensor::f32(ndarray::ArrayD::from_shape_vec(
+        ndarray::IxDyn(&shape),
+        y,
+    )?))
 }
 
-fn bench(m: &resnetc::Model, batch: usize, threads: usize, iters: usize, json: bool, device: Device) -> Result<()> {
+fn bench(
+    m: &resnetc::Model,
+    batch: usize,
+    threads: usize,
+    iters: usize,
+    json: bool,
+    device: Device,
+) -> Result<()> {
     match device {
         Device::Cpu => {}
         Device::Cuda => return bench_cuda(m, batch, iters, json),
@@ -383,12 +551,28 @@ fn bench(m: &resnetc::Model, batch: usize, threads: usize, iters: usize, json: b
 
 /// The arg-max of each row of a `[batch, classes]` float tensor.
 fn top1(y: &Tensor) -> Result<Vec<usize>> {
-    let Some(a) = y.as_f32() else { bail!("output is {}, expected float32 logits", y.dtype()) };
+    let Some(a) = y.as_f32() else {
+        bail!("output is {}, expected float32 logits", y.dtype())
+    };
     if a.ndim() != 2 {
-        bail!("output has shape {:?}, expected [batch, classes]", a.shape());
+        bail!(
+            "output has shape {:?}, expected [batch, classes]",
+            a.shape()
+        );
     }
     Ok(a.outer_iter()
-        .map(|row| row.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 {
+                        (i, v)
+                    } else {
+                        best
+                    }
+                })
+                .0
+        })
         .collect())
 }
 
@@ -413,15 +597,28 @@ fn demo(shared: &Path) -> Result<()> {
     let data = shared.join("data/cifar10/test_first1000.bin");
     let model = shared.join("models/pretrained/resnet20_cifar10_pretrained.onnx");
     if !data.exists() || !model.exists() {
-        println!("({} not found: skipping the pretrained CIFAR-10 run)", shared.display());
+        println!(
+            "({} not found: skipping the pretrained CIFAR-10 run)",
+            shared.display()
+        );
         return Ok(());
     }
-    let m = load_model(&model, &PassOptions { level: resnetc_passes::MAX_LEVEL, ..Default::default() })?;
+    let m = load_model(
+        &model,
+        &PassOptions {
+            level: resnetc_passes::MAX_LEVEL,
+            ..Default::default()
+        },
+    )?;
     let (images, labels) = resnetc::cifar::read_batch(&data, 1000)?;
     let start = std::time::Instant::now();
     let y = m.run_cpu(&Tensor::f32(images.into_dyn()), 0)?;
     let pred = top1(&y)?;
-    let correct = pred.iter().zip(&labels).filter(|(p, l)| **p == **l as usize).count();
+    let correct = pred
+        .iter()
+        .zip(&labels)
+        .filter(|(p, l)| **p == **l as usize)
+        .count();
     println!(
         "pretrained ResNet-20 on {} CIFAR-10 test images: {:.1} % top-1 ({} correct) in {:.2} s (optimized graph, CPU backend)",
         labels.len(),

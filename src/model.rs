@@ -18,7 +18,11 @@ pub struct Model {
 
 /// Loads an ONNX model (running the passes `opts` selects) or a compiled `.rnc` artifact (already
 /// optimized: `opts` does not apply), telling them apart by the artifact's magic bytes.
-pub fn load_any(path: &Path, opts: &PassOptions, after: &mut dyn FnMut(&str, &Graph)) -> Result<Model> {
+pub fn load_any(
+    path: &Path,
+    opts: &PassOptions,
+    after: &mut dyn FnMut(&str, &Graph),
+) -> Result<Model> {
     let mut head = [0u8; 8];
     let is_artifact = std::fs::File::open(path)
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
@@ -27,12 +31,19 @@ pub fn load_any(path: &Path, opts: &PassOptions, after: &mut dyn FnMut(&str, &Gr
         return load_model_with(path, opts, after);
     }
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let artifact = resnetc_artifact::decode(&bytes, None).with_context(|| format!("loading {}", path.display()))?;
-    let mut graph = resnetc_artifact::graph(&artifact).with_context(|| format!("loading {}", path.display()))?;
+    let artifact = resnetc_artifact::decode(&bytes, None)
+        .with_context(|| format!("loading {}", path.display()))?;
+    let mut graph = resnetc_artifact::graph(&artifact)
+        .with_context(|| format!("loading {}", path.display()))?;
     // The stored graph is already optimized; canonicalization only re-checks it.
     let reports = resnetc_passes::canonicalize(&mut graph)?;
     let info = validate(&graph).context("validating the artifact's graph")?;
-    Ok(Model { graph, info, reports, artifact: Some(artifact) })
+    Ok(Model {
+        graph,
+        info,
+        reports,
+        artifact: Some(artifact),
+    })
 }
 
 /// Fixes the batch dimension of every graph input to `batch`.
@@ -42,7 +53,9 @@ pub fn fix_batch(graph: &mut Graph, batch: usize) -> Result<()> {
             match ty.shape.first_mut() {
                 Some(d @ resnetc_ir::Dim::Sym(_)) => *d = resnetc_ir::Dim::Fixed(batch),
                 Some(resnetc_ir::Dim::Fixed(n)) if *n == batch => {}
-                Some(resnetc_ir::Dim::Fixed(n)) => anyhow::bail!("the model's batch is fixed at {n}; it cannot be compiled for batch {batch}"),
+                Some(resnetc_ir::Dim::Fixed(n)) => anyhow::bail!(
+                    "the model's batch is fixed at {n}; it cannot be compiled for batch {batch}"
+                ),
                 None => anyhow::bail!("input has no batch dimension"),
             }
         }
@@ -56,17 +69,31 @@ pub fn load_model(path: &Path, opts: &PassOptions) -> Result<Model> {
 }
 
 /// Like [`load_model`], calling `after(pass, graph)` after each pass (for `--print-ir-after`).
-pub fn load_model_with(path: &Path, opts: &PassOptions, after: &mut dyn FnMut(&str, &Graph)) -> Result<Model> {
+pub fn load_model_with(
+    path: &Path,
+    opts: &PassOptions,
+    after: &mut dyn FnMut(&str, &Graph),
+) -> Result<Model> {
     for name in &opts.disabled {
         if resnetc_passes::pass_named(name).is_none() {
             let names: Vec<&str> = resnetc_passes::PASSES.iter().map(|p| p.name).collect();
-            anyhow::bail!("there is no pass named '{name}'; the passes are: {}", names.join(", "));
+            anyhow::bail!(
+                "there is no pass named '{name}'; the passes are: {}",
+                names.join(", ")
+            );
         }
     }
-    let mut graph = resnetc_onnx::import_file(path).with_context(|| format!("importing {}", path.display()))?;
-    let reports = run_passes(&mut graph, opts, after).with_context(|| format!("compiling {}", path.display()))?;
+    let mut graph =
+        resnetc_onnx::import_file(path).with_context(|| format!("importing {}", path.display()))?;
+    let reports = run_passes(&mut graph, opts, after)
+        .with_context(|| format!("compiling {}", path.display()))?;
     let info = validate(&graph).context("validating the compiled graph")?;
-    Ok(Model { graph, info, reports, artifact: None })
+    Ok(Model {
+        graph,
+        info,
+        reports,
+        artifact: None,
+    })
 }
 
 impl Model {
@@ -79,8 +106,14 @@ impl Model {
     /// cannot (then callers fall back to the reference executor).
     pub fn run_cpu(&self, input: &Tensor, threads: usize) -> Result<Tensor> {
         let plan = resnetc_cpu::CpuPlan::compile(&self.graph, &self.info)?;
-        let x = input.as_f32().context("the CPU backend takes a float32 input")?;
-        let batch = x.shape().first().copied().context("the input has no batch dimension")?;
+        let x = input
+            .as_f32()
+            .context("the CPU backend takes a float32 input")?;
+        let batch = x
+            .shape()
+            .first()
+            .copied()
+            .context("the input has no batch dimension")?;
         let x = x.as_standard_layout();
         let out = plan.outputs().next().context("the plan has no output")?;
         let mut y = vec![0f32; batch * out.floats];
@@ -88,7 +121,10 @@ impl Model {
         session.run(x.as_slice().context("contiguous input")?, batch, &mut y)?;
         let mut shape = vec![batch];
         shape.extend(out.dims.iter().copied());
-        Ok(Tensor::f32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), y)?))
+        Ok(Tensor::f32(ndarray::ArrayD::from_shape_vec(
+            ndarray::IxDyn(&shape),
+            y,
+        )?))
     }
 
     pub fn stats(&self) -> ModelStats {
@@ -137,8 +173,16 @@ impl ModelStats {
                 }),
             }
         };
-        let inputs = graph.inputs.iter().map(|&i| summary(&graph.node(i).outputs[0], i.into())).collect();
-        let outputs = graph.outputs.iter().map(|o| summary(&o.name, o.value)).collect();
+        let inputs = graph
+            .inputs
+            .iter()
+            .map(|&i| summary(&graph.node(i).outputs[0], i.into()))
+            .collect();
+        let outputs = graph
+            .outputs
+            .iter()
+            .map(|o| summary(&o.name, o.value))
+            .collect();
         let mut ops = BTreeMap::new();
         let mut constants = 0;
         let mut params = 0;
@@ -160,12 +204,26 @@ impl ModelStats {
         let mut seen = std::collections::HashSet::new();
         for &id in &info.order {
             let first_param_slot = match graph.op(id) {
-                Op::Conv(_) | Op::FusedConv { .. } | Op::Gemm(_) | Op::MatMul | Op::BatchNorm { .. } => 1,
+                Op::Conv(_)
+                | Op::FusedConv { .. }
+                | Op::Gemm(_)
+                | Op::MatMul
+                | Op::BatchNorm { .. } => 1,
                 _ => continue,
             };
             // A fused convolution's residual (slot 3) is an activation, not a weight.
-            let last = if matches!(graph.op(id), Op::FusedConv { .. }) { 3 } else { usize::MAX };
-            for v in graph.inputs(id).into_iter().take(last).skip(first_param_slot).flatten() {
+            let last = if matches!(graph.op(id), Op::FusedConv { .. }) {
+                3
+            } else {
+                usize::MAX
+            };
+            for v in graph
+                .inputs(id)
+                .into_iter()
+                .take(last)
+                .skip(first_param_slot)
+                .flatten()
+            {
                 if let Op::Constant(t) = graph.op(v.node) {
                     if seen.insert(v.node) {
                         params += t.len();
@@ -173,7 +231,14 @@ impl ModelStats {
                 }
             }
         }
-        ModelStats { inputs, outputs, ops, constants, params, macs }
+        ModelStats {
+            inputs,
+            outputs,
+            ops,
+            constants,
+            params,
+            macs,
+        }
     }
 }
 
@@ -181,22 +246,40 @@ impl ModelStats {
 fn node_macs(graph: &Graph, info: &GraphInfo, id: resnetc_ir::NodeId) -> u64 {
     let per_image = |v: ValueRef| -> Option<u64> {
         let t = info.ty(v)?;
-        t.shape.iter().skip(1).map(|d| d.fixed().map(|x| x as u64)).product()
+        t.shape
+            .iter()
+            .skip(1)
+            .map(|d| d.fixed().map(|x| x as u64))
+            .product()
     };
     let out = ValueRef::new(id, 0);
     match graph.op(id) {
         Op::Conv(_) | Op::FusedConv { .. } => {
-            let Some(w) = graph.input(id, 1).and_then(|w| info.ty(w)).and_then(|t| t.concrete()) else { return 0 };
+            let Some(w) = graph
+                .input(id, 1)
+                .and_then(|w| info.ty(w))
+                .and_then(|t| t.concrete())
+            else {
+                return 0;
+            };
             // Each output element takes C/group × kh × kw multiply-adds: exactly the weights' inner size.
             per_image(out).unwrap_or(0) * (w[1] * w[2] * w[3]) as u64
         }
         Op::Gemm(g) => {
-            let Some(a) = graph.input(id, 0).and_then(|a| info.ty(a)) else { return 0 };
-            let k = if g.trans_a { a.shape[0].fixed() } else { a.shape.get(1).and_then(|d| d.fixed()) };
+            let Some(a) = graph.input(id, 0).and_then(|a| info.ty(a)) else {
+                return 0;
+            };
+            let k = if g.trans_a {
+                a.shape[0].fixed()
+            } else {
+                a.shape.get(1).and_then(|d| d.fixed())
+            };
             per_image(out).unwrap_or(0) * k.unwrap_or(0) as u64
         }
         Op::MatMul => {
-            let Some(b) = graph.input(id, 1).and_then(|b| info.ty(b)) else { return 0 };
+            let Some(b) = graph.input(id, 1).and_then(|b| info.ty(b)) else {
+                return 0;
+            };
             per_image(out).unwrap_or(0) * b.shape[0].fixed().unwrap_or(0) as u64
         }
         _ => 0,

@@ -92,12 +92,18 @@ pub struct ValidateArgs {
 pub fn cli(args: &ValidateArgs) -> Result<()> {
     let (input, expected) = match (&args.npz, &args.input, &args.expected) {
         (Some(npz), _, _) => read_npz(npz)?,
-        (None, Some(input), Some(expected)) => (crate::npy::read_f32(input)?, crate::npy::read_f32(expected)?),
+        (None, Some(input), Some(expected)) => (
+            crate::npy::read_f32(input)?,
+            crate::npy::read_f32(expected)?,
+        ),
         _ => bail!("give --input and --expected, or --npz"),
     };
     let opts = Options {
         against: args.against,
-        tolerance: ToleranceSpec { atol: args.atol, rtol: args.rtol },
+        tolerance: ToleranceSpec {
+            atol: args.atol,
+            rtol: args.rtol,
+        },
         opt_level: args.opt_level,
         disabled: args.disable_pass.clone(),
     };
@@ -108,7 +114,12 @@ pub fn cli(args: &ValidateArgs) -> Result<()> {
         print!("{report}");
     }
     if !report.passed {
-        let failed: Vec<&str> = report.comparisons.iter().filter(|c| !c.passed).map(|c| c.against).collect();
+        let failed: Vec<&str> = report
+            .comparisons
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.against)
+            .collect();
         bail!("validation failed (against {})", failed.join(", "));
     }
     Ok(())
@@ -116,8 +127,10 @@ pub fn cli(args: &ValidateArgs) -> Result<()> {
 
 /// Reads the arrays `input` and `expected` from an `.npz` archive (as `np.savez(path, input=x, expected=y)` writes).
 pub fn read_npz(path: &Path) -> Result<(ArrayD<f32>, ArrayD<f32>)> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut npz = ndarray_npy::NpzReader::new(std::io::BufReader::new(file)).with_context(|| format!("{} is not an .npz archive", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut npz = ndarray_npy::NpzReader::new(std::io::BufReader::new(file))
+        .with_context(|| format!("{} is not an .npz archive", path.display()))?;
     let mut get = |name: &str| -> Result<ArrayD<f32>> {
         npz.by_name::<ndarray::OwnedRepr<f32>, ndarray::IxDyn>(name)
             .with_context(|| format!("{}: no float32 array named '{name}' (write it with np.savez(path, input=x, expected=y))", path.display()))
@@ -136,10 +149,15 @@ impl ToleranceSpec {
     /// The tolerance for comparing with `reference`: `atol` defaults to max(1e-4, 2e-5 × max|reference|), `rtol` to 0.
     pub fn resolve(&self, reference: &Tensor) -> Tolerance {
         let atol = self.atol.unwrap_or_else(|| {
-            let max = elems(reference).filter(|x| x.is_finite()).fold(0f64, |m, x| m.max(x.abs()));
+            let max = elems(reference)
+                .filter(|x| x.is_finite())
+                .fold(0f64, |m, x| m.max(x.abs()));
             1e-4f64.max(2e-5 * max)
         });
-        Tolerance { atol, rtol: self.rtol.unwrap_or(0.0) }
+        Tolerance {
+            atol,
+            rtol: self.rtol.unwrap_or(0.0),
+        }
     }
 }
 
@@ -186,12 +204,28 @@ pub fn compare(against: &'static str, got: &Tensor, want: &Tensor, tol: Toleranc
     let rows = want.shape().first().copied().unwrap_or(1);
     if got.shape() != want.shape() {
         let note = format!("shape {:?} differs from {:?}", got.shape(), want.shape());
-        return Comparison { against, max_abs: f64::INFINITY, max_rel: f64::INFINITY, top1_agree: 0, rows, passed: false, note: Some(note) };
+        return Comparison {
+            against,
+            max_abs: f64::INFINITY,
+            max_rel: f64::INFINITY,
+            top1_agree: 0,
+            rows,
+            passed: false,
+            note: Some(note),
+        };
     }
     let d = diff(got, want, tol);
     let (a, b) = (argmax_rows(got), argmax_rows(want));
     let top1_agree = a.iter().zip(&b).filter(|(x, y)| x == y).count();
-    Comparison { against, max_abs: d.max_abs, max_rel: d.max_rel, top1_agree, rows, passed: d.close, note: None }
+    Comparison {
+        against,
+        max_abs: d.max_abs,
+        max_rel: d.max_rel,
+        top1_agree,
+        rows,
+        passed: d.close,
+        note: None,
+    }
 }
 
 /// Where the values first diverge.
@@ -239,7 +273,9 @@ impl fmt::Display for Divergence {
             self.tolerance
         )?;
         let by = match (&self.optimized_node, &self.optimized_op) {
-            (Some(n), Some(op)) if n != &self.node || op != &self.op => format!("'s node '{n}' ({op})"),
+            (Some(n), Some(op)) if n != &self.node || op != &self.op => {
+                format!("'s node '{n}' ({op})")
+            }
             _ => String::new(),
         };
         match (self.kind, self.against) {
@@ -279,13 +315,32 @@ pub struct Report {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "model: {} (opt-level {})", self.model, self.opt_level)?;
-        writeln!(f, "input {:?}, output '{}' {:?}", self.input_shape, self.output, self.output_shape)?;
-        writeln!(f, "tolerance: |a - b| <= {:.3e} + {} × |b|", self.tolerance.atol, self.tolerance.rtol)?;
-        writeln!(f, "  {:<10} {:>10} {:>10} {:>9}  result", "against", "max abs", "max rel", "top-1")?;
+        writeln!(
+            f,
+            "input {:?}, output '{}' {:?}",
+            self.input_shape, self.output, self.output_shape
+        )?;
+        writeln!(
+            f,
+            "tolerance: |a - b| <= {:.3e} + {} × |b|",
+            self.tolerance.atol, self.tolerance.rtol
+        )?;
+        writeln!(
+            f,
+            "  {:<10} {:>10} {:>10} {:>9}  result",
+            "against", "max abs", "max rel", "top-1"
+        )?;
         for c in &self.comparisons {
             let top1 = format!("{}/{}", c.top1_agree, c.rows);
             let result = if c.passed { "pass" } else { "FAIL" };
-            write!(f, "  {:<10} {:>10} {:>10} {:>9}  {result}", c.against, fmt_err(c.max_abs), fmt_err(c.max_rel), top1)?;
+            write!(
+                f,
+                "  {:<10} {:>10} {:>10} {:>9}  {result}",
+                c.against,
+                fmt_err(c.max_abs),
+                fmt_err(c.max_rel),
+                top1
+            )?;
             match &c.note {
                 Some(note) => writeln!(f, " ({note})")?,
                 None => writeln!(f)?,
@@ -321,36 +376,83 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { against: Against::All, tolerance: ToleranceSpec::default(), opt_level: 3, disabled: Vec::new() }
+        Options {
+            against: Against::All,
+            tolerance: ToleranceSpec::default(),
+            opt_level: 3,
+            disabled: Vec::new(),
+        }
     }
 }
 
 /// Validates the model at `path` on one input batch against `expected` (compared with the first
 /// graph output), as described in the module documentation.
-pub fn validate_model(path: &Path, input: ArrayD<f32>, expected: ArrayD<f32>, opts: &Options) -> Result<Report> {
-    let reference = load_model(path, &PassOptions { level: 0, ..Default::default() })?;
+pub fn validate_model(
+    path: &Path,
+    input: ArrayD<f32>,
+    expected: ArrayD<f32>,
+    opts: &Options,
+) -> Result<Report> {
+    let reference = load_model(
+        path,
+        &PassOptions {
+            level: 0,
+            ..Default::default()
+        },
+    )?;
     for name in &opts.disabled {
         if resnetc_passes::pass_named(name).is_none() {
             bail!("there is no pass named '{name}'");
         }
     }
-    let optimized = load_model(path, &PassOptions { level: opts.opt_level, disabled: opts.disabled.clone(), ..Default::default() })?;
-    validate_graphs(path, &reference.graph, &optimized.graph, input, expected, opts)
+    let optimized = load_model(
+        path,
+        &PassOptions {
+            level: opts.opt_level,
+            disabled: opts.disabled.clone(),
+            ..Default::default()
+        },
+    )?;
+    validate_graphs(
+        path,
+        &reference.graph,
+        &optimized.graph,
+        input,
+        expected,
+        opts,
+    )
 }
 
 /// [`validate_model`] on graphs already loaded from `path`: `reference` at level 0, `optimized` the
 /// graph under test (`path` itself is only read by tract; `opts.opt_level` only reported).
-pub fn validate_graphs(path: &Path, reference: &Graph, optimized: &Graph, input: ArrayD<f32>, expected: ArrayD<f32>, opts: &Options) -> Result<Report> {
+pub fn validate_graphs(
+    path: &Path,
+    reference: &Graph,
+    optimized: &Graph,
+    input: ArrayD<f32>,
+    expected: ArrayD<f32>,
+    opts: &Options,
+) -> Result<Report> {
     if optimized.inputs.len() != 1 {
-        bail!("validate handles models with one input; this one has {}", optimized.inputs.len());
+        bail!(
+            "validate handles models with one input; this one has {}",
+            optimized.inputs.len()
+        );
     }
-    let output_name = optimized.outputs.first().map(|o| o.name.clone()).context("the model has no outputs")?;
+    let output_name = optimized
+        .outputs
+        .first()
+        .map(|o| o.name.clone())
+        .context("the model has no outputs")?;
     let input_shape = input.shape().to_vec();
     let x = Tensor::f32(input.clone());
     let want = Tensor::f32(expected);
     let tol = opts.tolerance.resolve(&want);
 
-    let got = first_output(resnetc_reference::run(optimized, std::slice::from_ref(&x)).context("running the optimized graph")?)?;
+    let got = first_output(
+        resnetc_reference::run(optimized, std::slice::from_ref(&x))
+            .context("running the optimized graph")?,
+    )?;
     if got.shape() != want.shape() {
         bail!("the expected outputs have shape {:?}, but the model's output '{output_name}' has shape {:?}", want.shape(), got.shape());
     }
@@ -362,7 +464,10 @@ pub fn validate_graphs(path: &Path, reference: &Graph, optimized: &Graph, input:
         if let Some(t) = unoptimized {
             return Ok(t.clone());
         }
-        let t = first_output(resnetc_reference::run(reference, std::slice::from_ref(&x)).context("running the unoptimized graph")?)?;
+        let t = first_output(
+            resnetc_reference::run(reference, std::slice::from_ref(&x))
+                .context("running the unoptimized graph")?,
+        )?;
         *unoptimized = Some(t.clone());
         Ok(t)
     };
@@ -396,7 +501,11 @@ pub fn validate_graphs(path: &Path, reference: &Graph, optimized: &Graph, input:
             let failed = if graphs_differ {
                 compare("reference", &got, &u, tol)
             } else {
-                comparisons.iter().find(|c| !c.passed).expect("a comparison failed").clone()
+                comparisons
+                    .iter()
+                    .find(|c| !c.passed)
+                    .expect("a comparison failed")
+                    .clone()
             };
             let out = reference.outputs[0].value;
             let node = reference.node(out.node);
@@ -441,7 +550,12 @@ pub fn validate_graphs(path: &Path, reference: &Graph, optimized: &Graph, input:
 /// [`validate_graphs`] searches on at most 8 rows (those that differ) when the batch is symbolic.
 ///
 /// Returns `None` when every shared value agrees.
-pub fn find_divergence(reference: &Graph, optimized: &Graph, inputs: &[Tensor], tol: &ToleranceSpec) -> Result<Option<Divergence>> {
+pub fn find_divergence(
+    reference: &Graph,
+    optimized: &Graph,
+    inputs: &[Tensor],
+    tol: &ToleranceSpec,
+) -> Result<Option<Divergence>> {
     let skip = |op: &Op| matches!(op, Op::Constant(_) | Op::Input { .. });
     let wanted: HashSet<&str> = optimized
         .node_ids()
@@ -491,8 +605,11 @@ pub fn find_divergence(reference: &Graph, optimized: &Graph, inputs: &[Tensor], 
             first = Some((
                 pos,
                 Divergence {
-                    node: ref_node.map_or_else(|| node.label().to_string(), |n| n.label().to_string()),
-                    op: ref_node.map_or(node.op.onnx_name(), |n| n.op.onnx_name()).to_string(),
+                    node: ref_node
+                        .map_or_else(|| node.label().to_string(), |n| n.label().to_string()),
+                    op: ref_node
+                        .map_or(node.op.onnx_name(), |n| n.op.onnx_name())
+                        .to_string(),
                     value: name.clone(),
                     max_abs: d.max_abs,
                     tolerance: tol.atol,
@@ -516,19 +633,41 @@ pub fn run_tract(path: &Path, input: &ArrayD<f32>, symbolic: bool) -> Result<Arr
     let shape = input.shape().to_vec();
     let model = tract_onnx::onnx()
         .model_for_path(path)
-        .and_then(|m| if symbolic { Ok(m) } else { m.with_input_fact(0, f32::fact(&shape).into()) })
+        .and_then(|m| {
+            if symbolic {
+                Ok(m)
+            } else {
+                m.with_input_fact(0, f32::fact(&shape).into())
+            }
+        })
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
-        .map_err(|e| anyhow!("tract-onnx cannot load {}: {e:?} (use --against reference to skip tract)", path.display()))?;
-    let x: tract_onnx::prelude::Tensor = tract_ndarray::ArrayD::from_shape_vec(shape, input.iter().copied().collect())?.into();
-    let out = model.run(tvec!(x.into())).map_err(|e| anyhow!("tract-onnx failed to run {}: {e:?}", path.display()))?;
+        .map_err(|e| {
+            anyhow!(
+                "tract-onnx cannot load {}: {e:?} (use --against reference to skip tract)",
+                path.display()
+            )
+        })?;
+    let x: tract_onnx::prelude::Tensor =
+        tract_ndarray::ArrayD::from_shape_vec(shape, input.iter().copied().collect())?.into();
+    let out = model
+        .run(tvec!(x.into()))
+        .map_err(|e| anyhow!("tract-onnx failed to run {}: {e:?}", path.display()))?;
     let y = out.first().context("tract returned no outputs")?;
-    let view = y.to_plain_array_view::<f32>().map_err(|e| anyhow!("tract's output is not float32: {e}"))?;
-    Ok(ArrayD::from_shape_vec(view.shape().to_vec(), view.iter().copied().collect())?)
+    let view = y
+        .to_plain_array_view::<f32>()
+        .map_err(|e| anyhow!("tract's output is not float32: {e}"))?;
+    Ok(ArrayD::from_shape_vec(
+        view.shape().to_vec(),
+        view.iter().copied().collect(),
+    )?)
 }
 
 fn first_output(outputs: Vec<Tensor>) -> Result<Tensor> {
-    outputs.into_iter().next().context("the model has no outputs")
+    outputs
+        .into_iter()
+        .next()
+        .context("the model has no outputs")
 }
 
 /// Whether the (single) graph input has a symbolic dimension.
@@ -555,7 +694,11 @@ struct Diff {
 
 /// Element-wise differences of two tensors of the same shape.
 fn diff(got: &Tensor, want: &Tensor, tol: Tolerance) -> Diff {
-    let mut d = Diff { max_abs: 0.0, max_rel: 0.0, close: true };
+    let mut d = Diff {
+        max_abs: 0.0,
+        max_rel: 0.0,
+        close: true,
+    };
     for (a, b) in elems(got).zip(elems(want)) {
         let abs = if a == b || (a.is_nan() && b.is_nan()) {
             0.0
@@ -585,7 +728,20 @@ fn argmax_rows(t: &Tensor) -> Vec<usize> {
     if width == 0 {
         return vec![0; rows];
     }
-    v.chunks(width).map(|row| row.iter().enumerate().fold((0, f64::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best }).0).collect()
+    v.chunks(width)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f64::NEG_INFINITY), |best, (i, &x)| {
+                    if x > best.1 {
+                        (i, x)
+                    } else {
+                        best
+                    }
+                })
+                .0
+        })
+        .collect()
 }
 
 /// Up to `limit` rows (first axis) where `got` and `want` differ beyond `tol`; all rows if none does.

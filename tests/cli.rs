@@ -7,13 +7,21 @@ use std::process::Command;
 use common::*;
 
 fn resnetc(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_resnetc")).args(args).current_dir(repo()).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_resnetc"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap();
     out
 }
 
 fn ok(args: &[&str]) -> String {
     let out = resnetc(args);
-    assert!(out.status.success(), "resnetc {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "resnetc {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -36,11 +44,15 @@ fn cifar_resnet_macs(n: u64, classes: u64, option_b: bool) -> u64 {
 #[test]
 fn inspect_json_reports_ops_params_and_macs() {
     let path = pretrained_model("resnet20");
-    let v: serde_json::Value = serde_json::from_str(&ok(&["inspect", path.to_str().unwrap(), "--json"])).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", path.to_str().unwrap(), "--json"])).unwrap();
     assert_eq!(v["macs"], cifar_resnet_macs(3, 10, false));
     assert_eq!(v["ops"]["Conv"], 19);
     assert_eq!(v["ops"]["Gemm"], 1);
-    assert_eq!(v["inputs"][0]["shape"], serde_json::json!(["batch", 3, 32, 32]));
+    assert_eq!(
+        v["inputs"][0]["shape"],
+        serde_json::json!(["batch", 3, 32, 32])
+    );
     assert_eq!(v["outputs"][0]["shape"], serde_json::json!(["batch", 10]));
     // 3x3 conv weights + biases (BN folded by the exporter) + the classifier.
     assert_eq!(v["params"], 269_034);
@@ -49,38 +61,82 @@ fn inspect_json_reports_ops_params_and_macs() {
 #[test]
 fn inspect_counts_option_b_downsample_convs() {
     for f in fixtures() {
-        let v: serde_json::Value = serde_json::from_str(&ok(&["inspect", f.path().to_str().unwrap(), "--json"])).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&ok(&["inspect", f.path().to_str().unwrap(), "--json"])).unwrap();
         let n = (f.depth as u64 - 2) / 6;
         let b = f.shortcut == "B";
-        assert_eq!(v["macs"], cifar_resnet_macs(n, f.classes as u64, b), "{}", f.name);
-        assert_eq!(v["ops"]["Conv"], (6 * n + 1 + if b { 2 } else { 0 }), "{}", f.name);
+        assert_eq!(
+            v["macs"],
+            cifar_resnet_macs(n, f.classes as u64, b),
+            "{}",
+            f.name
+        );
+        assert_eq!(
+            v["ops"]["Conv"],
+            (6 * n + 1 + if b { 2 } else { 0 }),
+            "{}",
+            f.name
+        );
     }
 }
 
 #[test]
 fn run_writes_npy_and_prints_top1() {
-    let f = fixtures().into_iter().find(|f| f.name == "r20_b_ts13_static").unwrap();
+    let f = fixtures()
+        .into_iter()
+        .find(|f| f.name == "r20_b_ts13_static")
+        .unwrap();
     let dir = std::env::temp_dir().join(format!("resnetc-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("y.npy");
     let input = repo().join("fixtures").join(&f.input);
-    ok(&["run", f.path().to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    ok(&[
+        "run",
+        f.path().to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert_logits_close("run --output", &read_npy(&out), &f.expected());
-    let printed = ok(&["run", f.path().to_str().unwrap(), "--input", input.to_str().unwrap()]);
-    let classes: Vec<usize> = printed.lines().map(|l| l.split('\t').nth(1).unwrap().parse().unwrap()).collect();
+    let printed = ok(&[
+        "run",
+        f.path().to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    let classes: Vec<usize> = printed
+        .lines()
+        .map(|l| l.split('\t').nth(1).unwrap().parse().unwrap())
+        .collect();
     assert_eq!(classes, argmax_rows(&f.expected()));
 }
 
 #[test]
 fn export_then_run() {
-    let f = fixtures().into_iter().find(|f| f.name == "r20_a_dynamo18_noopt").unwrap();
+    let f = fixtures()
+        .into_iter()
+        .find(|f| f.name == "r20_a_dynamo18_noopt")
+        .unwrap();
     let dir = std::env::temp_dir().join(format!("resnetc-cli-export-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let exported = dir.join("m.onnx");
     let y = dir.join("y.npy");
-    ok(&["export", f.path().to_str().unwrap(), "-o", exported.to_str().unwrap()]);
+    ok(&[
+        "export",
+        f.path().to_str().unwrap(),
+        "-o",
+        exported.to_str().unwrap(),
+    ]);
     let input = repo().join("fixtures").join(&f.input);
-    ok(&["run", exported.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", y.to_str().unwrap()]);
+    ok(&[
+        "run",
+        exported.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        y.to_str().unwrap(),
+    ]);
     assert_logits_close("exported", &read_npy(&y), &f.expected());
 }
 
@@ -97,28 +153,69 @@ fn errors_are_reported_not_panicked() {
 fn demo_runs_the_builtin_model() {
     let text = ok(&["demo", "--shared", shared().to_str().unwrap()]);
     assert!(text.contains("built-in ResNet-20"), "{text}");
-    assert!(text.contains("pretrained ResNet-20 on 1000 CIFAR-10 test images: 91.5 %"), "{text}");
+    assert!(
+        text.contains("pretrained ResNet-20 on 1000 CIFAR-10 test images: 91.5 %"),
+        "{text}"
+    );
 }
 
 #[test]
 fn run_on_the_cpu_backend_and_the_reference_agree() {
-    let f = fixtures().into_iter().find(|f| f.name == "r20_a_dynamo18_opt_dynamic").unwrap();
+    let f = fixtures()
+        .into_iter()
+        .find(|f| f.name == "r20_a_dynamo18_opt_dynamic")
+        .unwrap();
     let dir = std::env::temp_dir().join(format!("resnetc-cli-dev-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let input = repo().join("fixtures").join(&f.input);
     for device in ["cpu", "reference"] {
         let y = dir.join(format!("{device}.npy"));
-        ok(&["run", f.path().to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", y.to_str().unwrap(), "--device", device, "--threads", "2"]);
-        assert_logits_close(&format!("run --device {device}"), &read_npy(&y), &f.expected());
+        ok(&[
+            "run",
+            f.path().to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            y.to_str().unwrap(),
+            "--device",
+            device,
+            "--threads",
+            "2",
+        ]);
+        assert_logits_close(
+            &format!("run --device {device}"),
+            &read_npy(&y),
+            &f.expected(),
+        );
     }
 }
 
 #[test]
 fn bench_json_reports_throughput() {
-    let f = fixtures().into_iter().find(|f| f.name == "r20_b_ts17_static").unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(&ok(&["bench", f.path().to_str().unwrap(), "--batch", "2", "--threads", "1", "--iters", "3", "--json"])).unwrap();
-    for key in ["images_per_s", "median_ms", "batch", "threads", "gflops", "percent_of_peak"] {
+    let f = fixtures()
+        .into_iter()
+        .find(|f| f.name == "r20_b_ts17_static")
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(&[
+        "bench",
+        f.path().to_str().unwrap(),
+        "--batch",
+        "2",
+        "--threads",
+        "1",
+        "--iters",
+        "3",
+        "--json",
+    ]))
+    .unwrap();
+    for key in [
+        "images_per_s",
+        "median_ms",
+        "batch",
+        "threads",
+        "gflops",
+        "percent_of_peak",
+    ] {
         assert!(v[key].is_number(), "bench --json lacks {key}: {v}");
     }
     assert_eq!(v["batch"], 2);

@@ -8,8 +8,8 @@ use prost::Message;
 use resnetc_onnx::proto::tensor_proto::DataLocation;
 use resnetc_onnx::proto::type_proto;
 use resnetc_onnx::proto::{
-    tensor_shape_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
-    TensorShapeProto, TypeProto, ValueInfoProto,
+    tensor_shape_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
 fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
@@ -21,7 +21,10 @@ fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
                 shape: Some(TensorShapeProto {
                     dim: dims
                         .iter()
-                        .map(|&d| tensor_shape_proto::Dimension { value: Some(tensor_shape_proto::dimension::Value::DimValue(d)), denotation: None })
+                        .map(|&d| tensor_shape_proto::Dimension {
+                            value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
+                            denotation: None,
+                        })
                         .collect(),
                 }),
             })),
@@ -55,10 +58,16 @@ fn weight(name: &str, dims: &[i64], n: usize) -> TensorProto {
 fn model() -> ModelProto {
     ModelProto {
         ir_version: Some(8),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(17),
+        }],
         graph: Some(GraphProto {
             name: Some("tiny".into()),
-            node: vec![node("conv", "Conv", &["x", "w"], &["c"]), node("relu", "Relu", &["c"], &["y"])],
+            node: vec![
+                node("conv", "Conv", &["x", "w"], &["c"]),
+                node("relu", "Relu", &["c"], &["y"]),
+            ],
             initializer: vec![weight("w", &[2, 3, 1, 1], 6)],
             input: vec![value_info("x", &[1, 3, 4, 4])],
             output: vec![value_info("y", &[1, 2, 4, 4])],
@@ -91,7 +100,8 @@ fn the_base_model_is_valid() {
 
 #[test]
 fn truncated_file() {
-    let bytes = std::fs::read(common::repo().join("fixtures/models/r20_a_ts17_static.onnx")).unwrap();
+    let bytes =
+        std::fs::read(common::repo().join("fixtures/models/r20_a_ts17_static.onnx")).unwrap();
     insta::assert_snapshot!(import_bytes_error(&bytes[..bytes.len() / 2], None));
 }
 
@@ -193,11 +203,17 @@ fn external_data_outside_the_model_folder() {
     let w = &mut graph(&mut m).initializer[0];
     w.raw_data = None;
     w.data_location = Some(DataLocation::External as i32);
-    w.external_data = vec![StringStringEntryProto { key: Some("location".into()), value: Some("../../etc/passwd".into()) }];
+    w.external_data = vec![StringStringEntryProto {
+        key: Some("location".into()),
+        value: Some("../../etc/passwd".into()),
+    }];
     insta::assert_snapshot!(import_bytes_error(&m.encode_to_vec(), Some(&dir)));
     let w = &mut graph(&mut m).initializer[0];
     w.external_data[0].value = Some("/etc/passwd".into());
-    insta::assert_snapshot!("external_data_absolute_path", import_bytes_error(&m.encode_to_vec(), Some(&dir)));
+    insta::assert_snapshot!(
+        "external_data_absolute_path",
+        import_bytes_error(&m.encode_to_vec(), Some(&dir))
+    );
 }
 
 #[test]
@@ -210,7 +226,10 @@ fn external_data_inside_the_folder_loads() {
     let w = &mut graph(&mut m).initializer[0];
     w.raw_data = None;
     w.data_location = Some(DataLocation::External as i32);
-    w.external_data = vec![StringStringEntryProto { key: Some("location".into()), value: Some("weights.bin".into()) }];
+    w.external_data = vec![StringStringEntryProto {
+        key: Some("location".into()),
+        value: Some("weights.bin".into()),
+    }];
     let g = resnetc_onnx::import_bytes(&m.encode_to_vec(), Some(&dir)).unwrap();
     let w = g.node_ids().find_map(|id| match g.op(id) {
         resnetc_ir::Op::Constant(t) => Some(t.clone()),
@@ -230,7 +249,12 @@ fn unsupported_element_type() {
 fn training_mode_batchnorm() {
     let mut m = model();
     let g = graph(&mut m);
-    g.node[1] = node("bn", "BatchNormalization", &["c", "s", "b", "mu", "var"], &["y", "mean_out", "var_out"]);
+    g.node[1] = node(
+        "bn",
+        "BatchNormalization",
+        &["c", "s", "b", "mu", "var"],
+        &["y", "mean_out", "var_out"],
+    );
     for name in ["s", "b", "mu", "var"] {
         g.initializer.push(weight(name, &[2], 2));
     }
@@ -266,8 +290,13 @@ impl Rng {
 /// Import → optimize → run on corrupted models: every outcome is a value or an error, never a panic.
 /// Returns whether the model got as far as running.
 fn survive(bytes: &[u8], run: bool) -> bool {
-    let Ok(mut g) = resnetc_onnx::import_bytes(bytes, None) else { return false };
-    let opts = resnetc_passes::PassOptions { level: 3, ..Default::default() };
+    let Ok(mut g) = resnetc_onnx::import_bytes(bytes, None) else {
+        return false;
+    };
+    let opts = resnetc_passes::PassOptions {
+        level: 3,
+        ..Default::default()
+    };
     if resnetc_passes::run_passes(&mut g, &opts, &mut |_, _| {}).is_err() || !run {
         return false;
     }
@@ -276,8 +305,14 @@ fn survive(bytes: &[u8], run: bool) -> bool {
         .iter()
         .filter_map(|&i| match g.op(i) {
             resnetc_ir::Op::Input { ty, .. } => {
-                let dims: Vec<usize> = ty.shape.iter().map(|d| d.fixed().unwrap_or(1).min(64)).collect();
-                Some(resnetc_ir::Tensor::f32(ndarray::ArrayD::zeros(ndarray::IxDyn(&dims))))
+                let dims: Vec<usize> = ty
+                    .shape
+                    .iter()
+                    .map(|d| d.fixed().unwrap_or(1).min(64))
+                    .collect();
+                Some(resnetc_ir::Tensor::f32(ndarray::ArrayD::zeros(
+                    ndarray::IxDyn(&dims),
+                )))
             }
             _ => None,
         })

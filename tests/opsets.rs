@@ -6,8 +6,8 @@ use resnetc_ir::{Op, Tensor};
 use resnetc_onnx::proto::attribute_proto::AttributeType;
 use resnetc_onnx::proto::type_proto;
 use resnetc_onnx::proto::{
-    tensor_shape_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
-    TypeProto, ValueInfoProto,
+    tensor_shape_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
 fn vi(name: &str, dims: &[i64]) -> ValueInfoProto {
@@ -19,7 +19,10 @@ fn vi(name: &str, dims: &[i64]) -> ValueInfoProto {
                 shape: Some(TensorShapeProto {
                     dim: dims
                         .iter()
-                        .map(|&d| tensor_shape_proto::Dimension { value: Some(tensor_shape_proto::dimension::Value::DimValue(d)), denotation: None })
+                        .map(|&d| tensor_shape_proto::Dimension {
+                            value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
+                            denotation: None,
+                        })
                         .collect(),
                 }),
             })),
@@ -30,7 +33,12 @@ fn vi(name: &str, dims: &[i64]) -> ValueInfoProto {
 }
 
 fn ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Ints as i32), ints: v.to_vec(), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: v.to_vec(),
+        ..Default::default()
+    }
 }
 
 fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
@@ -44,16 +52,27 @@ fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>)
     }
 }
 
-fn model(opset: i64, nodes: Vec<NodeProto>, initializer: Vec<TensorProto>, inputs: Vec<ValueInfoProto>) -> Vec<u8> {
+fn model(
+    opset: i64,
+    nodes: Vec<NodeProto>,
+    initializer: Vec<TensorProto>,
+    inputs: Vec<ValueInfoProto>,
+) -> Vec<u8> {
     ModelProto {
         ir_version: Some(4),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(opset) }],
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(opset),
+        }],
         graph: Some(GraphProto {
             name: Some("t".into()),
             node: nodes,
             initializer,
             input: inputs,
-            output: vec![ValueInfoProto { name: Some("y".into()), ..Default::default() }],
+            output: vec![ValueInfoProto {
+                name: Some("y".into()),
+                ..Default::default()
+            }],
             ..Default::default()
         }),
         ..Default::default()
@@ -69,19 +88,35 @@ fn run(bytes: &[u8], x: Tensor) -> Tensor {
 
 fn iota(shape: &[usize]) -> Tensor {
     let n: usize = shape.iter().product();
-    Tensor::f32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), (0..n).map(|v| v as f32).collect()).unwrap())
+    Tensor::f32(
+        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), (0..n).map(|v| v as f32).collect())
+            .unwrap(),
+    )
 }
 
 #[test]
 fn slice_and_pad_as_attributes_before_opsets_10_and_11() {
     // x[0, 0:3] → Slice(starts=[1], ends=[3], axes=[1]) → [1, 2]; Pad(pads=[0,1,0,2], value=-1) → [1, 5].
     let nodes = vec![
-        node("Slice", &["x"], "s", vec![ints("starts", &[1]), ints("ends", &[3]), ints("axes", &[1])]),
+        node(
+            "Slice",
+            &["x"],
+            "s",
+            vec![ints("starts", &[1]), ints("ends", &[3]), ints("axes", &[1])],
+        ),
         node(
             "Pad",
             &["s"],
             "y",
-            vec![ints("pads", &[0, 1, 0, 2]), AttributeProto { name: Some("value".into()), r#type: Some(AttributeType::Float as i32), f: Some(-1.0), ..Default::default() }],
+            vec![
+                ints("pads", &[0, 1, 0, 2]),
+                AttributeProto {
+                    name: Some("value".into()),
+                    r#type: Some(AttributeType::Float as i32),
+                    f: Some(-1.0),
+                    ..Default::default()
+                },
+            ],
         ),
     ];
     let bytes = model(9, nodes, vec![], vec![vi("x", &[1, 4])]);
@@ -102,14 +137,31 @@ fn unsqueeze_squeeze_and_reduce_mean_axes_as_attributes() {
     assert_eq!(y.to_f64s(), vec![1.0, 4.0]);
     // The IR holds the axes as constant inputs, whatever the opset.
     let g = resnetc_onnx::import_bytes(&bytes, None).unwrap();
-    let unsq = g.node_ids().find(|&id| matches!(g.op(id), Op::Unsqueeze)).unwrap();
-    assert!(matches!(g.op(g.input(unsq, 1).unwrap().node), Op::Constant(_)));
+    let unsq = g
+        .node_ids()
+        .find(|&id| matches!(g.op(id), Op::Unsqueeze))
+        .unwrap();
+    assert!(matches!(
+        g.op(g.input(unsq, 1).unwrap().node),
+        Op::Constant(_)
+    ));
 }
 
 #[test]
 fn an_initializer_also_listed_as_input_is_a_constant() {
-    let w = TensorProto { name: Some("w".into()), dims: vec![1, 4], data_type: Some(1), float_data: vec![1.0, 2.0, 3.0, 4.0], ..Default::default() };
-    let bytes = model(13, vec![node("Add", &["x", "w"], "y", vec![])], vec![w], vec![vi("x", &[1, 4]), vi("w", &[1, 4])]);
+    let w = TensorProto {
+        name: Some("w".into()),
+        dims: vec![1, 4],
+        data_type: Some(1),
+        float_data: vec![1.0, 2.0, 3.0, 4.0],
+        ..Default::default()
+    };
+    let bytes = model(
+        13,
+        vec![node("Add", &["x", "w"], "y", vec![])],
+        vec![w],
+        vec![vi("x", &[1, 4]), vi("w", &[1, 4])],
+    );
     let g = resnetc_onnx::import_bytes(&bytes, None).unwrap();
     assert_eq!(g.inputs.len(), 1, "only x is an input");
     let y = run(&bytes, iota(&[1, 4]));

@@ -10,7 +10,10 @@ use resnetc_ir::{validate, Op, Tensor};
 use resnetc_passes::{PassOptions, PassReport, PASSES};
 
 fn opts(level: u8) -> PassOptions {
-    PassOptions { level, ..Default::default() }
+    PassOptions {
+        level,
+        ..Default::default()
+    }
 }
 
 fn ops_of(m: &resnetc::Model) -> BTreeMap<String, usize> {
@@ -24,9 +27,14 @@ fn optimized_graphs_match_pytorch_and_the_unoptimized_graph() {
         let x = Tensor::f32(f.input());
         let y0 = f32_of(&base.run_reference(std::slice::from_ref(&x)).unwrap()[0]);
         for level in 1..=3 {
-            let m = resnetc::load_model(&f.path(), &opts(level)).unwrap_or_else(|e| panic!("{} -O{level}: {e:#}", f.name));
+            let m = resnetc::load_model(&f.path(), &opts(level))
+                .unwrap_or_else(|e| panic!("{} -O{level}: {e:#}", f.name));
             let y = f32_of(&m.run_reference(std::slice::from_ref(&x)).unwrap()[0]);
-            assert_logits_close(&format!("{} -O{level} vs PyTorch", f.name), &y, &f.expected());
+            assert_logits_close(
+                &format!("{} -O{level} vs PyTorch", f.name),
+                &y,
+                &f.expected(),
+            );
             assert_logits_close(&format!("{} -O{level} vs -O0", f.name), &y, &y0);
         }
     }
@@ -43,8 +51,11 @@ fn each_pass_alone_keeps_outputs() {
         for pass in PASSES.iter().filter(|p| p.level > 0) {
             let mut g = base.clone();
             let mut report = PassReport::new(pass.name);
-            (pass.run)(&mut g, &mut report).unwrap_or_else(|e| panic!("{} {}: {e}", f.name, pass.name));
-            validate(&g).unwrap_or_else(|e| panic!("{} {}: invalid after the pass: {e}", f.name, pass.name));
+            (pass.run)(&mut g, &mut report)
+                .unwrap_or_else(|e| panic!("{} {}: {e}", f.name, pass.name));
+            validate(&g).unwrap_or_else(|e| {
+                panic!("{} {}: invalid after the pass: {e}", f.name, pass.name)
+            });
             let y = f32_of(&resnetc_reference::run(&g, std::slice::from_ref(&x)).unwrap()[0]);
             assert_logits_close(&format!("{} after {} alone", f.name, pass.name), &y, &y0);
         }
@@ -58,15 +69,28 @@ fn fused_graphs_hold_only_fused_convs_pool_flatten_and_gemm() {
         let ops = ops_of(&m);
         let n = (f.depth - 2) / 6;
         let convs = 6 * n + 1 + if f.shortcut == "B" { 2 } else { 0 };
-        let mut want = BTreeMap::from([("FusedConv".to_string(), convs), ("GlobalAveragePool".into(), 1), ("Flatten".into(), 1), ("Gemm".into(), 1)]);
+        let mut want = BTreeMap::from([
+            ("FusedConv".to_string(), convs),
+            ("GlobalAveragePool".into(), 1),
+            ("Flatten".into(), 1),
+            ("Gemm".into(), 1),
+        ]);
         if f.name == "r56_b_ts17_static" {
-            assert_eq!(ops.values().sum::<usize>(), 60, "resnet56 option B: 57 convs, the pool, Flatten and Gemm");
+            assert_eq!(
+                ops.values().sum::<usize>(),
+                60,
+                "resnet56 option B: 57 convs, the pool, Flatten and Gemm"
+            );
         }
         // Option A folds both shortcuts into the residual reads of the convs that consume them.
         assert_eq!(ops, std::mem::take(&mut want), "{}", f.name);
         for &id in &m.info.order {
             if let Op::FusedConv { epilogue, .. } = m.graph.op(id) {
-                assert!(epilogue.contains(&resnetc_ir::Epilogue::Bias), "{}: a conv without a bias after folding", f.name);
+                assert!(
+                    epilogue.contains(&resnetc_ir::Epilogue::Bias),
+                    "{}: a conv without a bias after folding",
+                    f.name
+                );
             }
         }
     }
@@ -77,7 +101,11 @@ fn pretrained_models_fuse_the_same_way() {
     for name in PRETRAINED {
         let m = resnetc::load_model(&pretrained_model(name), &opts(3)).unwrap();
         let ops = ops_of(&m);
-        assert_eq!(ops.get("FusedConv").copied().unwrap_or(0) + 3, ops.values().sum::<usize>(), "{name}: {ops:?}");
+        assert_eq!(
+            ops.get("FusedConv").copied().unwrap_or(0) + 3,
+            ops.values().sum::<usize>(),
+            "{name}: {ops:?}"
+        );
     }
 }
 
@@ -92,15 +120,29 @@ fn optimized_exports_run_in_onnxruntime() {
         resnetc_onnx::export_file(&m.graph, &m.info, &out).unwrap();
         // The standard export re-imports, and re-optimizes to the same fused graph.
         let again = resnetc::load_model(&out, &opts(3)).unwrap();
-        assert_eq!(ops_of(&again), ops_of(&m), "{}: re-optimized export differs", f.name);
-        args.push(format!("{}={}={}", out.display(), repo().join("fixtures").join(&f.input).display(), repo().join("fixtures").join(&f.output).display()));
+        assert_eq!(
+            ops_of(&again),
+            ops_of(&m),
+            "{}: re-optimized export differs",
+            f.name
+        );
+        args.push(format!(
+            "{}={}={}",
+            out.display(),
+            repo().join("fixtures").join(&f.input).display(),
+            repo().join("fixtures").join(&f.output).display()
+        ));
     }
-    let status = std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
-        .arg(repo().join("tests/ort_compare.py"))
-        .args(&args)
-        .status()
-        .expect("python3 must be installed to run onnxruntime (see .ci/run)");
-    assert!(status.success(), "onnxruntime disagreed on an optimized export");
+    let status =
+        std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+            .arg(repo().join("tests/ort_compare.py"))
+            .args(&args)
+            .status()
+            .expect("python3 must be installed to run onnxruntime (see .ci/run)");
+    assert!(
+        status.success(),
+        "onnxruntime disagreed on an optimized export"
+    );
 }
 
 #[test]
@@ -113,7 +155,12 @@ fn keep_fused_exports_round_trip() {
         let options = resnetc_onnx::ExportOptions { keep_fused: true };
         resnetc_onnx::export_file_with(&m.graph, &m.info, &out, options).unwrap();
         let again = resnetc::load_model(&out, &opts(3)).unwrap();
-        assert_eq!(resnetc_ir::dump(&again.graph, Some(&again.info)), resnetc_ir::dump(&m.graph, Some(&m.info)), "{}", f.name);
+        assert_eq!(
+            resnetc_ir::dump(&again.graph, Some(&again.info)),
+            resnetc_ir::dump(&m.graph, Some(&m.info)),
+            "{}",
+            f.name
+        );
         let y = f32_of(&again.run_reference(&[Tensor::f32(f.input())]).unwrap()[0]);
         assert_logits_close(&format!("{} keep-fused", f.name), &y, &f.expected());
     }
@@ -122,12 +169,21 @@ fn keep_fused_exports_round_trip() {
 /// The IR of a ResNet-20 fixture after import and after each pass, and the pass report.
 #[test]
 fn snapshots_of_resnet20_through_the_passes() {
-    let f = fixtures().into_iter().find(|f| f.name == "r20_a_ts17_static").unwrap();
+    let f = fixtures()
+        .into_iter()
+        .find(|f| f.name == "r20_a_ts17_static")
+        .unwrap();
     let mut graph = resnetc_onnx::import_file(&f.path()).unwrap();
-    insta::assert_snapshot!("r20_after_import", resnetc_ir::dump(&graph, validate(&graph).ok().as_ref()));
+    insta::assert_snapshot!(
+        "r20_after_import",
+        resnetc_ir::dump(&graph, validate(&graph).ok().as_ref())
+    );
     let mut dumps = Vec::new();
     let reports = resnetc_passes::run_passes(&mut graph, &opts(3), &mut |pass, g| {
-        dumps.push((pass.to_string(), resnetc_ir::dump(g, validate(g).ok().as_ref())));
+        dumps.push((
+            pass.to_string(),
+            resnetc_ir::dump(g, validate(g).ok().as_ref()),
+        ));
     })
     .unwrap();
     for (pass, dump) in dumps {

@@ -10,13 +10,21 @@ use common::*;
 use resnetc_passes::PassOptions;
 
 fn dump_of(path: &Path) -> String {
-    let m = resnetc::load_model(path, &PassOptions::default()).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+    let m = resnetc::load_model(path, &PassOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
     resnetc_ir::dump(&m.graph, Some(&m.info))
 }
 
 fn all_models() -> Vec<(String, PathBuf)> {
-    let mut v: Vec<(String, PathBuf)> = fixtures().into_iter().map(|f| (f.name.clone(), f.path())).collect();
-    v.extend(PRETRAINED.iter().map(|n| (n.to_string(), pretrained_model(n))));
+    let mut v: Vec<(String, PathBuf)> = fixtures()
+        .into_iter()
+        .map(|f| (f.name.clone(), f.path()))
+        .collect();
+    v.extend(
+        PRETRAINED
+            .iter()
+            .map(|n| (n.to_string(), pretrained_model(n))),
+    );
     v
 }
 
@@ -45,14 +53,22 @@ fn onnxruntime_runs_the_exported_files() {
     for f in fixtures() {
         let out = dir.join(format!("{}.onnx", f.name));
         export_to(&f.path(), &out);
-        args.push(format!("{}={}={}", out.display(), repo().join("fixtures").join(&f.input).display(), repo().join("fixtures").join(&f.output).display()));
+        args.push(format!(
+            "{}={}={}",
+            out.display(),
+            repo().join("fixtures").join(&f.input).display(),
+            repo().join("fixtures").join(&f.output).display()
+        ));
     }
     let status = Command::new(python())
         .arg(repo().join("tests/ort_compare.py"))
         .args(&args)
         .status()
         .expect("python3 must be installed to run onnxruntime (see .ci/run)");
-    assert!(status.success(), "onnxruntime disagreed on an exported model (see the output above)");
+    assert!(
+        status.success(),
+        "onnxruntime disagreed on an exported model (see the output above)"
+    );
 }
 
 fn python() -> String {

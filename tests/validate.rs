@@ -15,31 +15,53 @@ use resnetc_ir::{BinOp, DType, Graph, Op, Tensor, TensorType};
 use resnetc_passes::PassOptions;
 
 fn resnetc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_resnetc")).args(args).current_dir(repo()).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_resnetc"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap()
 }
 
 fn text(out: &Output) -> String {
-    format!("--- stdout\n{}--- stderr\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "--- stdout\n{}--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// A fresh folder under the target's scratch space.
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("validate-{name}-{}", std::process::id()));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("validate-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 fn write_npy(path: &PathBuf, a: &ArrayD<f32>) {
-    a.write_npy(std::io::BufWriter::new(std::fs::File::create(path).unwrap())).unwrap();
+    a.write_npy(std::io::BufWriter::new(
+        std::fs::File::create(path).unwrap(),
+    ))
+    .unwrap();
 }
 
 fn fixture(name: &str) -> Fixture {
-    fixtures().into_iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no fixture {name}"))
+    fixtures()
+        .into_iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no fixture {name}"))
 }
 
 fn validate_args(f: &Fixture) -> Vec<String> {
     let dir = repo().join("fixtures");
-    vec!["validate".into(), f.path().display().to_string(), "--input".into(), dir.join(&f.input).display().to_string(), "--expected".into(), dir.join(&f.output).display().to_string()]
+    vec![
+        "validate".into(),
+        f.path().display().to_string(),
+        "--input".into(),
+        dir.join(&f.input).display().to_string(),
+        "--expected".into(),
+        dir.join(&f.output).display().to_string(),
+    ]
 }
 
 fn run_args(args: &[String]) -> Output {
@@ -63,30 +85,53 @@ fn passes_on_every_fixture() {
                             let stdout = String::from_utf8_lossy(&out.stdout);
                             let ok = out.status.success()
                                 && stdout.contains("passed")
-                                && ["expected", "reference", "tract"].iter().all(|c| stdout.contains(c));
+                                && ["expected", "reference", "tract"]
+                                    .iter()
+                                    .all(|c| stdout.contains(c));
                             (!ok).then(|| format!("{}:\n{}", f.name, text(&out)))
                         })
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
-    assert!(failures.is_empty(), "validate failed on {} fixtures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "validate failed on {} fixtures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn passes_on_pretrained_resnet20() {
     let shared = shared();
-    let (images, _) = resnetc::cifar::read_batch(&shared.join("data/cifar10/test_first1000.bin"), 8).unwrap();
-    let logits = read_npy(&shared.join("models/pretrained/resnet20_cifar10_pretrained.logits_first1000.npy"));
-    let first8 = logits.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..8)).to_owned();
+    let (images, _) =
+        resnetc::cifar::read_batch(&shared.join("data/cifar10/test_first1000.bin"), 8).unwrap();
+    let logits = read_npy(
+        &shared.join("models/pretrained/resnet20_cifar10_pretrained.logits_first1000.npy"),
+    );
+    let first8 = logits
+        .slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..8))
+        .to_owned();
     let dir = scratch("pretrained");
     let (x, y) = (dir.join("x.npy"), dir.join("y.npy"));
     write_npy(&x, &images.into_dyn());
     write_npy(&y, &first8);
     let model = pretrained_model("resnet20");
-    let out = resnetc(&["validate", model.to_str().unwrap(), "--input", x.to_str().unwrap(), "--expected", y.to_str().unwrap(), "--json"]);
+    let out = resnetc(&[
+        "validate",
+        model.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--expected",
+        y.to_str().unwrap(),
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["passed"], true);
@@ -103,12 +148,18 @@ fn json_has_the_documented_fields() {
     args.push("--json".into());
     let out = run_args(&args);
     assert!(out.status.success(), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
     assert_eq!(v["passed"], true);
     assert!(v["tolerance"]["atol"].as_f64().unwrap() >= 1e-4);
     assert_eq!(v["tolerance"]["rtol"], 0.0);
     assert!(v["first_divergence"].is_null());
-    let against: Vec<&str> = v["comparisons"].as_array().unwrap().iter().map(|c| c["against"].as_str().unwrap()).collect();
+    let against: Vec<&str> = v["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["against"].as_str().unwrap())
+        .collect();
     assert_eq!(against, ["expected", "reference", "tract"]);
     for c in v["comparisons"].as_array().unwrap() {
         for field in ["max_abs", "max_rel", "top1_agree", "rows", "passed"] {
@@ -122,12 +173,31 @@ fn json_has_the_documented_fields() {
 
     // --against narrows the comparisons; explicit tolerances are reported back.
     let mut args = validate_args(&f);
-    args.extend(["--json", "--against", "reference", "--atol", "0.01", "--rtol", "0.001"].map(String::from));
+    args.extend(
+        [
+            "--json",
+            "--against",
+            "reference",
+            "--atol",
+            "0.01",
+            "--rtol",
+            "0.001",
+        ]
+        .map(String::from),
+    );
     let out = run_args(&args);
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["tolerance"], serde_json::json!({"atol": 0.01, "rtol": 0.001}));
-    let against: Vec<&str> = v["comparisons"].as_array().unwrap().iter().map(|c| c["against"].as_str().unwrap()).collect();
+    assert_eq!(
+        v["tolerance"],
+        serde_json::json!({"atol": 0.01, "rtol": 0.001})
+    );
+    let against: Vec<&str> = v["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["against"].as_str().unwrap())
+        .collect();
     assert_eq!(against, ["expected", "reference"]);
 }
 
@@ -135,7 +205,11 @@ fn json_has_the_documented_fields() {
 fn output_producer(f: &Fixture) -> (String, String, String) {
     let m = resnetc::load_model(&f.path(), &PassOptions::default()).unwrap();
     let node = m.graph.node(m.graph.outputs[0].value.node);
-    (node.label().to_string(), node.op.onnx_name().to_string(), node.outputs[0].clone())
+    (
+        node.label().to_string(),
+        node.op.onnx_name().to_string(),
+        node.outputs[0].clone(),
+    )
 }
 
 #[test]
@@ -152,10 +226,24 @@ fn wrong_expected_values_fail_and_name_the_logits_node() {
     args[5] = y.display().to_string();
 
     let out = run_args(&args);
-    assert!(!out.status.success(), "validate passed with a wrong logit:\n{}", text(&out));
+    assert!(
+        !out.status.success(),
+        "validate passed with a wrong logit:\n{}",
+        text(&out)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(&format!("first divergence: node '{label}' (Gemm), output '{value}': max abs error 1.")), "{}", text(&out));
-    assert!(stdout.contains("the expected values differ"), "{}", text(&out));
+    assert!(
+        stdout.contains(&format!(
+            "first divergence: node '{label}' (Gemm), output '{value}': max abs error 1."
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stdout.contains("the expected values differ"),
+        "{}",
+        text(&out)
+    );
     assert!(stdout.contains("FAILED"), "{}", text(&out));
 
     args.push("--json".into());
@@ -163,10 +251,22 @@ fn wrong_expected_values_fail_and_name_the_logits_node() {
     assert!(!out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["passed"], false);
-    let by: std::collections::HashMap<&str, bool> =
-        v["comparisons"].as_array().unwrap().iter().map(|c| (c["against"].as_str().unwrap(), c["passed"].as_bool().unwrap())).collect();
+    let by: std::collections::HashMap<&str, bool> = v["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["against"].as_str().unwrap(),
+                c["passed"].as_bool().unwrap(),
+            )
+        })
+        .collect();
     // resnetc's two graphs agree with each other; the altered values disagree with both resnetc and tract.
-    assert_eq!((by["expected"], by["reference"], by["tract"]), (false, true, false));
+    assert_eq!(
+        (by["expected"], by["reference"], by["tract"]),
+        (false, true, false)
+    );
     let d = &v["first_divergence"];
     assert_eq!(d["node"], label.as_str());
     assert_eq!(d["op"], "Gemm");
@@ -183,7 +283,18 @@ fn tolerance_flags_decide() {
     // against the unoptimized graph at level 0 (the same graph, bit for bit).
     let f = fixture("r20_b_ts13_static");
     let mut args = validate_args(&f);
-    args.extend(["--against", "reference", "--opt-level", "0", "--atol", "0", "--json"].map(String::from));
+    args.extend(
+        [
+            "--against",
+            "reference",
+            "--opt-level",
+            "0",
+            "--atol",
+            "0",
+            "--json",
+        ]
+        .map(String::from),
+    );
     let out = run_args(&args);
     assert!(!out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -202,7 +313,12 @@ fn npz_input_works() {
     npz.add_array("input", &f.input()).unwrap();
     npz.add_array("expected", &f.expected()).unwrap();
     npz.finish().unwrap();
-    let out = resnetc(&["validate", f.path().to_str().unwrap(), "--npz", path.to_str().unwrap()]);
+    let out = resnetc(&[
+        "validate",
+        f.path().to_str().unwrap(),
+        "--npz",
+        path.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("passed"));
 
@@ -211,9 +327,18 @@ fn npz_input_works() {
     let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&bad).unwrap());
     npz.add_array("x", &f.input()).unwrap();
     npz.finish().unwrap();
-    let out = resnetc(&["validate", f.path().to_str().unwrap(), "--npz", bad.to_str().unwrap()]);
+    let out = resnetc(&[
+        "validate",
+        f.path().to_str().unwrap(),
+        "--npz",
+        bad.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no float32 array named 'input'"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no float32 array named 'input'"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -245,30 +370,75 @@ enum Break {
 fn graph(b: Break) -> Graph {
     let mut g = Graph::new();
     let x = g.add_input("x", TensorType::fixed(DType::F32, &[2, 4]));
-    let mut w = ArrayD::from_shape_fn(IxDyn(&[4, 3]), |i| (i[0] as f32 - 1.5) * (i[1] as f32 + 1.0) * 0.25);
+    let mut w = ArrayD::from_shape_fn(IxDyn(&[4, 3]), |i| {
+        (i[0] as f32 - 1.5) * (i[1] as f32 + 1.0) * 0.25
+    });
     if b == Break::Weight {
         w[[2, 1]] += 0.5;
     }
     let w = g.add_const("w", Tensor::f32(w));
-    let mm = g.add_node("/fc/MatMul", Op::MatMul, vec!["mm_out".into()], &[Some(x.into()), Some(w.into())]);
-    let act = if matches!(b, Break::Relu | Break::ReluAndBias) { Op::Identity } else { Op::Relu };
-    let relu = g.add_node("/act/Relu", act, vec!["relu_out".into()], &[Some(mm.into())]);
+    let mm = g.add_node(
+        "/fc/MatMul",
+        Op::MatMul,
+        vec!["mm_out".into()],
+        &[Some(x.into()), Some(w.into())],
+    );
+    let act = if matches!(b, Break::Relu | Break::ReluAndBias) {
+        Op::Identity
+    } else {
+        Op::Relu
+    };
+    let relu = g.add_node(
+        "/act/Relu",
+        act,
+        vec!["relu_out".into()],
+        &[Some(mm.into())],
+    );
     let two = g.add_const("two", Tensor::f32_scalar(2.0));
-    let mul = g.add_node("/scale/Mul", Op::Binary(BinOp::Mul), vec!["mul_out".into()], &[Some(relu.into()), Some(two.into())]);
-    let bias = if matches!(b, Break::Bias | Break::ReluAndBias) { [0.1, 0.2, 0.4] } else { [0.1, 0.2, 0.3] };
-    let bias = g.add_const("b", Tensor::f32(ArrayD::from_shape_vec(IxDyn(&[3]), bias.to_vec()).unwrap()));
-    let add = g.add_node("/bias/Add", Op::Binary(BinOp::Add), vec!["y".into()], &[Some(mul.into()), Some(bias.into())]);
+    let mul = g.add_node(
+        "/scale/Mul",
+        Op::Binary(BinOp::Mul),
+        vec!["mul_out".into()],
+        &[Some(relu.into()), Some(two.into())],
+    );
+    let bias = if matches!(b, Break::Bias | Break::ReluAndBias) {
+        [0.1, 0.2, 0.4]
+    } else {
+        [0.1, 0.2, 0.3]
+    };
+    let bias = g.add_const(
+        "b",
+        Tensor::f32(ArrayD::from_shape_vec(IxDyn(&[3]), bias.to_vec()).unwrap()),
+    );
+    let add = g.add_node(
+        "/bias/Add",
+        Op::Binary(BinOp::Add),
+        vec!["y".into()],
+        &[Some(mul.into()), Some(bias.into())],
+    );
     g.add_output("y", add.into());
     g
 }
 
 fn x() -> Tensor {
     // Rows with both signs, so that the Relu matters.
-    Tensor::f32(ArrayD::from_shape_vec(IxDyn(&[2, 4]), vec![1.0, -2.0, 0.5, 3.0, -1.0, 2.0, -0.5, -3.0]).unwrap())
+    Tensor::f32(
+        ArrayD::from_shape_vec(
+            IxDyn(&[2, 4]),
+            vec![1.0, -2.0, 0.5, 3.0, -1.0, 2.0, -0.5, -3.0],
+        )
+        .unwrap(),
+    )
 }
 
 fn divergence(b: Break) -> Option<resnetc::validate::Divergence> {
-    find_divergence(&graph(Break::Nothing), &graph(b), &[x()], &ToleranceSpec::default()).unwrap()
+    find_divergence(
+        &graph(Break::Nothing),
+        &graph(b),
+        &[x()],
+        &ToleranceSpec::default(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -279,13 +449,26 @@ fn finder_finds_nothing_in_equal_graphs() {
 #[test]
 fn finder_names_a_replaced_relu() {
     let d = divergence(Break::Relu).expect("a divergence");
-    assert_eq!((d.node.as_str(), d.op.as_str(), d.value.as_str()), ("/act/Relu", "Relu", "relu_out"));
+    assert_eq!(
+        (d.node.as_str(), d.op.as_str(), d.value.as_str()),
+        ("/act/Relu", "Relu", "relu_out")
+    );
     assert_eq!(d.optimized_op.as_deref(), Some("Identity"));
     assert_eq!(d.kind, DivergenceKind::Intermediate);
     assert!(d.max_abs > d.tolerance);
     let text = d.to_string();
-    assert!(text.starts_with("first divergence: node '/act/Relu' (Relu), output 'relu_out': max abs error "), "{text}");
-    assert!(text.contains("the optimized graph's node '/act/Relu' (Identity) computes this value differently"), "{text}");
+    assert!(
+        text.starts_with(
+            "first divergence: node '/act/Relu' (Relu), output 'relu_out': max abs error "
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "the optimized graph's node '/act/Relu' (Identity) computes this value differently"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
@@ -309,10 +492,21 @@ fn finder_reinjects_so_downstream_nodes_are_not_blamed() {
 #[test]
 fn finder_respects_an_explicit_tolerance() {
     // The altered bias changes one output by 0.1: within atol 0.2, beyond 0.05.
-    let loose = ToleranceSpec { atol: Some(0.2), rtol: None };
-    assert_eq!(find_divergence(&graph(Break::Nothing), &graph(Break::Bias), &[x()], &loose).unwrap(), None);
-    let tight = ToleranceSpec { atol: Some(0.05), rtol: None };
-    let d = find_divergence(&graph(Break::Nothing), &graph(Break::Bias), &[x()], &tight).unwrap().unwrap();
+    let loose = ToleranceSpec {
+        atol: Some(0.2),
+        rtol: None,
+    };
+    assert_eq!(
+        find_divergence(&graph(Break::Nothing), &graph(Break::Bias), &[x()], &loose).unwrap(),
+        None
+    );
+    let tight = ToleranceSpec {
+        atol: Some(0.05),
+        rtol: None,
+    };
+    let d = find_divergence(&graph(Break::Nothing), &graph(Break::Bias), &[x()], &tight)
+        .unwrap()
+        .unwrap();
     assert_eq!(d.node, "/bias/Add");
     assert!((d.max_abs - 0.1).abs() < 1e-6, "{}", d.max_abs);
     assert_eq!(d.tolerance, 0.05);
@@ -324,8 +518,21 @@ fn finder_respects_an_explicit_tolerance() {
 fn finder_finds_nothing_between_levels_on_a_fixture() {
     let f = fixture("r20_a_ts17_static");
     let reference = resnetc::load_model(&f.path(), &PassOptions::default()).unwrap();
-    let optimized = resnetc::load_model(&f.path(), &PassOptions { level: 3, ..Default::default() }).unwrap();
-    let d = find_divergence(&reference.graph, &optimized.graph, &[Tensor::f32(f.input())], &ToleranceSpec::default()).unwrap();
+    let optimized = resnetc::load_model(
+        &f.path(),
+        &PassOptions {
+            level: 3,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let d = find_divergence(
+        &reference.graph,
+        &optimized.graph,
+        &[Tensor::f32(f.input())],
+        &ToleranceSpec::default(),
+    )
+    .unwrap();
     assert_eq!(d, None);
 }
 
@@ -336,8 +543,21 @@ fn finder_names_a_broken_fused_conv_in_a_real_graph() {
     use resnetc_ir::Epilogue;
     let f = fixture("r20_a_ts17_static");
     let reference = resnetc::load_model(&f.path(), &PassOptions::default()).unwrap();
-    let mut optimized = resnetc::load_model(&f.path(), &PassOptions { level: 3, ..Default::default() }).unwrap();
-    let fused: Vec<_> = optimized.info.order.iter().copied().filter(|&id| matches!(optimized.graph.op(id), Op::FusedConv { .. })).collect();
+    let mut optimized = resnetc::load_model(
+        &f.path(),
+        &PassOptions {
+            level: 3,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let fused: Vec<_> = optimized
+        .info
+        .order
+        .iter()
+        .copied()
+        .filter(|&id| matches!(optimized.graph.op(id), Op::FusedConv { .. }))
+        .collect();
     // layer2.1's first conv: the sixth with a plain Relu epilogue (no residual).
     let victim = fused
         .into_iter()
@@ -348,11 +568,21 @@ fn finder_names_a_broken_fused_conv_in_a_real_graph() {
     if let Op::FusedConv { epilogue, .. } = &mut optimized.graph.node_mut(victim).op {
         epilogue.retain(|e| *e != Epilogue::Relu);
     }
-    let d = find_divergence(&reference.graph, &optimized.graph, &[Tensor::f32(f.input())], &ToleranceSpec::default()).unwrap().expect("a divergence");
+    let d = find_divergence(
+        &reference.graph,
+        &optimized.graph,
+        &[Tensor::f32(f.input())],
+        &ToleranceSpec::default(),
+    )
+    .unwrap()
+    .expect("a divergence");
     assert_eq!(d.value, value);
     assert_eq!(d.op, "Relu");
     assert_eq!(d.optimized_op.as_deref(), Some("FusedConv"));
-    assert_eq!(d.optimized_node.as_deref(), Some(optimized.graph.node(victim).label()));
+    assert_eq!(
+        d.optimized_node.as_deref(),
+        Some(optimized.graph.node(victim).label())
+    );
 }
 
 /// The whole check on a graph under test with a broken weight: the comparisons with PyTorch and the
@@ -363,9 +593,23 @@ fn validate_graphs_reports_an_intermediate_divergence() {
     use resnetc::validate::{validate_graphs, Against, Options};
     let f = fixture("r20_b_ts17_dynamic");
     let reference = resnetc::load_model(&f.path(), &PassOptions::default()).unwrap();
-    let mut optimized = resnetc::load_model(&f.path(), &PassOptions { level: 3, ..Default::default() }).unwrap();
+    let mut optimized = resnetc::load_model(
+        &f.path(),
+        &PassOptions {
+            level: 3,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     // The weight of the fourth fused conv, scaled.
-    let victim = optimized.info.order.iter().copied().filter(|&id| matches!(optimized.graph.op(id), Op::FusedConv { .. })).nth(3).unwrap();
+    let victim = optimized
+        .info
+        .order
+        .iter()
+        .copied()
+        .filter(|&id| matches!(optimized.graph.op(id), Op::FusedConv { .. }))
+        .nth(3)
+        .unwrap();
     let w = optimized.graph.input(victim, 1).unwrap().node;
     if let Op::Constant(Tensor::F32(a)) = &mut optimized.graph.node_mut(w).op {
         a.mapv_inplace(|x| x * 1.5);
@@ -373,15 +617,38 @@ fn validate_graphs_reports_an_intermediate_divergence() {
         panic!("the weight is not a float constant");
     }
     let value = optimized.graph.node(victim).outputs[0].clone();
-    let opts = Options { against: Against::Reference, ..Default::default() };
-    let r = validate_graphs(&f.path(), &reference.graph, &optimized.graph, f.input(), f.expected(), &opts).unwrap();
+    let opts = Options {
+        against: Against::Reference,
+        ..Default::default()
+    };
+    let r = validate_graphs(
+        &f.path(),
+        &reference.graph,
+        &optimized.graph,
+        f.input(),
+        f.expected(),
+        &opts,
+    )
+    .unwrap();
     assert!(!r.passed);
-    assert_eq!(r.comparisons.iter().map(|c| (c.against, c.passed)).collect::<Vec<_>>(), [("expected", false), ("reference", false)]);
+    assert_eq!(
+        r.comparisons
+            .iter()
+            .map(|c| (c.against, c.passed))
+            .collect::<Vec<_>>(),
+        [("expected", false), ("reference", false)]
+    );
     let d = r.first_divergence.clone().expect("a divergence");
     assert_eq!(d.kind, DivergenceKind::Intermediate);
     assert_eq!(d.value, value);
     assert_eq!(d.optimized_op.as_deref(), Some("FusedConv"));
     let text = r.to_string();
-    assert!(text.contains(&format!("first divergence: node '{}' ({}), output '{value}'", d.node, d.op)), "{text}");
+    assert!(
+        text.contains(&format!(
+            "first divergence: node '{}' ({}), output '{value}'",
+            d.node, d.op
+        )),
+        "{text}"
+    );
     assert!(text.contains("(FusedConv) computes this value differently from the unoptimized graph, from the same inputs"), "{text}");
 }

@@ -6,6 +6,9 @@ fn main() {
     let schemas = std::path::Path::new(&manifest).join("../../schemas");
     let proto = schemas.join("rnc.proto");
     println!("cargo:rerun-if-changed={}", proto.display());
-    let fds = protox::compile([&proto], [&schemas]).unwrap_or_else(|e| panic!("schemas/rnc.proto does not compile: {e}"));
-    prost_build::Config::new().compile_fds(fds).unwrap_or_else(|e| panic!("generating Rust from schemas/rnc.proto failed: {e}"));
+    let fds = protox::compile([&proto], [&schemas])
+        .unwrap_or_else(|e| panic!("schemas/rnc.proto does not compile: {e}"));
+    prost_build::Config::new()
+        .compile_fds(fds)
+        .unwrap_or_else(|e| panic!("generating Rust from schemas/rnc.proto failed: {e}"));
 }

@@ -6,7 +6,8 @@ fn main() {
     let schemas = std::path::Path::new(&manifest).join("../../schemas");
     let proto = schemas.join("onnx.proto");
     println!("cargo:rerun-if-changed={}", proto.display());
-    let fds = protox::compile([&proto], [&schemas]).unwrap_or_else(|e| panic!("schemas/onnx.proto does not compile: {e}"));
+    let fds = protox::compile([&proto], [&schemas])
+        .unwrap_or_else(|e| panic!("schemas/onnx.proto does not compile: {e}"));
     prost_build::Config::new()
         .compile_fds(fds)
         .unwrap_or_else(|e| panic!("generating Rust from schemas/onnx.proto failed: {e}"));

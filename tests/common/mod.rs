@@ -13,7 +13,9 @@ pub fn repo() -> PathBuf {
 /// `../shared` beside the repository (or `RESNETC_SHARED`). Tests that need it fail with this message
 /// when it is absent, rather than passing without checking anything.
 pub fn shared() -> PathBuf {
-    let dir = std::env::var_os("RESNETC_SHARED").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared"));
+    let dir = std::env::var_os("RESNETC_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared"));
     assert!(
         dir.join("README.md").exists(),
         "the shared data folder {} is missing: these tests read the pretrained models and CIFAR-10 images from it \
@@ -64,9 +66,14 @@ pub fn fixtures() -> Vec<Fixture> {
     struct Manifest {
         models: Vec<Fixture>,
     }
-    let text = std::fs::read_to_string(repo().join("fixtures/manifest.json")).expect("fixtures/manifest.json");
+    let text = std::fs::read_to_string(repo().join("fixtures/manifest.json"))
+        .expect("fixtures/manifest.json");
     let m: Manifest = serde_json::from_str(&text).expect("manifest parses");
-    assert!(m.models.len() >= 20, "the manifest lists {} fixtures", m.models.len());
+    assert!(
+        m.models.len() >= 20,
+        "the manifest lists {} fixtures",
+        m.models.len()
+    );
     m.models
 }
 
@@ -82,12 +89,22 @@ pub fn tolerance(expected: &ArrayD<f32>) -> f32 {
 
 pub fn max_abs_diff(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f32 {
     assert_eq!(a.shape(), b.shape(), "shapes differ");
-    a.iter().zip(b.iter()).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+    a.iter()
+        .zip(b.iter())
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
 }
 
 pub fn argmax_rows(a: &ArrayD<f32>) -> Vec<usize> {
     a.outer_iter()
-        .map(|row| row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                )
+                .0
+        })
         .collect()
 }
 
@@ -95,8 +112,15 @@ pub fn argmax_rows(a: &ArrayD<f32>) -> Vec<usize> {
 pub fn assert_logits_close(what: &str, got: &ArrayD<f32>, expected: &ArrayD<f32>) {
     let tol = tolerance(expected);
     let diff = max_abs_diff(got, expected);
-    assert!(diff <= tol, "{what}: max |diff| {diff:.3e} exceeds tolerance {tol:.3e}");
-    assert_eq!(argmax_rows(got), argmax_rows(expected), "{what}: top-1 differs");
+    assert!(
+        diff <= tol,
+        "{what}: max |diff| {diff:.3e} exceeds tolerance {tol:.3e}"
+    );
+    assert_eq!(
+        argmax_rows(got),
+        argmax_rows(expected),
+        "{what}: top-1 differs"
+    );
 }
 
 pub fn f32_of(t: &Tensor) -> ArrayD<f32> {

@@ -62,7 +62,14 @@ pub fn encode(a: &Artifact) -> Vec<u8> {
 }
 
 /// A new artifact for `graph` (already optimized and validated), compiled from `source` bytes.
-pub fn new_artifact(graph_onnx: Vec<u8>, source: &[u8], source_name: &str, target: &str, opt_level: u32, batch: u64) -> Artifact {
+pub fn new_artifact(
+    graph_onnx: Vec<u8>,
+    source: &[u8],
+    source_name: &str,
+    target: &str,
+    opt_level: u32,
+    batch: u64,
+) -> Artifact {
     Artifact {
         format_version: FORMAT_VERSION,
         resnetc_version: RESNETC_VERSION.to_string(),
@@ -81,18 +88,27 @@ pub fn new_artifact(graph_onnx: Vec<u8>, source: &[u8], source_name: &str, targe
 /// Decodes and checks an artifact. `wanted_target` is checked when given (the family before `:`
 /// must match: an artifact for `cuda:sm_80` serves `cuda`).
 pub fn decode(bytes: &[u8], wanted_target: Option<&str>) -> Result<Artifact, ArtifactError> {
-    let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or(ArtifactError::NotAnArtifact)?;
+    let body = bytes
+        .strip_prefix(MAGIC.as_slice())
+        .ok_or(ArtifactError::NotAnArtifact)?;
     let a = Artifact::decode(body).map_err(|e| ArtifactError::Corrupt(e.to_string()))?;
     if a.format_version != FORMAT_VERSION {
-        return Err(ArtifactError::FormatVersion { found: a.format_version });
+        return Err(ArtifactError::FormatVersion {
+            found: a.format_version,
+        });
     }
     if a.resnetc_version != RESNETC_VERSION {
-        return Err(ArtifactError::ResnetcVersion { found: a.resnetc_version.clone() });
+        return Err(ArtifactError::ResnetcVersion {
+            found: a.resnetc_version.clone(),
+        });
     }
     if let Some(wanted) = wanted_target {
         let family = |t: &str| t.split(':').next().unwrap_or("").to_string();
         if family(&a.target) != family(wanted) {
-            return Err(ArtifactError::Target { found: a.target.clone(), wanted: wanted.to_string() });
+            return Err(ArtifactError::Target {
+                found: a.target.clone(),
+                wanted: wanted.to_string(),
+            });
         }
     }
     if sha256(&a.graph) != a.graph_sha256 {
@@ -104,7 +120,9 @@ pub fn decode(bytes: &[u8], wanted_target: Option<&str>) -> Result<Artifact, Art
 /// Checks that the artifact was compiled from the model at `path` with contents `source`.
 pub fn check_source(a: &Artifact, source: &[u8], path: &str) -> Result<(), ArtifactError> {
     if sha256(source) != a.source_sha256 {
-        return Err(ArtifactError::SourceHash { path: path.to_string() });
+        return Err(ArtifactError::SourceHash {
+            path: path.to_string(),
+        });
     }
     Ok(())
 }

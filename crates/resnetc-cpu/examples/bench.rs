@@ -8,7 +8,8 @@ use resnetc_passes::PassOptions;
 
 fn main() -> anyhow_free::Result {
     let mut args = std::env::args().skip(1);
-    let (mut model, mut batch, mut threads, mut iters, mut json, mut isa, mut winograd) = (None, 1, 0, 20, false, Isa::Auto, None);
+    let (mut model, mut batch, mut threads, mut iters, mut json, mut isa, mut winograd) =
+        (None, 1, 0, 20, false, Isa::Auto, None);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
@@ -31,8 +32,16 @@ fn main() -> anyhow_free::Result {
         }
     }
     let model = model.ok_or("usage: bench MODEL [--batch N] [--threads N] [--iters N] [--json]")?;
-    let m = resnetc::load_model(&model, &PassOptions { level: 3, ..Default::default() }).map_err(|e| format!("{e:#}"))?;
-    let plan = CpuPlan::compile_with(&m.graph, &m.info, &CpuOptions { isa, winograd }).map_err(|e| e.to_string())?;
+    let m = resnetc::load_model(
+        &model,
+        &PassOptions {
+            level: 3,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    let plan = CpuPlan::compile_with(&m.graph, &m.info, &CpuOptions { isa, winograd })
+        .map_err(|e| e.to_string())?;
     let r = bench(&plan, batch, threads, iters).map_err(|e| e.to_string())?;
     if json {
         println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);

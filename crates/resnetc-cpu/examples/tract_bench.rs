@@ -16,8 +16,14 @@ fn main() -> TractResult<()> {
         }
     };
     let shape = [batch, 3, 32, 32];
-    let model = tract_onnx::onnx().model_for_path(&path)?.with_input_fact(0, f32::fact(shape).into())?.into_optimized()?.into_runnable()?;
-    let data: Vec<f32> = (0..batch * 3 * 32 * 32).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5).collect();
+    let model = tract_onnx::onnx()
+        .model_for_path(&path)?
+        .with_input_fact(0, f32::fact(shape).into())?
+        .into_optimized()?
+        .into_runnable()?;
+    let data: Vec<f32> = (0..batch * 3 * 32 * 32)
+        .map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5)
+        .collect();
     let input: Tensor = tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), data)?.into();
     let warm = Instant::now();
     model.run(tvec!(input.clone().into()))?;
@@ -32,6 +38,10 @@ fn main() -> TractResult<()> {
     }
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
-    println!("{{\"median_ms\": {}, \"images_per_s\": {}, \"batch\": {batch}, \"threads\": 1}}", median * 1e3, batch as f64 / median);
+    println!(
+        "{{\"median_ms\": {}, \"images_per_s\": {}, \"batch\": {batch}, \"threads\": 1}}",
+        median * 1e3,
+        batch as f64 / median
+    );
     Ok(())
 }

@@ -28,10 +28,26 @@ pub struct BenchResult {
 
 /// Runs `plan` on `batch` images of zeros-and-ones data `iters` times after a warm-up (at least one
 /// run and 0.2 s) and reports the median. `threads = 0` uses all cores.
-pub fn bench(plan: &CpuPlan, batch: usize, threads: usize, iters: usize) -> Result<BenchResult, CpuError> {
+pub fn bench(
+    plan: &CpuPlan,
+    batch: usize,
+    threads: usize,
+    iters: usize,
+) -> Result<BenchResult, CpuError> {
     let mut session = Session::new(plan, threads);
-    let inputs: Vec<Vec<f32>> = plan.inputs().iter().map(|p| (0..p.floats * batch).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5).collect()).collect();
-    let mut outputs: Vec<Vec<f32>> = plan.outputs().map(|p| vec![0f32; p.floats * batch]).collect();
+    let inputs: Vec<Vec<f32>> = plan
+        .inputs()
+        .iter()
+        .map(|p| {
+            (0..p.floats * batch)
+                .map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5)
+                .collect()
+        })
+        .collect();
+    let mut outputs: Vec<Vec<f32>> = plan
+        .outputs()
+        .map(|p| vec![0f32; p.floats * batch])
+        .collect();
     let mut once = |session: &mut Session| -> Result<f64, CpuError> {
         let ins: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
         let mut outs: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
@@ -52,7 +68,11 @@ pub fn bench(plan: &CpuPlan, batch: usize, threads: usize, iters: usize) -> Resu
     times.sort_by(f64::total_cmp);
     let median = times[iters / 2];
     let threads = session.threads();
-    let arena_bytes = if crate::exec::splits_batch(threads, batch, plan.outputs.len()) { plan.arena_bytes(1) * threads } else { plan.arena_bytes(batch) };
+    let arena_bytes = if crate::exec::splits_batch(threads, batch, plan.outputs.len()) {
+        plan.arena_bytes(1) * threads
+    } else {
+        plan.arena_bytes(batch)
+    };
     Ok(BenchResult {
         batch,
         threads,

@@ -10,20 +10,40 @@ pub enum CpuError {
     /// A node the CPU backend has no kernel for (op, attribute or operand form); the reference
     /// executor can still run the graph.
     #[error("node '{node}' ({op}): the CPU backend cannot run it: {reason}; run the graph on the reference executor instead")]
-    Unsupported { node: String, op: &'static str, reason: String },
+    Unsupported {
+        node: String,
+        op: &'static str,
+        reason: String,
+    },
     /// The validator left a value's type unknown, or its batch dimension differs from the input's.
     #[error("node '{node}' ({op}): {reason}")]
-    Shape { node: String, op: &'static str, reason: String },
+    Shape {
+        node: String,
+        op: &'static str,
+        reason: String,
+    },
     /// The graph's interface: the plan needs at least one input and one output, all float32 NCHW.
     #[error("the graph's {what}: {reason}")]
     Interface { what: String, reason: String },
     /// The kernel set asked for is not available on this machine.
     #[error("the {isa} kernels cannot run on this machine ({reason})")]
-    IsaUnavailable { isa: &'static str, reason: &'static str },
+    IsaUnavailable {
+        isa: &'static str,
+        reason: &'static str,
+    },
     /// A buffer given to `run` has the wrong length for the batch.
     #[error("{what} has {got} elements, but batch {batch} needs {expected}")]
-    BufferSize { what: String, got: usize, expected: usize, batch: usize },
+    BufferSize {
+        what: String,
+        got: usize,
+        expected: usize,
+        batch: usize,
+    },
     /// `run` was given the wrong number of inputs or outputs.
     #[error("the plan takes {expected} {what}, got {got}")]
-    Count { what: &'static str, expected: usize, got: usize },
+    Count {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
 }

@@ -48,11 +48,27 @@ pub struct Session<'p> {
 impl<'p> Session<'p> {
     /// A session on `threads` threads (0: all cores).
     pub fn new(plan: &'p CpuPlan, threads: usize) -> Session<'p> {
-        let threads = if threads == 0 { default_threads() } else { threads };
+        let threads = if threads == 0 {
+            default_threads()
+        } else {
+            threads
+        };
         // A pool that cannot be built (no threads left) degrades to running on the caller's thread.
-        let pool = (threads > 1).then(|| rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok()).flatten();
+        let pool = (threads > 1)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .ok()
+            })
+            .flatten();
         let threads = if pool.is_some() { threads } else { 1 };
-        Session { plan, threads, pool, arenas: (0..threads).map(|_| Arena::default()).collect() }
+        Session {
+            plan,
+            threads,
+            pool,
+            arenas: (0..threads).map(|_| Arena::default()).collect(),
+        }
     }
 
     pub fn threads(&self) -> usize {
@@ -70,22 +86,45 @@ impl<'p> Session<'p> {
     }
 
     /// Runs a plan with any number of inputs and outputs, in the graph's order.
-    pub fn run_many(&mut self, inputs: &[&[f32]], batch: usize, outputs: &mut [&mut [f32]]) -> Result<(), CpuError> {
+    pub fn run_many(
+        &mut self,
+        inputs: &[&[f32]],
+        batch: usize,
+        outputs: &mut [&mut [f32]],
+    ) -> Result<(), CpuError> {
         let plan = self.plan;
         if inputs.len() != plan.inputs.len() {
-            return Err(CpuError::Count { what: "inputs", expected: plan.inputs.len(), got: inputs.len() });
+            return Err(CpuError::Count {
+                what: "inputs",
+                expected: plan.inputs.len(),
+                got: inputs.len(),
+            });
         }
         if outputs.len() != plan.outputs.len() {
-            return Err(CpuError::Count { what: "outputs", expected: plan.outputs.len(), got: outputs.len() });
+            return Err(CpuError::Count {
+                what: "outputs",
+                expected: plan.outputs.len(),
+                got: outputs.len(),
+            });
         }
         for (x, p) in inputs.iter().zip(&plan.inputs) {
             if x.len() != p.floats * batch {
-                return Err(CpuError::BufferSize { what: format!("input '{}'", p.name), got: x.len(), expected: p.floats * batch, batch });
+                return Err(CpuError::BufferSize {
+                    what: format!("input '{}'", p.name),
+                    got: x.len(),
+                    expected: p.floats * batch,
+                    batch,
+                });
             }
         }
         for (y, (p, _)) in outputs.iter().zip(&plan.outputs) {
             if y.len() != p.floats * batch {
-                return Err(CpuError::BufferSize { what: format!("output '{}'", p.name), got: y.len(), expected: p.floats * batch, batch });
+                return Err(CpuError::BufferSize {
+                    what: format!("output '{}'", p.name),
+                    got: y.len(),
+                    expected: p.floats * batch,
+                    batch,
+                });
             }
         }
         if batch == 0 {
@@ -99,7 +138,15 @@ impl<'p> Session<'p> {
                 let arena = self.arenas[0].get(plan.arena_floats);
                 for (image, y) in outputs[0].chunks_exact_mut(out_floats).enumerate() {
                     let mut y = y;
-                    run_steps(plan, arena, inputs, image, 1, std::slice::from_mut(&mut y), None);
+                    run_steps(
+                        plan,
+                        arena,
+                        inputs,
+                        image,
+                        1,
+                        std::slice::from_mut(&mut y),
+                        None,
+                    );
                 }
             }
             (Some(pool), true) => {
@@ -108,20 +155,34 @@ impl<'p> Session<'p> {
                 let arena_floats = plan.arena_floats;
                 let out = &mut *outputs[0];
                 pool.install(|| {
-                    self.arenas.par_iter_mut().zip(out.par_chunks_mut(per_thread * out_floats)).enumerate().for_each(|(k, (arena, out))| {
-                        let arena = arena.get(arena_floats);
-                        for (j, y) in out.chunks_exact_mut(out_floats).enumerate() {
-                            let mut y = y;
-                            run_steps(plan, arena, inputs, k * per_thread + j, 1, std::slice::from_mut(&mut y), None);
-                        }
-                    })
+                    self.arenas
+                        .par_iter_mut()
+                        .zip(out.par_chunks_mut(per_thread * out_floats))
+                        .enumerate()
+                        .for_each(|(k, (arena, out))| {
+                            let arena = arena.get(arena_floats);
+                            for (j, y) in out.chunks_exact_mut(out_floats).enumerate() {
+                                let mut y = y;
+                                run_steps(
+                                    plan,
+                                    arena,
+                                    inputs,
+                                    k * per_thread + j,
+                                    1,
+                                    std::slice::from_mut(&mut y),
+                                    None,
+                                );
+                            }
+                        })
                 });
             }
             (pool, _) => {
                 let arena = self.arenas[0].get(plan.arena_floats * batch);
                 let par = pool.as_ref().map(|p| (p, t));
                 match par {
-                    Some((pool, t)) => pool.install(|| run_steps(plan, arena, inputs, 0, batch, outputs, Some(t))),
+                    Some((pool, t)) => {
+                        pool.install(|| run_steps(plan, arena, inputs, 0, batch, outputs, Some(t)))
+                    }
                     None => run_steps(plan, arena, inputs, 0, batch, outputs, None),
                 }
             }
@@ -134,7 +195,10 @@ impl<'p> Session<'p> {
 /// through the whole network (one output only, and enough images to go round evenly), rather than
 /// splitting every convolution among the threads.
 pub(crate) fn splits_batch(threads: usize, batch: usize, outputs: usize) -> bool {
-    outputs == 1 && batch > 1 && batch >= threads && (batch.is_multiple_of(threads) || batch >= 4 * threads)
+    outputs == 1
+        && batch > 1
+        && batch >= threads
+        && (batch.is_multiple_of(threads) || batch >= 4 * threads)
 }
 
 impl CpuPlan {
@@ -160,7 +224,15 @@ fn range(b: &Buffer, batch: usize) -> Range<usize> {
 /// Runs every step on images `image0..image0 + batch` of the inputs, with `arena` holding that many
 /// images, and writes the outputs (each exactly `batch` images). `par`: split convolutions among
 /// this many threads of the current rayon pool.
-fn run_steps(plan: &CpuPlan, arena: &mut [f32], inputs: &[&[f32]], image0: usize, batch: usize, outputs: &mut [&mut [f32]], par: Option<usize>) {
+fn run_steps(
+    plan: &CpuPlan,
+    arena: &mut [f32],
+    inputs: &[&[f32]],
+    image0: usize,
+    batch: usize,
+    outputs: &mut [&mut [f32]],
+    par: Option<usize>,
+) {
     for step in &plan.steps {
         let out_range = range(&plan.buffers[step.output], batch);
         let (before, rest) = arena.split_at_mut(out_range.start);
@@ -174,7 +246,11 @@ fn run_steps(plan: &CpuPlan, arena: &mut [f32], inputs: &[&[f32]], image0: usize
                     if r.end <= out_range.start {
                         &before[r]
                     } else {
-                        assert!(r.start >= out_range.end, "memory plan: step '{}' reads a buffer that overlaps its output", step.node);
+                        assert!(
+                            r.start >= out_range.end,
+                            "memory plan: step '{}' reads a buffer that overlaps its output",
+                            step.node
+                        );
                         &after[r.start - out_range.end..r.end - out_range.end]
                     }
                 }
@@ -193,7 +269,13 @@ fn run_steps(plan: &CpuPlan, arena: &mut [f32], inputs: &[&[f32]], image0: usize
     }
 }
 
-fn run_step<'a>(plan: &CpuPlan, step: &Step, read: &dyn Fn(usize) -> &'a [f32], out: &mut [f32], par: Option<usize>) {
+fn run_step<'a>(
+    plan: &CpuPlan,
+    step: &Step,
+    read: &dyn Fn(usize) -> &'a [f32],
+    out: &mut [f32],
+    par: Option<usize>,
+) {
     let x = read(step.inputs[0]);
     match &step.kernel {
         Kernel::ToBlocked(b) => kernels::to_blocked(x, out, *b),
@@ -210,7 +292,9 @@ fn run_step<'a>(plan: &CpuPlan, step: &Step, read: &dyn Fn(usize) -> &'a [f32], 
                     let per_task = rows.div_ceil(4 * t).max(1);
                     out.par_chunks_mut(per_task * row_len)
                         .enumerate()
-                        .for_each(|(i, chunk)| kernels::conv_rows(plan.isa, k, x, res, chunk, i * per_task));
+                        .for_each(|(i, chunk)| {
+                            kernels::conv_rows(plan.isa, k, x, res, chunk, i * per_task)
+                        });
                 }
                 _ => kernels::conv_rows(plan.isa, k, x, res, out, 0),
             }

@@ -51,7 +51,10 @@ pub struct CpuOptions {
 
 impl Default for CpuOptions {
     fn default() -> CpuOptions {
-        CpuOptions { isa: Isa::Auto, winograd: None }
+        CpuOptions {
+            isa: Isa::Auto,
+            winograd: None,
+        }
     }
 }
 
@@ -74,14 +77,26 @@ impl Isa {
     /// The kernel set `self` stands for on this machine, or why it cannot run here.
     pub fn resolve(self) -> Result<Isa, CpuError> {
         match self {
-            Isa::Auto => Ok([Isa::Avx512, Isa::Avx2, Isa::Neon].into_iter().find(|i| i.available()).unwrap_or(Isa::Portable)),
+            Isa::Auto => Ok([Isa::Avx512, Isa::Avx2, Isa::Neon]
+                .into_iter()
+                .find(|i| i.available())
+                .unwrap_or(Isa::Portable)),
             Isa::Portable => Ok(Isa::Portable),
             Isa::Avx2 if Isa::Avx2.available() => Ok(Isa::Avx2),
-            Isa::Avx2 => Err(CpuError::IsaUnavailable { isa: "AVX2+FMA", reason: "not an x86-64 CPU with avx2 and fma" }),
+            Isa::Avx2 => Err(CpuError::IsaUnavailable {
+                isa: "AVX2+FMA",
+                reason: "not an x86-64 CPU with avx2 and fma",
+            }),
             Isa::Avx512 if Isa::Avx512.available() => Ok(Isa::Avx512),
-            Isa::Avx512 => Err(CpuError::IsaUnavailable { isa: "AVX-512", reason: "not an x86-64 CPU with avx512f" }),
+            Isa::Avx512 => Err(CpuError::IsaUnavailable {
+                isa: "AVX-512",
+                reason: "not an x86-64 CPU with avx512f",
+            }),
             Isa::Neon if Isa::Neon.available() => Ok(Isa::Neon),
-            Isa::Neon => Err(CpuError::IsaUnavailable { isa: "NEON", reason: "not an aarch64 CPU with neon" }),
+            Isa::Neon => Err(CpuError::IsaUnavailable {
+                isa: "NEON",
+                reason: "not an aarch64 CPU with neon",
+            }),
         }
     }
 
@@ -117,7 +132,10 @@ impl Isa {
 
     /// Every kernel set this machine can run, the portable one first.
     pub fn all_available() -> Vec<Isa> {
-        [Isa::Portable, Isa::Avx2, Isa::Avx512, Isa::Neon].into_iter().filter(|i| i.available()).collect()
+        [Isa::Portable, Isa::Avx2, Isa::Avx512, Isa::Neon]
+            .into_iter()
+            .filter(|i| i.available())
+            .collect()
     }
 
     pub fn name(self) -> &'static str {

@@ -8,8 +8,13 @@ use std::time::Instant;
 pub fn fp32_peak_gflops(threads: usize) -> f64 {
     let threads = threads.max(1);
     let per_thread: Vec<f64> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads).map(|_| s.spawn(single_thread_gflops)).collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(0.0)).collect()
+        let handles: Vec<_> = (0..threads)
+            .map(|_| s.spawn(single_thread_gflops))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(0.0))
+            .collect()
     });
     per_thread.iter().sum()
 }

@@ -18,7 +18,9 @@
 
 use std::collections::HashMap;
 
-use resnetc_ir::{Conv, DType, Dim, Epilogue, Graph, GraphInfo, NodeId, Op, ResidualRead, Tensor, ValueRef};
+use resnetc_ir::{
+    Conv, DType, Dim, Epilogue, Graph, GraphInfo, NodeId, Op, ResidualRead, Tensor, ValueRef,
+};
 
 use crate::{CpuError, CpuOptions};
 
@@ -190,7 +192,11 @@ fn site(graph: &Graph, id: NodeId) -> (String, &'static str) {
 
 fn unsupported(graph: &Graph, id: NodeId, reason: impl Into<String>) -> CpuError {
     let (node, op) = site(graph, id);
-    CpuError::Unsupported { node, op, reason: reason.into() }
+    CpuError::Unsupported {
+        node,
+        op,
+        reason: reason.into(),
+    }
 }
 
 impl CpuPlan {
@@ -201,7 +207,11 @@ impl CpuPlan {
     }
 
     /// Compiles with the given options (e.g. [`crate::Isa::Portable`] forces the fallback kernels).
-    pub fn compile_with(graph: &Graph, info: &GraphInfo, opts: &CpuOptions) -> Result<CpuPlan, CpuError> {
+    pub fn compile_with(
+        graph: &Graph,
+        info: &GraphInfo,
+        opts: &CpuOptions,
+    ) -> Result<CpuPlan, CpuError> {
         let isa = opts.isa.resolve()?;
         let mut b = Builder::new(graph, info, opts.winograd.unwrap_or(isa.prefers_winograd()))?;
         b.compute_halos()?;
@@ -213,16 +223,35 @@ impl CpuPlan {
             let dims = b.per_image(o.value, o.value.node)?;
             let buf = b.plain(o.value, o.value.node)?;
             let floats = dims.iter().product();
-            outputs.push((Port { name: o.name.clone(), dims, floats }, buf));
+            outputs.push((
+                Port {
+                    name: o.name.clone(),
+                    dims,
+                    floats,
+                },
+                buf,
+            ));
         }
         let mut inputs = Vec::new();
         for &i in &graph.inputs {
             let dims = b.per_image(i.into(), i)?;
             let floats = dims.iter().product();
-            inputs.push(Port { name: graph.node(i).outputs[0].clone(), dims, floats });
+            inputs.push(Port {
+                name: graph.node(i).outputs[0].clone(),
+                dims,
+                floats,
+            });
         }
         let arena_floats = b.allocate(&outputs);
-        Ok(CpuPlan { isa, buffers: b.buffers, steps: b.steps, inputs, outputs, arena_floats, flops: b.flops })
+        Ok(CpuPlan {
+            isa,
+            buffers: b.buffers,
+            steps: b.steps,
+            inputs,
+            outputs,
+            arena_floats,
+            flops: b.flops,
+        })
     }
 
     /// The kernel set the plan runs.
@@ -243,7 +272,10 @@ impl CpuPlan {
 
     /// How many convolutions run as Winograd F(2×2, 3×3).
     pub fn winograd_convs(&self) -> usize {
-        self.steps.iter().filter(|s| matches!(&s.kernel, Kernel::Conv(k) if k.winograd.is_some())).count()
+        self.steps
+            .iter()
+            .filter(|s| matches!(&s.kernel, Kernel::Conv(k) if k.winograd.is_some()))
+            .count()
     }
 
     pub fn inputs(&self) -> &[Port] {
@@ -261,7 +293,9 @@ impl CpuPlan {
             .iter()
             .map(|s| {
                 let what = match &s.kernel {
-                    Kernel::ToBlocked(b) => format!("to-blocked {}x{}x{} halo {}", b.c, b.h, b.w, b.halo),
+                    Kernel::ToBlocked(b) => {
+                        format!("to-blocked {}x{}x{} halo {}", b.c, b.h, b.w, b.halo)
+                    }
                     Kernel::ToPlain(b) => format!("to-plain {}x{}x{}", b.c, b.h, b.w),
                     Kernel::Conv(k) => {
                         let mut epi = vec!["bias".to_string()];
@@ -274,7 +308,11 @@ impl CpuPlan {
                             k.kh,
                             k.kw,
                             k.sh,
-                            if k.winograd.is_some() { " winograd" } else { "" },
+                            if k.winograd.is_some() {
+                                " winograd"
+                            } else {
+                                ""
+                            },
                             k.input.c,
                             k.out.c,
                             k.out.h,
@@ -294,13 +332,19 @@ impl CpuPlan {
 impl<'g> Builder<'g> {
     fn new(graph: &'g Graph, info: &'g GraphInfo, winograd: bool) -> Result<Builder<'g>, CpuError> {
         if graph.inputs.is_empty() {
-            return Err(CpuError::Interface { what: "inputs".into(), reason: "the graph has none".into() });
+            return Err(CpuError::Interface {
+                what: "inputs".into(),
+                reason: "the graph has none".into(),
+            });
         }
         let first = graph.inputs[0];
         let batch = info
             .ty(first.into())
             .and_then(|t| t.shape.first().cloned())
-            .ok_or_else(|| CpuError::Interface { what: "first input".into(), reason: "its shape is unknown or it is a scalar".into() })?;
+            .ok_or_else(|| CpuError::Interface {
+                what: "first input".into(),
+                reason: "its shape is unknown or it is a scalar".into(),
+            })?;
         Ok(Builder {
             graph,
             info,
@@ -317,15 +361,30 @@ impl<'g> Builder<'g> {
     /// The dimensions after the batch of a float32 value whose first dimension is the batch.
     fn per_image(&self, v: ValueRef, at: NodeId) -> Result<Vec<usize>, CpuError> {
         let (node, op) = site(self.graph, at);
-        let err = |reason: String| CpuError::Shape { node: node.clone(), op, reason };
-        let ty = self.info.ty(v).ok_or_else(|| err("the validator could not infer this value's type".into()))?;
+        let err = |reason: String| CpuError::Shape {
+            node: node.clone(),
+            op,
+            reason,
+        };
+        let ty = self
+            .info
+            .ty(v)
+            .ok_or_else(|| err("the validator could not infer this value's type".into()))?;
         if ty.dtype != DType::F32 {
-            return Err(CpuError::Unsupported { node: node.clone(), op, reason: format!("element type {} (only f32)", ty.dtype) });
+            return Err(CpuError::Unsupported {
+                node: node.clone(),
+                op,
+                reason: format!("element type {} (only f32)", ty.dtype),
+            });
         }
         if ty.shape.first() != Some(&self.batch) {
-            return Err(err(format!("its first dimension is not the batch ({}) of the first input", self.batch)));
+            return Err(err(format!(
+                "its first dimension is not the batch ({}) of the first input",
+                self.batch
+            )));
         }
-        ty.concrete_tail().ok_or_else(|| err("a dimension after the batch is symbolic".into()))
+        ty.concrete_tail()
+            .ok_or_else(|| err("a dimension after the batch is symbolic".into()))
     }
 
     /// Resolved `[top, left, bottom, right]` padding of a convolution reading an `h × w` input.
@@ -340,15 +399,28 @@ impl<'g> Builder<'g> {
                 Op::FusedConv { conv, .. } | Op::Conv(conv) => conv,
                 _ => continue,
             };
-            let Some(x) = self.graph.input(id, 0) else { continue };
+            let Some(x) = self.graph.input(id, 0) else {
+                continue;
+            };
             let dims = self.per_image(x, id)?;
             if dims.len() != 3 {
-                return Err(unsupported(self.graph, id, format!("input of rank {} (only 2-D convolution on NCHW)", dims.len() + 1)));
+                return Err(unsupported(
+                    self.graph,
+                    id,
+                    format!(
+                        "input of rank {} (only 2-D convolution on NCHW)",
+                        dims.len() + 1
+                    ),
+                ));
             }
             let p = Self::pads(c, [dims[1], dims[2]]);
             let need = p.iter().copied().max().unwrap_or(0);
             if need > MAX_PAD {
-                return Err(unsupported(self.graph, id, format!("padding {need} (at most {MAX_PAD})")));
+                return Err(unsupported(
+                    self.graph,
+                    id,
+                    format!("padding {need} (at most {MAX_PAD})"),
+                ));
             }
             let h = self.halo.entry(x).or_insert(0);
             *h = (*h).max(need);
@@ -358,13 +430,21 @@ impl<'g> Builder<'g> {
 
     fn new_buffer(&mut self, floats: usize) -> BufId {
         // Offsets are assigned by `allocate`; until then every arena buffer sits at 0.
-        self.buffers.push(Buffer { loc: Loc::Arena(0), floats });
+        self.buffers.push(Buffer {
+            loc: Loc::Arena(0),
+            floats,
+        });
         self.buffers.len() - 1
     }
 
     fn push(&mut self, kernel: Kernel, inputs: Vec<BufId>, output: BufId, node: NodeId) {
         let name = self.graph.node(node).label().to_string();
-        self.steps.push(Step { kernel, inputs, output, node: name });
+        self.steps.push(Step {
+            kernel,
+            inputs,
+            output,
+            node: name,
+        });
     }
 
     fn repr(&self, v: ValueRef, at: NodeId) -> Result<Repr, CpuError> {
@@ -375,7 +455,11 @@ impl<'g> Builder<'g> {
                 Err(unsupported(
                     self.graph,
                     at,
-                    format!("reads '{}' ({}) as an activation, which the CPU backend does not compute", producer.label(), producer.op.onnx_name()),
+                    format!(
+                        "reads '{}' ({}) as an activation, which the CPU backend does not compute",
+                        producer.label(),
+                        producer.op.onnx_name()
+                    ),
                 ))
             }
         }
@@ -402,9 +486,21 @@ impl<'g> Builder<'g> {
         }
         let dims = self.per_image(v, at)?;
         let &[c, h, w] = dims.as_slice() else {
-            return Err(unsupported(self.graph, at, format!("reads a value of rank {} where NCHW is needed", dims.len() + 1)));
+            return Err(unsupported(
+                self.graph,
+                at,
+                format!(
+                    "reads a value of rank {} where NCHW is needed",
+                    dims.len() + 1
+                ),
+            ));
         };
-        let block = Block { c, h, w, halo: self.halo.get(&v).copied().unwrap_or(0) };
+        let block = Block {
+            c,
+            h,
+            w,
+            halo: self.halo.get(&v).copied().unwrap_or(0),
+        };
         let src = r.plain.expect("a value has at least one form");
         let dst = self.new_buffer(block.floats());
         self.push(Kernel::ToBlocked(block), vec![src], dst, at);
@@ -418,19 +514,34 @@ impl<'g> Builder<'g> {
         match graph.op(id) {
             Op::Input { index, .. } => {
                 self.per_image(out, id)?;
-                self.buffers.push(Buffer { loc: Loc::Input(*index), floats: self.per_image(out, id)?.iter().product() });
+                self.buffers.push(Buffer {
+                    loc: Loc::Input(*index),
+                    floats: self.per_image(out, id)?.iter().product(),
+                });
                 let b = self.buffers.len() - 1;
-                self.reprs.insert(out, Repr { plain: Some(b), blocked: None });
+                self.reprs.insert(
+                    out,
+                    Repr {
+                        plain: Some(b),
+                        blocked: None,
+                    },
+                );
             }
             // Weights are read by the kernels that use them; a constant activation is refused where read.
             Op::Constant(_) => {}
             Op::FusedConv { conv, epilogue } => self.conv(id, conv, epilogue)?,
             Op::Conv(conv) => {
-                let epilogue = if graph.input(id, 2).is_some() { vec![Epilogue::Bias] } else { vec![] };
+                let epilogue = if graph.input(id, 2).is_some() {
+                    vec![Epilogue::Bias]
+                } else {
+                    vec![]
+                };
                 self.conv(id, conv, &epilogue)?
             }
             Op::GlobalAveragePool => {
-                let x = graph.input(id, 0).ok_or_else(|| unsupported(graph, id, "no input"))?;
+                let x = graph
+                    .input(id, 0)
+                    .ok_or_else(|| unsupported(graph, id, "no input"))?;
                 let (src, block) = self.blocked(x, id)?;
                 let dims = self.per_image(out, id)?;
                 if dims != [block.c, 1, 1] {
@@ -438,62 +549,124 @@ impl<'g> Builder<'g> {
                 }
                 let dst = self.new_buffer(block.c);
                 self.push(Kernel::GlobalAvgPool(block), vec![src], dst, id);
-                self.reprs.insert(out, Repr { plain: Some(dst), blocked: None });
+                self.reprs.insert(
+                    out,
+                    Repr {
+                        plain: Some(dst),
+                        blocked: None,
+                    },
+                );
             }
             Op::Flatten { .. } | Op::Identity => {
                 // Both keep the batch first (checked by per_image) and the row-major order: an alias.
-                let x = graph.input(id, 0).ok_or_else(|| unsupported(graph, id, "no input"))?;
+                let x = graph
+                    .input(id, 0)
+                    .ok_or_else(|| unsupported(graph, id, "no input"))?;
                 self.per_image(out, id)?;
                 if matches!(graph.op(id), Op::Identity) {
                     let r = self.repr(x, id)?;
                     self.reprs.insert(out, r);
                 } else {
                     let p = self.plain(x, id)?;
-                    self.reprs.insert(out, Repr { plain: Some(p), blocked: None });
+                    self.reprs.insert(
+                        out,
+                        Repr {
+                            plain: Some(p),
+                            blocked: None,
+                        },
+                    );
                 }
             }
             Op::Gemm(g) => self.gemm(id, g)?,
-            other => return Err(unsupported(graph, id, format!("no CPU kernel for {}", other.onnx_name()))),
+            other => {
+                return Err(unsupported(
+                    graph,
+                    id,
+                    format!("no CPU kernel for {}", other.onnx_name()),
+                ))
+            }
         }
         Ok(())
     }
 
-    fn const_f32(&self, v: Option<ValueRef>, at: NodeId, what: &str) -> Result<ndarray_view::F32Const, CpuError> {
+    fn const_f32(
+        &self,
+        v: Option<ValueRef>,
+        at: NodeId,
+        what: &str,
+    ) -> Result<ndarray_view::F32Const, CpuError> {
         let v = v.ok_or_else(|| unsupported(self.graph, at, format!("the {what} is missing")))?;
         match self.graph.op(v.node) {
-            Op::Constant(Tensor::F32(a)) => Ok(ndarray_view::F32Const { shape: a.shape().to_vec(), data: a.iter().copied().collect() }),
-            Op::Constant(t) => Err(unsupported(self.graph, at, format!("the {what} is {}, not f32", t.dtype()))),
-            _ => Err(unsupported(self.graph, at, format!("the {what} is computed at run time (only constant {what}s are packed)"))),
+            Op::Constant(Tensor::F32(a)) => Ok(ndarray_view::F32Const {
+                shape: a.shape().to_vec(),
+                data: a.iter().copied().collect(),
+            }),
+            Op::Constant(t) => Err(unsupported(
+                self.graph,
+                at,
+                format!("the {what} is {}, not f32", t.dtype()),
+            )),
+            _ => Err(unsupported(
+                self.graph,
+                at,
+                format!("the {what} is computed at run time (only constant {what}s are packed)"),
+            )),
         }
     }
 
     fn conv(&mut self, id: NodeId, c: &Conv, epilogue: &[Epilogue]) -> Result<(), CpuError> {
         let graph = self.graph;
         if c.group != 1 {
-            return Err(unsupported(graph, id, format!("group {} (only 1)", c.group)));
+            return Err(unsupported(
+                graph,
+                id,
+                format!("group {} (only 1)", c.group),
+            ));
         }
         if c.dilations != [1, 1] {
-            return Err(unsupported(graph, id, format!("dilations {:?} (only 1)", c.dilations)));
+            return Err(unsupported(
+                graph,
+                id,
+                format!("dilations {:?} (only 1)", c.dilations),
+            ));
         }
-        let x = graph.input(id, 0).ok_or_else(|| unsupported(graph, id, "no input"))?;
+        let x = graph
+            .input(id, 0)
+            .ok_or_else(|| unsupported(graph, id, "no input"))?;
         let w = self.const_f32(graph.input(id, 1), id, "weight")?;
         let &[cout, cin, kh, kw] = w.shape.as_slice() else {
             return Err(unsupported(graph, id, "weights of rank other than 4"));
         };
         let (xbuf, input) = self.blocked(x, id)?;
         if input.c != cin || c.kernel != [kh, kw] || kh == 0 || kw == 0 || c.strides.contains(&0) {
-            return Err(unsupported(graph, id, "weights, kernel or strides disagree with the input"));
+            return Err(unsupported(
+                graph,
+                id,
+                "weights, kernel or strides disagree with the input",
+            ));
         }
         let pads = Self::pads(c, [input.h, input.w]);
         if pads.iter().any(|&p| p > input.halo) {
-            return Err(unsupported(graph, id, "padding larger than the planned halo"));
+            return Err(unsupported(
+                graph,
+                id,
+                "padding larger than the planned halo",
+            ));
         }
         let dims = self.per_image(ValueRef::new(id, 0), id)?;
         let (oh, ow) = (dims[1], dims[2]);
-        let expect_h = (input.h + pads[0] + pads[2]).checked_sub(kh).map(|d| d / c.strides[0] + 1);
-        let expect_w = (input.w + pads[1] + pads[3]).checked_sub(kw).map(|d| d / c.strides[1] + 1);
+        let expect_h = (input.h + pads[0] + pads[2])
+            .checked_sub(kh)
+            .map(|d| d / c.strides[0] + 1);
+        let expect_w = (input.w + pads[1] + pads[3])
+            .checked_sub(kw)
+            .map(|d| d / c.strides[1] + 1);
         if dims[0] != cout || expect_h != Some(oh) || expect_w != Some(ow) {
-            return Err(unsupported(graph, id, "the output shape disagrees with the convolution's geometry"));
+            return Err(unsupported(
+                graph,
+                id,
+                "the output shape disagrees with the convolution's geometry",
+            ));
         }
 
         // The epilogue: the bias must come first (the reference's rule), then residual adds and ReLUs.
@@ -502,7 +675,13 @@ impl<'g> Builder<'g> {
         let mut read = None;
         for e in epilogue.iter().skip(with_bias as usize) {
             match e {
-                Epilogue::Bias => return Err(unsupported(graph, id, "a bias that is not the first epilogue step")),
+                Epilogue::Bias => {
+                    return Err(unsupported(
+                        graph,
+                        id,
+                        "a bias that is not the first epilogue step",
+                    ))
+                }
                 Epilogue::Relu => post.push(Post::Relu),
                 Epilogue::AddResidual(r) => {
                     if read.is_some() {
@@ -518,28 +697,55 @@ impl<'g> Builder<'g> {
         if with_bias {
             let b = self.const_f32(graph.input(id, 2), id, "bias")?;
             if b.data.len() != cout {
-                return Err(unsupported(graph, id, format!("a bias of {} values for {cout} channels", b.data.len())));
+                return Err(unsupported(
+                    graph,
+                    id,
+                    format!("a bias of {} values for {cout} channels", b.data.len()),
+                ));
             }
             bias[..cout].copy_from_slice(&b.data);
         }
-        let out_block = Block { c: cout, h: oh, w: ow, halo: self.halo.get(&ValueRef::new(id, 0)).copied().unwrap_or(0) };
+        let out_block = Block {
+            c: cout,
+            h: oh,
+            w: ow,
+            halo: self.halo.get(&ValueRef::new(id, 0)).copied().unwrap_or(0),
+        };
 
         let mut inputs = vec![xbuf];
         let residual = match read {
             None => None,
             Some(r) => {
-                let rv = graph.input(id, 3).ok_or_else(|| unsupported(graph, id, "the epilogue adds a residual but input 3 is absent"))?;
+                let rv = graph.input(id, 3).ok_or_else(|| {
+                    unsupported(
+                        graph,
+                        id,
+                        "the epilogue adds a residual but input 3 is absent",
+                    )
+                })?;
                 let (rbuf, block) = self.blocked(rv, id)?;
                 let read = match r {
                     ResidualRead::Direct => {
                         if (block.c, block.h, block.w) != (cout, oh, ow) {
-                            return Err(unsupported(graph, id, "a residual whose shape differs from the output"));
+                            return Err(unsupported(
+                                graph,
+                                id,
+                                "a residual whose shape differs from the output",
+                            ));
                         }
                         ResidualRead2::Direct
                     }
                     ResidualRead::Subsampled { stride, pad_before } => {
-                        if stride == 0 || block.c + pad_before > cout || block.h.div_ceil(stride) != oh || block.w.div_ceil(stride) != ow {
-                            return Err(unsupported(graph, id, "a subsampled residual that does not fit the output"));
+                        if stride == 0
+                            || block.c + pad_before > cout
+                            || block.h.div_ceil(stride) != oh
+                            || block.w.div_ceil(stride) != ow
+                        {
+                            return Err(unsupported(
+                                graph,
+                                id,
+                                "a subsampled residual that does not fit the output",
+                            ));
                         }
                         ResidualRead2::Subsampled { stride, pad_before }
                     }
@@ -555,15 +761,19 @@ impl<'g> Builder<'g> {
             for i in 0..cin {
                 for ky in 0..kh {
                     for kx in 0..kw {
-                        let at = ((((o / BLOCK * icb + i / BLOCK) * kh + ky) * kw + kx) * BLOCK + i % BLOCK) * BLOCK + o % BLOCK;
+                        let at = ((((o / BLOCK * icb + i / BLOCK) * kh + ky) * kw + kx) * BLOCK
+                            + i % BLOCK)
+                            * BLOCK
+                            + o % BLOCK;
                         packed[at] = w.data[((o * cin + i) * kh + ky) * kw + kx];
                     }
                 }
             }
         }
         self.flops += 2 * (cout * oh * ow * cin * kh * kw) as u64;
-        let winograd = (self.winograd && [kh, kw] == [3, 3] && c.strides == [1, 1] && ow % 2 == 0 && oh >= 2)
-            .then(|| crate::kernels::transform_weights(&w.data, cout, cin));
+        let winograd =
+            (self.winograd && [kh, kw] == [3, 3] && c.strides == [1, 1] && ow % 2 == 0 && oh >= 2)
+                .then(|| crate::kernels::transform_weights(&w.data, cout, cin));
         let kernel = ConvKernel {
             input,
             out: out_block,
@@ -584,28 +794,52 @@ impl<'g> Builder<'g> {
         };
         let dst = self.new_buffer(out_block.floats());
         self.push(Kernel::Conv(Box::new(kernel)), inputs, dst, id);
-        self.reprs.insert(ValueRef::new(id, 0), Repr { plain: None, blocked: Some((dst, out_block)) });
+        self.reprs.insert(
+            ValueRef::new(id, 0),
+            Repr {
+                plain: None,
+                blocked: Some((dst, out_block)),
+            },
+        );
         Ok(())
     }
 
     fn gemm(&mut self, id: NodeId, g: &resnetc_ir::Gemm) -> Result<(), CpuError> {
         let graph = self.graph;
         if g.trans_a {
-            return Err(unsupported(graph, id, "transA = 1 (the batch must be A's first dimension)"));
+            return Err(unsupported(
+                graph,
+                id,
+                "transA = 1 (the batch must be A's first dimension)",
+            ));
         }
-        let a = graph.input(id, 0).ok_or_else(|| unsupported(graph, id, "no input"))?;
+        let a = graph
+            .input(id, 0)
+            .ok_or_else(|| unsupported(graph, id, "no input"))?;
         let adims = self.per_image(a, id)?;
-        let &[k] = adims.as_slice() else { return Err(unsupported(graph, id, "A is not a matrix")) };
+        let &[k] = adims.as_slice() else {
+            return Err(unsupported(graph, id, "A is not a matrix"));
+        };
         let b = self.const_f32(graph.input(id, 1), id, "B matrix")?;
-        let &[b0, b1] = b.shape.as_slice() else { return Err(unsupported(graph, id, "B is not a matrix")) };
+        let &[b0, b1] = b.shape.as_slice() else {
+            return Err(unsupported(graph, id, "B is not a matrix"));
+        };
         let (bk, m) = if g.trans_b { (b1, b0) } else { (b0, b1) };
         if bk != k {
-            return Err(unsupported(graph, id, format!("inner dimensions differ: A has {k} columns, B {bk} rows")));
+            return Err(unsupported(
+                graph,
+                id,
+                format!("inner dimensions differ: A has {k} columns, B {bk} rows"),
+            ));
         }
         let mut packed = vec![0f32; k * m];
         for kk in 0..k {
             for mm in 0..m {
-                packed[kk * m + mm] = if g.trans_b { b.data[mm * k + kk] } else { b.data[kk * m + mm] };
+                packed[kk * m + mm] = if g.trans_b {
+                    b.data[mm * k + kk]
+                } else {
+                    b.data[kk * m + mm]
+                };
             }
         }
         let mut c = vec![0f32; m];
@@ -614,7 +848,13 @@ impl<'g> Builder<'g> {
             let per_column = match ct.shape.as_slice() {
                 [] | [1] | [1, 1] => false,
                 [n] | [1, n] if *n == m => true,
-                _ => return Err(unsupported(graph, id, format!("C of shape {:?} (only a row of {m}, or a scalar)", ct.shape))),
+                _ => {
+                    return Err(unsupported(
+                        graph,
+                        id,
+                        format!("C of shape {:?} (only a row of {m}, or a scalar)", ct.shape),
+                    ))
+                }
             };
             for (j, cj) in c.iter_mut().enumerate() {
                 *cj = g.beta * ct.data[if per_column { j } else { 0 }];
@@ -623,8 +863,25 @@ impl<'g> Builder<'g> {
         let adst = self.plain(a, id)?;
         self.flops += 2 * (k * m) as u64;
         let dst = self.new_buffer(m);
-        self.push(Kernel::Gemm(Box::new(GemmKernel { k, m, alpha: g.alpha, b: packed, c })), vec![adst], dst, id);
-        self.reprs.insert(ValueRef::new(id, 0), Repr { plain: Some(dst), blocked: None });
+        self.push(
+            Kernel::Gemm(Box::new(GemmKernel {
+                k,
+                m,
+                alpha: g.alpha,
+                b: packed,
+                c,
+            })),
+            vec![adst],
+            dst,
+            id,
+        );
+        self.reprs.insert(
+            ValueRef::new(id, 0),
+            Repr {
+                plain: Some(dst),
+                blocked: None,
+            },
+        );
         Ok(())
     }
 

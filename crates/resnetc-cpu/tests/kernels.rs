@@ -16,10 +16,14 @@ use resnetc_ir::{Conv, Epilogue, Gemm, Op, Padding, ResidualRead, Tensor};
 /// Deterministic pseudo-random values in [-1, 1) from a seed.
 fn values(seed: u64, shape: &[usize]) -> Tensor {
     let n: usize = shape.iter().product();
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let v: Vec<f32> = (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect();
@@ -35,12 +39,29 @@ fn isas() -> Vec<Isa> {
     Isa::all_available()
 }
 
-fn check_close(what: &str, got: &Tensor, expected: &Tensor, magnitude: &Tensor) -> Result<(), TestCaseError> {
-    let (g, e, m) = (got.as_f32().unwrap(), expected.as_f32().unwrap(), magnitude.as_f32().unwrap());
+fn check_close(
+    what: &str,
+    got: &Tensor,
+    expected: &Tensor,
+    magnitude: &Tensor,
+) -> Result<(), TestCaseError> {
+    let (g, e, m) = (
+        got.as_f32().unwrap(),
+        expected.as_f32().unwrap(),
+        magnitude.as_f32().unwrap(),
+    );
     prop_assert_eq!(g.shape(), e.shape(), "{}: shapes differ", what);
     for ((i, &gv), (&ev, &mv)) in g.indexed_iter().zip(e.iter().zip(m.iter())) {
         let tol = 1e-5 * mv + 1e-6;
-        prop_assert!((gv - ev).abs() <= tol, "{}: at {:?} got {} expected {} (tolerance {:e})", what, i, gv, ev, tol);
+        prop_assert!(
+            (gv - ev).abs() <= tol,
+            "{}: at {:?} got {} expected {} (tolerance {:e})",
+            what,
+            i,
+            gv,
+            ev,
+            tol
+        );
     }
     Ok(())
 }
@@ -63,11 +84,19 @@ struct ConvCase {
 
 impl ConvCase {
     fn out_hw(&self) -> [usize; 2] {
-        [0, 1].map(|i| (self.hw[i] + self.pads[i] + self.pads[i + 2] - self.kernel[i]) / self.strides[i] + 1)
+        [0, 1].map(|i| {
+            (self.hw[i] + self.pads[i] + self.pads[i + 2] - self.kernel[i]) / self.strides[i] + 1
+        })
     }
 
     fn op(&self) -> Op {
-        let conv = Conv { kernel: self.kernel, strides: self.strides, dilations: [1, 1], padding: Padding::Explicit(self.pads), group: 1 };
+        let conv = Conv {
+            kernel: self.kernel,
+            strides: self.strides,
+            dilations: [1, 1],
+            padding: Padding::Explicit(self.pads),
+            group: 1,
+        };
         let mut epilogue = Vec::new();
         if self.bias {
             epilogue.push(Epilogue::Bias);
@@ -85,40 +114,86 @@ impl ConvCase {
 
     fn tensors(&self) -> [Option<Tensor>; 4] {
         let x = values(self.seed, &[self.n, self.cin, self.hw[0], self.hw[1]]);
-        let w = values(self.seed ^ 1, &[self.cout, self.cin, self.kernel[0], self.kernel[1]]);
+        let w = values(
+            self.seed ^ 1,
+            &[self.cout, self.cin, self.kernel[0], self.kernel[1]],
+        );
         let b = self.bias.then(|| values(self.seed ^ 2, &[self.cout]));
-        let r = self.residual.map(|(_, [c, h, w])| values(self.seed ^ 3, &[self.n, c, h, w]));
+        let r = self
+            .residual
+            .map(|(_, [c, h, w])| values(self.seed ^ 3, &[self.n, c, h, w]));
         [Some(x), Some(w), b, r]
     }
 }
 
 /// Random convolutions with kernel sizes in `k` and strides in `s`.
-fn conv_case(k: std::ops::RangeInclusive<usize>, s: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = ConvCase> {
+fn conv_case(
+    k: std::ops::RangeInclusive<usize>,
+    s: std::ops::RangeInclusive<usize>,
+) -> impl Strategy<Value = ConvCase> {
     (
         (1usize..=2, 1usize..=40, 1usize..=40),
-        ([1usize..=12, 1usize..=12], [k.clone(), k], [s.clone(), s], [0usize..=2, 0usize..=2, 0usize..=2, 0usize..=2]),
-        (any::<bool>(), 0u8..3, any::<bool>(), any::<bool>(), 1usize..=3, any::<u64>()),
+        (
+            [1usize..=12, 1usize..=12],
+            [k.clone(), k],
+            [s.clone(), s],
+            [0usize..=2, 0usize..=2, 0usize..=2, 0usize..=2],
+        ),
+        (
+            any::<bool>(),
+            0u8..3,
+            any::<bool>(),
+            any::<bool>(),
+            1usize..=3,
+            any::<u64>(),
+        ),
     )
-        .prop_filter_map("the window must fit the padded input", |((n, cin, cout), (hw, kernel, strides, pads), (bias, res, relu, relu_first, rstride, seed))| {
-            if (0..2).any(|i| hw[i] + pads[i] + pads[i + 2] < kernel[i]) {
-                return None;
-            }
-            let mut case = ConvCase { n, cin, cout, hw, kernel, strides, pads, bias, residual: None, relu, relu_first, seed };
-            let [oh, ow] = case.out_hw();
-            case.residual = match res {
-                0 => None,
-                1 => Some((ResidualRead::Direct, [cout, oh, ow])),
-                _ => {
-                    // Channels and offset from the seed; rows and columns any size that subsamples to the output.
-                    let pad_before = (seed as usize >> 8) % cout;
-                    let c = 1 + (seed as usize >> 16) % (cout - pad_before);
-                    let h = (oh - 1) * rstride + 1 + (seed as usize >> 24) % rstride;
-                    let w = (ow - 1) * rstride + 1 + (seed as usize >> 32) % rstride;
-                    Some((ResidualRead::Subsampled { stride: rstride, pad_before }, [c, h, w]))
+        .prop_filter_map(
+            "the window must fit the padded input",
+            |(
+                (n, cin, cout),
+                (hw, kernel, strides, pads),
+                (bias, res, relu, relu_first, rstride, seed),
+            )| {
+                if (0..2).any(|i| hw[i] + pads[i] + pads[i + 2] < kernel[i]) {
+                    return None;
                 }
-            };
-            Some(case)
-        })
+                let mut case = ConvCase {
+                    n,
+                    cin,
+                    cout,
+                    hw,
+                    kernel,
+                    strides,
+                    pads,
+                    bias,
+                    residual: None,
+                    relu,
+                    relu_first,
+                    seed,
+                };
+                let [oh, ow] = case.out_hw();
+                case.residual = match res {
+                    0 => None,
+                    1 => Some((ResidualRead::Direct, [cout, oh, ow])),
+                    _ => {
+                        // Channels and offset from the seed; rows and columns any size that subsamples to the output.
+                        let pad_before = (seed as usize >> 8) % cout;
+                        let c = 1 + (seed as usize >> 16) % (cout - pad_before);
+                        let h = (oh - 1) * rstride + 1 + (seed as usize >> 24) % rstride;
+                        let w = (ow - 1) * rstride + 1 + (seed as usize >> 32) % rstride;
+                        Some((
+                            ResidualRead::Subsampled {
+                                stride: rstride,
+                                pad_before,
+                            },
+                            [c, h, w],
+                        ))
+                    }
+                };
+                Some(case)
+            },
+        )
 }
 
 /// The reference result and the magnitude bound of each output element.
@@ -129,9 +204,18 @@ fn reference(case: &ConvCase) -> (Tensor, Tensor) {
     let expected = resnetc_reference::eval_op(&op, &refs).unwrap();
     // Everything summed, in absolute value, and no ReLU (it only shrinks values).
     let abs_t: Vec<Option<Tensor>> = t.iter().map(|x| x.as_ref().map(abs)).collect();
-    let Op::FusedConv { conv, epilogue } = &op else { unreachable!() };
-    let epilogue: Vec<Epilogue> = epilogue.iter().filter(|e| **e != Epilogue::Relu).cloned().collect();
-    let mag_op = Op::FusedConv { conv: conv.clone(), epilogue };
+    let Op::FusedConv { conv, epilogue } = &op else {
+        unreachable!()
+    };
+    let epilogue: Vec<Epilogue> = epilogue
+        .iter()
+        .filter(|e| **e != Epilogue::Relu)
+        .cloned()
+        .collect();
+    let mag_op = Op::FusedConv {
+        conv: conv.clone(),
+        epilogue,
+    };
     let refs: Vec<Option<&Tensor>> = abs_t.iter().map(Option::as_ref).collect();
     let magnitude = resnetc_reference::eval_op(&mag_op, &refs).unwrap();
     (expected, magnitude)
@@ -144,9 +228,18 @@ fn run_conv_case(case: &ConvCase) -> Result<(), TestCaseError> {
     for isa in isas() {
         for winograd in [false, true] {
             for threads in [1, 2] {
-                let opts = CpuOptions { isa, winograd: Some(winograd) };
-                let got = eval_op(&case.op(), &refs, &opts, threads).map_err(|e| TestCaseError::fail(e.to_string()))?;
-                check_close(&format!("{isa}, winograd {winograd}, {threads} threads"), &got, &expected, &magnitude)?;
+                let opts = CpuOptions {
+                    isa,
+                    winograd: Some(winograd),
+                };
+                let got = eval_op(&case.op(), &refs, &opts, threads)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                check_close(
+                    &format!("{isa}, winograd {winograd}, {threads} threads"),
+                    &got,
+                    &expected,
+                    &magnitude,
+                )?;
             }
         }
     }
@@ -215,12 +308,55 @@ fn cifar_resnet_convolutions_match_the_reference() {
         seed: 7,
     };
     let cases = [
-        ConvCase { cin: 3, ..base.clone() },
-        ConvCase { residual: Some((ResidualRead::Direct, [16, 32, 32])), ..base.clone() },
-        ConvCase { cout: 32, strides: [2, 2], ..base.clone() },
-        ConvCase { cin: 32, cout: 32, hw: [16, 16], residual: Some((ResidualRead::Subsampled { stride: 2, pad_before: 8 }, [16, 32, 32])), ..base.clone() },
-        ConvCase { cin: 64, cout: 64, hw: [8, 8], residual: Some((ResidualRead::Subsampled { stride: 2, pad_before: 16 }, [32, 16, 16])), ..base.clone() },
-        ConvCase { cin: 32, cout: 64, hw: [16, 16], kernel: [1, 1], strides: [2, 2], pads: [0; 4], relu: false, ..base.clone() },
+        ConvCase {
+            cin: 3,
+            ..base.clone()
+        },
+        ConvCase {
+            residual: Some((ResidualRead::Direct, [16, 32, 32])),
+            ..base.clone()
+        },
+        ConvCase {
+            cout: 32,
+            strides: [2, 2],
+            ..base.clone()
+        },
+        ConvCase {
+            cin: 32,
+            cout: 32,
+            hw: [16, 16],
+            residual: Some((
+                ResidualRead::Subsampled {
+                    stride: 2,
+                    pad_before: 8,
+                },
+                [16, 32, 32],
+            )),
+            ..base.clone()
+        },
+        ConvCase {
+            cin: 64,
+            cout: 64,
+            hw: [8, 8],
+            residual: Some((
+                ResidualRead::Subsampled {
+                    stride: 2,
+                    pad_before: 16,
+                },
+                [32, 16, 16],
+            )),
+            ..base.clone()
+        },
+        ConvCase {
+            cin: 32,
+            cout: 64,
+            hw: [16, 16],
+            kernel: [1, 1],
+            strides: [2, 2],
+            pads: [0; 4],
+            relu: false,
+            ..base.clone()
+        },
     ];
     for case in &cases {
         run_conv_case(case).unwrap_or_else(|e| panic!("{case:?}: {e}"));

@@ -13,8 +13,14 @@ fn repo() -> PathBuf {
 }
 
 fn shared() -> PathBuf {
-    let dir = std::env::var_os("RESNETC_SHARED").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared"));
-    assert!(dir.join("README.md").exists(), "the shared data folder {} is missing (put it beside the repository or set RESNETC_SHARED)", dir.display());
+    let dir = std::env::var_os("RESNETC_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared"));
+    assert!(
+        dir.join("README.md").exists(),
+        "the shared data folder {} is missing (put it beside the repository or set RESNETC_SHARED)",
+        dir.display()
+    );
     dir
 }
 
@@ -23,11 +29,28 @@ fn read_npy(path: &Path) -> ArrayD<f32> {
 }
 
 fn load(path: &Path) -> resnetc::Model {
-    resnetc::load_model(path, &PassOptions { level: 3, ..Default::default() }).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
+    resnetc::load_model(
+        path,
+        &PassOptions {
+            level: 3,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
 }
 
 fn argmax_rows(v: &[f32], classes: usize) -> Vec<usize> {
-    v.chunks_exact(classes).map(|r| r.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0).collect()
+    v.chunks_exact(classes)
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (i, &x)| if x > b.1 { (i, x) } else { b },
+                )
+                .0
+        })
+        .collect()
 }
 
 fn isas() -> Vec<Isa> {
@@ -40,7 +63,9 @@ fn run(plan: &CpuPlan, x: &ArrayD<f32>, threads: usize) -> Vec<f32> {
     let floats = plan.outputs().next().unwrap().floats;
     let mut y = vec![0f32; floats * batch];
     let input: Vec<f32> = x.iter().copied().collect();
-    Session::new(plan, threads).run(&input, batch, &mut y).unwrap();
+    Session::new(plan, threads)
+        .run(&input, batch, &mut y)
+        .unwrap();
     y
 }
 
@@ -69,34 +94,75 @@ fn every_fixture_matches_pytorch() {
         let exp: Vec<f32> = expected.iter().copied().collect();
         let tol = 1e-4f32.max(2e-5 * exp.iter().fold(0f32, |m, v| m.max(v.abs())));
         for isa in isas() {
-          for winograd in [false, true] {
-            let plan = CpuPlan::compile_with(&model.graph, &model.info, &CpuOptions { isa, winograd: Some(winograd) }).unwrap_or_else(|e| panic!("{}: {e}", f.name));
-            for threads in [1, 2] {
-                let y = run(&plan, &x, threads);
-                let diff = y.iter().zip(&exp).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-                assert!(diff <= tol, "{} ({isa}, {threads} threads): max |diff| {diff:.3e} exceeds {tol:.3e}", f.name);
-                assert_eq!(argmax_rows(&y, classes), argmax_rows(&exp, classes), "{} ({isa}): top-1 differs", f.name);
+            for winograd in [false, true] {
+                let plan = CpuPlan::compile_with(
+                    &model.graph,
+                    &model.info,
+                    &CpuOptions {
+                        isa,
+                        winograd: Some(winograd),
+                    },
+                )
+                .unwrap_or_else(|e| panic!("{}: {e}", f.name));
+                for threads in [1, 2] {
+                    let y = run(&plan, &x, threads);
+                    let diff = y
+                        .iter()
+                        .zip(&exp)
+                        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                    assert!(
+                        diff <= tol,
+                        "{} ({isa}, {threads} threads): max |diff| {diff:.3e} exceeds {tol:.3e}",
+                        f.name
+                    );
+                    assert_eq!(
+                        argmax_rows(&y, classes),
+                        argmax_rows(&exp, classes),
+                        "{} ({isa}): top-1 differs",
+                        f.name
+                    );
+                }
             }
-          }
         }
     }
 }
 
 fn pretrained(name: &str) {
     let model = load(&shared().join(format!("models/pretrained/{name}_cifar10_pretrained.onnx")));
-    let (images, labels) = resnetc::cifar::read_batch(&shared().join("data/cifar10/test_first1000.bin"), 1000).unwrap();
-    let expected = read_npy(&shared().join(format!("models/pretrained/{name}_cifar10_pretrained.logits_first1000.npy")));
+    let (images, labels) =
+        resnetc::cifar::read_batch(&shared().join("data/cifar10/test_first1000.bin"), 1000)
+            .unwrap();
+    let expected = read_npy(&shared().join(format!(
+        "models/pretrained/{name}_cifar10_pretrained.logits_first1000.npy"
+    )));
     let exp: Vec<f32> = expected.iter().copied().collect();
     let plan = CpuPlan::compile(&model.graph, &model.info).unwrap();
     let y = run(&plan, &images.into_dyn(), 0);
     let (p, e) = (argmax_rows(&y, 10), argmax_rows(&exp, 10));
     let mismatches: Vec<usize> = (0..1000).filter(|&i| p[i] != e[i]).collect();
-    assert!(mismatches.is_empty(), "{name} ({}): predictions differ from PyTorch's on images {mismatches:?}", plan.isa());
-    let diff = y.iter().zip(&exp).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        mismatches.is_empty(),
+        "{name} ({}): predictions differ from PyTorch's on images {mismatches:?}",
+        plan.isa()
+    );
+    let diff = y
+        .iter()
+        .zip(&exp)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     let tol = 1e-4f32.max(2e-5 * exp.iter().fold(0f32, |m, v| m.max(v.abs())));
-    assert!(diff <= tol, "{name}: max |diff| {diff:.3e} exceeds {tol:.3e}");
-    let correct = p.iter().zip(&labels).filter(|(p, l)| **p == **l as usize).count();
-    eprintln!("{name} ({}): {correct}/1000 correct, max |Δlogit| {diff:.2e}", plan.isa());
+    assert!(
+        diff <= tol,
+        "{name}: max |diff| {diff:.3e} exceeds {tol:.3e}"
+    );
+    let correct = p
+        .iter()
+        .zip(&labels)
+        .filter(|(p, l)| **p == **l as usize)
+        .count();
+    eprintln!(
+        "{name} ({}): {correct}/1000 correct, max |Δlogit| {diff:.2e}",
+        plan.isa()
+    );
 }
 
 #[test]
@@ -127,7 +193,10 @@ fn the_memory_plan_reuses_buffers() {
     // One 16×34×34 activation (the halo included) is 18 496 floats; the widest point of the network
     // holds three of them (the block's input, its first conv's output, the second's).
     let per_image = plan.arena_bytes(1) / 4;
-    assert!(per_image <= 4 * 18_496, "arena per image {per_image} floats");
+    assert!(
+        per_image <= 4 * 18_496,
+        "arena per image {per_image} floats"
+    );
     assert_eq!(plan.arena_bytes(64) / 4 - 16, (per_image - 16) * 64);
 }
 
@@ -135,9 +204,19 @@ fn the_memory_plan_reuses_buffers() {
 #[test]
 fn unsupported_ops_name_the_node() {
     // Level 0 keeps BatchNormalization in the bnkept fixture.
-    let model = resnetc::load_model(&repo().join("fixtures/models/r20_a_ts13_bnkept.onnx"), &PassOptions::default()).unwrap();
+    let model = resnetc::load_model(
+        &repo().join("fixtures/models/r20_a_ts13_bnkept.onnx"),
+        &PassOptions::default(),
+    )
+    .unwrap();
     let err = CpuPlan::compile(&model.graph, &model.info).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, resnetc_cpu::CpuError::Unsupported { .. }), "{msg}");
-    assert!(msg.contains("node '") && msg.contains("reference executor"), "{msg}");
+    assert!(
+        matches!(err, resnetc_cpu::CpuError::Unsupported { .. }),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("node '") && msg.contains("reference executor"),
+        "{msg}"
+    );
 }

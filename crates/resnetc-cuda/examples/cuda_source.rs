@@ -21,9 +21,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => model = Some(PathBuf::from(a)),
         }
     }
-    let model = model.ok_or("usage: cuda_source MODEL.onnx [--batch N] [--arch sm_80] [--quiet]")?;
+    let model =
+        model.ok_or("usage: cuda_source MODEL.onnx [--batch N] [--arch sm_80] [--quiet]")?;
     let t0 = Instant::now();
-    let m = resnetc::load_model(&model, &PassOptions { level: 3, ..Default::default() })?;
+    let m = resnetc::load_model(
+        &model,
+        &PassOptions {
+            level: 3,
+            ..Default::default()
+        },
+    )?;
     let t1 = Instant::now();
     let program = resnetc_cuda::generate(&m.graph, &m.info, batch)?;
     let t2 = Instant::now();

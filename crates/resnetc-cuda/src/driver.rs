@@ -41,7 +41,8 @@ pub struct Driver {
     pub ctx_synchronize: unsafe extern "C" fn() -> CuResult,
     pub module_load_data: unsafe extern "C" fn(*mut CuModule, *const c_void) -> CuResult,
     pub module_unload: unsafe extern "C" fn(CuModule) -> CuResult,
-    pub module_get_function: unsafe extern "C" fn(*mut CuFunction, CuModule, *const c_char) -> CuResult,
+    pub module_get_function:
+        unsafe extern "C" fn(*mut CuFunction, CuModule, *const c_char) -> CuResult,
     pub mem_alloc: unsafe extern "C" fn(*mut CuDevicePtr, usize) -> CuResult,
     pub mem_free: unsafe extern "C" fn(CuDevicePtr) -> CuResult,
     pub memcpy_htod: unsafe extern "C" fn(CuDevicePtr, *const c_void, usize) -> CuResult,
@@ -71,10 +72,11 @@ pub struct Driver {
 
 impl Driver {
     fn load() -> Result<Driver, CudaError> {
-        let names: Vec<String> = match std::env::var_os("RESNETC_CUDA_DRIVER").filter(|p| !p.is_empty()) {
-            Some(p) => vec![p.to_string_lossy().into_owned()],
-            None => vec!["libcuda.so.1".into(), "libcuda.so".into()],
-        };
+        let names: Vec<String> =
+            match std::env::var_os("RESNETC_CUDA_DRIVER").filter(|p| !p.is_empty()) {
+                Some(p) => vec![p.to_string_lossy().into_owned()],
+                None => vec!["libcuda.so.1".into(), "libcuda.so".into()],
+            };
         let mut errors = Vec::new();
         for name in &names {
             // SAFETY: loading libcuda runs its initializers, which have no preconditions.
@@ -83,7 +85,10 @@ impl Driver {
                 Err(e) => errors.push(format!("{name}: {}", crate::dl_error(&e))),
             }
         }
-        Err(CudaError::NoDriver(format!("could not load the CUDA driver library ({})", errors.join("; "))))
+        Err(CudaError::NoDriver(format!(
+            "could not load the CUDA driver library ({})",
+            errors.join("; ")
+        )))
     }
 
     fn bind(lib: Library, path: String) -> Result<Driver, CudaError> {
@@ -91,8 +96,13 @@ impl Driver {
             ($name:literal) => {
                 // SAFETY: each symbol is declared with its signature from cuda.h, and the pointer
                 // is used only while `lib` (moved into the same struct) stays loaded.
-                *unsafe { lib.get(concat!($name, "\0").as_bytes()) }
-                    .map_err(|e| CudaError::NoDriver(format!("{path} lacks {}: {} (driver too old?)", $name, crate::dl_error(&e))))?
+                *unsafe { lib.get(concat!($name, "\0").as_bytes()) }.map_err(|e| {
+                    CudaError::NoDriver(format!(
+                        "{path} lacks {}: {} (driver too old?)",
+                        $name,
+                        crate::dl_error(&e)
+                    ))
+                })?
             };
         }
         Ok(Driver {
@@ -147,7 +157,12 @@ impl Driver {
         if r == ERROR_NO_DEVICE {
             return Err(CudaError::NoDevice(format!("{call}: {name} ({message})")));
         }
-        Err(CudaError::Driver { call, code: r, name, message })
+        Err(CudaError::Driver {
+            call,
+            code: r,
+            name,
+            message,
+        })
     }
 }
 

@@ -11,12 +11,18 @@ use thiserror::Error;
 pub enum CudaError {
     /// The graph has something the CUDA lowering does not handle.
     #[error("node '{node}' ({op}): {reason}; the CUDA backend lowers the fused graph of opt level 3 (FusedConv, GlobalAveragePool → Flatten → Gemm), run `resnetc compile --target cpu` or the reference executor instead")]
-    Unsupported { node: String, op: &'static str, reason: String },
+    Unsupported {
+        node: String,
+        op: &'static str,
+        reason: String,
+    },
     /// The graph's inputs or outputs are not what the backend needs (one NCHW float32 input, one output).
     #[error("{0}")]
     Interface(String),
     /// The validator left a type unknown: the graph was not canonicalized or validated.
-    #[error("node '{node}': the type of its {what} is unknown; lower a validated, canonicalized graph")]
+    #[error(
+        "node '{node}': the type of its {what} is unknown; lower a validated, canonicalized graph"
+    )]
     UnknownType { node: String, what: String },
     /// A batch size that the program cannot run.
     #[error("{0}")]
@@ -43,12 +49,21 @@ pub enum CudaError {
     NoDevice(String),
     /// A driver API call failed.
     #[error("CUDA driver call {call} failed: {code} ({name}: {message})")]
-    Driver { call: &'static str, code: i32, name: String, message: String },
+    Driver {
+        call: &'static str,
+        code: i32,
+        name: String,
+        message: String,
+    },
     /// None of the compiled images can be loaded on the device.
     #[error(
         "no compiled image for this GPU ({device}, {arch}); compiled: {available}. Recompile with `--target cuda:{arch}` or include PTX"
     )]
-    NoImage { device: String, arch: String, available: String },
+    NoImage {
+        device: String,
+        arch: String,
+        available: String,
+    },
     /// Input data of the wrong size.
     #[error("{0}")]
     Input(String),

@@ -42,8 +42,14 @@ pub struct Nvrtc {
     _lib: Library,
     get_error_string: unsafe extern "C" fn(NvrtcResult) -> *const c_char,
     version: unsafe extern "C" fn(*mut c_int, *mut c_int) -> NvrtcResult,
-    create_program:
-        unsafe extern "C" fn(*mut Program, *const c_char, *const c_char, c_int, *const *const c_char, *const *const c_char) -> NvrtcResult,
+    create_program: unsafe extern "C" fn(
+        *mut Program,
+        *const c_char,
+        *const c_char,
+        c_int,
+        *const *const c_char,
+        *const *const c_char,
+    ) -> NvrtcResult,
     destroy_program: unsafe extern "C" fn(*mut Program) -> NvrtcResult,
     compile_program: unsafe extern "C" fn(Program, c_int, *const *const c_char) -> NvrtcResult,
     get_log_size: unsafe extern "C" fn(Program, *mut usize) -> NvrtcResult,
@@ -55,7 +61,12 @@ pub struct Nvrtc {
 }
 
 /// Library names tried on the loader's path, newest first.
-const NAMES: &[&str] = &["libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2"];
+const NAMES: &[&str] = &[
+    "libnvrtc.so",
+    "libnvrtc.so.13",
+    "libnvrtc.so.12",
+    "libnvrtc.so.11.2",
+];
 
 /// Asks python where the pip wheels put libnvrtc (their layout differs between CUDA 12 and 13).
 const PIP_PROBE: &str = r#"
@@ -72,15 +83,22 @@ for dist in ("nvidia-cuda-nvrtc", "nvidia-cuda-nvrtc-cu12", "nvidia-cuda-nvrtc-c
 "#;
 
 fn pip_location() -> Option<String> {
-    let out = std::process::Command::new("python3").args(["-c", PIP_PROBE]).stderr(std::process::Stdio::null()).output().ok()?;
+    let out = std::process::Command::new("python3")
+        .args(["-c", PIP_PROBE])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
     let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
     (!s.is_empty()).then_some(s)
 }
 
 fn candidates() -> Vec<String> {
     let mut c: Vec<String> = NAMES.iter().map(|s| s.to_string()).collect();
-    let mut dirs: Vec<PathBuf> =
-        ["CUDA_HOME", "CUDA_PATH"].iter().filter_map(std::env::var_os).map(|d| PathBuf::from(d).join("lib64")).collect();
+    let mut dirs: Vec<PathBuf> = ["CUDA_HOME", "CUDA_PATH"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .map(|d| PathBuf::from(d).join("lib64"))
+        .collect();
     dirs.push(PathBuf::from("/usr/local/cuda/lib64"));
     for d in dirs {
         for n in NAMES {
@@ -103,7 +121,9 @@ impl Nvrtc {
     pub fn load() -> Result<Nvrtc, CudaError> {
         if let Some(p) = std::env::var_os("RESNETC_NVRTC").filter(|p| !p.is_empty()) {
             let p = p.to_string_lossy().into_owned();
-            let lib = open(&p).map_err(|e| CudaError::NvrtcNotFound { tried: format!("RESNETC_NVRTC={p} ({e})") })?;
+            let lib = open(&p).map_err(|e| CudaError::NvrtcNotFound {
+                tried: format!("RESNETC_NVRTC={p} ({e})"),
+            })?;
             return Nvrtc::bind(lib, p);
         }
         let mut tried = Vec::new();
@@ -118,9 +138,13 @@ impl Nvrtc {
                 Ok(lib) => return Nvrtc::bind(lib, p),
                 Err(e) => tried.push(format!("{p} from the pip wheel ({e})")),
             },
-            None => tried.push("the nvidia-cuda-nvrtc pip wheel (not installed for python3)".into()),
+            None => {
+                tried.push("the nvidia-cuda-nvrtc pip wheel (not installed for python3)".into())
+            }
         }
-        Err(CudaError::NvrtcNotFound { tried: tried.join(", ") })
+        Err(CudaError::NvrtcNotFound {
+            tried: tried.join(", "),
+        })
     }
 
     fn bind(lib: Library, path: String) -> Result<Nvrtc, CudaError> {
@@ -158,7 +182,9 @@ impl Nvrtc {
     pub fn version(&self) -> Result<(i32, i32), CudaError> {
         let (mut major, mut minor) = (0, 0);
         // SAFETY: both pointers are valid for writes of one c_int.
-        self.check("nvrtcVersion", unsafe { (self.version)(&mut major, &mut minor) })?;
+        self.check("nvrtcVersion", unsafe {
+            (self.version)(&mut major, &mut minor)
+        })?;
         Ok((major, minor))
     }
 
@@ -167,8 +193,13 @@ impl Nvrtc {
             return Ok(());
         }
         // SAFETY: nvrtcGetErrorString returns a static NUL-terminated string for any code.
-        let msg = unsafe { CStr::from_ptr((self.get_error_string)(r)) }.to_string_lossy().into_owned();
-        Err(CudaError::Nvrtc { call, message: format!("{msg} (code {r})") })
+        let msg = unsafe { CStr::from_ptr((self.get_error_string)(r)) }
+            .to_string_lossy()
+            .into_owned();
+        Err(CudaError::Nvrtc {
+            call,
+            message: format!("{msg} (code {r})"),
+        })
     }
 
     /// Compiles `source` for `arch` (`sm_XX`: cubin and PTX; `compute_XX`: PTX).
@@ -177,41 +208,88 @@ impl Nvrtc {
     }
 
     /// Like [`Nvrtc::compile`], with extra NVRTC options (e.g. `--ptxas-options=-v`, `-lineinfo`).
-    pub fn compile_with(&self, source: &str, arch: &str, extra: &[&str]) -> Result<Compiled, CudaError> {
+    pub fn compile_with(
+        &self,
+        source: &str,
+        arch: &str,
+        extra: &[&str],
+    ) -> Result<Compiled, CudaError> {
         let real = parse_arch(arch)?;
-        let src = CString::new(source)
-            .map_err(|_| CudaError::Nvrtc { call: "nvrtcCreateProgram", message: "the source contains a NUL byte".into() })?;
-        let options: Vec<CString> = [format!("--gpu-architecture={arch}"), "--std=c++17".to_string()]
-            .into_iter()
-            .chain(extra.iter().map(|s| s.to_string()))
-            .map(|o| {
-                CString::new(o).map_err(|e| CudaError::Nvrtc {
-                    call: "nvrtcCompileProgram",
-                    message: format!("option {:?} contains a NUL byte", e.into_vec()),
-                })
+        let src = CString::new(source).map_err(|_| CudaError::Nvrtc {
+            call: "nvrtcCreateProgram",
+            message: "the source contains a NUL byte".into(),
+        })?;
+        let options: Vec<CString> = [
+            format!("--gpu-architecture={arch}"),
+            "--std=c++17".to_string(),
+        ]
+        .into_iter()
+        .chain(extra.iter().map(|s| s.to_string()))
+        .map(|o| {
+            CString::new(o).map_err(|e| CudaError::Nvrtc {
+                call: "nvrtcCompileProgram",
+                message: format!("option {:?} contains a NUL byte", e.into_vec()),
             })
-            .collect::<Result<_, _>>()?;
+        })
+        .collect::<Result<_, _>>()?;
         let option_ptrs: Vec<*const c_char> = options.iter().map(|o| o.as_ptr()).collect();
         let start = Instant::now();
         let mut prog: Program = std::ptr::null_mut();
         // SAFETY: `prog` is written by the call; `src` and the name are NUL-terminated and outlive
         // it; no headers are passed (count 0, null arrays).
         self.check("nvrtcCreateProgram", unsafe {
-            (self.create_program)(&mut prog, src.as_ptr(), c"resnetc.cu".as_ptr(), 0, std::ptr::null(), std::ptr::null())
+            (self.create_program)(
+                &mut prog,
+                src.as_ptr(),
+                c"resnetc.cu".as_ptr(),
+                0,
+                std::ptr::null(),
+                std::ptr::null(),
+            )
         })?;
         let guard = ProgramGuard { nvrtc: self, prog };
         // SAFETY: `prog` is a live program; the option array holds `len` valid C strings.
-        let compiled = unsafe { (self.compile_program)(guard.prog, option_ptrs.len() as c_int, option_ptrs.as_ptr()) };
-        let log = self.read(guard.prog, "nvrtcGetProgramLog", self.get_log_size, self.get_log)?;
-        let log = String::from_utf8_lossy(&log).trim_end_matches('\0').trim().to_string();
+        let compiled = unsafe {
+            (self.compile_program)(guard.prog, option_ptrs.len() as c_int, option_ptrs.as_ptr())
+        };
+        let log = self.read(
+            guard.prog,
+            "nvrtcGetProgramLog",
+            self.get_log_size,
+            self.get_log,
+        )?;
+        let log = String::from_utf8_lossy(&log)
+            .trim_end_matches('\0')
+            .trim()
+            .to_string();
         if compiled != 0 {
-            return Err(CudaError::Compile { arch: arch.to_string(), log });
+            return Err(CudaError::Compile {
+                arch: arch.to_string(),
+                log,
+            });
         }
         let ptx = self.read(guard.prog, "nvrtcGetPTX", self.get_ptx_size, self.get_ptx)?;
-        let ptx = String::from_utf8_lossy(&ptx).trim_end_matches('\0').to_string();
-        let cubin = if real { Some(self.read(guard.prog, "nvrtcGetCUBIN", self.get_cubin_size, self.get_cubin)?) } else { None };
+        let ptx = String::from_utf8_lossy(&ptx)
+            .trim_end_matches('\0')
+            .to_string();
+        let cubin = if real {
+            Some(self.read(
+                guard.prog,
+                "nvrtcGetCUBIN",
+                self.get_cubin_size,
+                self.get_cubin,
+            )?)
+        } else {
+            None
+        };
         drop(guard);
-        Ok(Compiled { arch: arch.to_string(), ptx, cubin, log, nvrtc_ms: start.elapsed().as_secs_f64() * 1e3 })
+        Ok(Compiled {
+            arch: arch.to_string(),
+            ptx,
+            cubin,
+            log,
+            nvrtc_ms: start.elapsed().as_secs_f64() * 1e3,
+        })
     }
 
     fn read(
@@ -256,7 +334,11 @@ pub fn parse_arch(arch: &str) -> Result<bool, CudaError> {
         return Err(CudaError::BadArch(arch.to_string()));
     };
     let digits = rest.trim_end_matches(['a', 'f']);
-    if digits.len() < 2 || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit()) || rest.len() > digits.len() + 1 {
+    if digits.len() < 2
+        || digits.len() > 3
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || rest.len() > digits.len() + 1
+    {
         return Err(CudaError::BadArch(arch.to_string()));
     }
     Ok(real)
@@ -266,7 +348,10 @@ static SHARED: OnceLock<Result<Nvrtc, CudaError>> = OnceLock::new();
 
 /// The process-wide NVRTC, loaded on first use.
 pub fn shared() -> Result<&'static Nvrtc, CudaError> {
-    SHARED.get_or_init(Nvrtc::load).as_ref().map_err(Clone::clone)
+    SHARED
+        .get_or_init(Nvrtc::load)
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 /// Compiles `source` for `arch` with the process-wide NVRTC.
@@ -278,8 +363,13 @@ pub fn compile(source: &str, arch: &str) -> Result<Compiled, CudaError> {
 pub fn compile_archs(source: &str, archs: &[&str]) -> Result<Vec<Compiled>, CudaError> {
     let nv = shared()?;
     std::thread::scope(|s| {
-        let jobs: Vec<_> = archs.iter().map(|a| s.spawn(move || nv.compile(source, a))).collect();
-        jobs.into_iter().map(|j| j.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        let jobs: Vec<_> = archs
+            .iter()
+            .map(|a| s.spawn(move || nv.compile(source, a)))
+            .collect();
+        jobs.into_iter()
+            .map(|j| j.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     })
 }
 
@@ -293,8 +383,20 @@ mod tests {
         assert_eq!(parse_arch("sm_90a"), Ok(true));
         assert_eq!(parse_arch("compute_80"), Ok(false));
         assert_eq!(parse_arch("sm_100"), Ok(true));
-        for bad in ["sm80", "sm_", "sm_8", "sm_80;rm", "compute_80ab", "--gpu-architecture=sm_80", "sm_1000"] {
-            assert_eq!(parse_arch(bad), Err(CudaError::BadArch(bad.to_string())), "{bad}");
+        for bad in [
+            "sm80",
+            "sm_",
+            "sm_8",
+            "sm_80;rm",
+            "compute_80ab",
+            "--gpu-architecture=sm_80",
+            "sm_1000",
+        ] {
+            assert_eq!(
+                parse_arch(bad),
+                Err(CudaError::BadArch(bad.to_string())),
+                "{bad}"
+            );
         }
     }
 }

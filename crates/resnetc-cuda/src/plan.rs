@@ -110,9 +110,16 @@ impl CudaProgram {
         }
         // Kernels index with 32-bit ints within an image and 64-bit across images; keep every
         // buffer within 2^31 elements so per-buffer arithmetic never overflows.
-        let widest = self.buffers.iter().map(|b| b.elems_per_image).max().unwrap_or(0);
+        let widest = self
+            .buffers
+            .iter()
+            .map(|b| b.elems_per_image)
+            .max()
+            .unwrap_or(0);
         if (widest as u128) * (batch as u128) >= 1 << 31 {
-            return Err(CudaError::Batch(format!("batch {batch} needs buffers over 2^31 elements; run it in smaller batches")));
+            return Err(CudaError::Batch(format!(
+                "batch {batch} needs buffers over 2^31 elements; run it in smaller batches"
+            )));
         }
         Ok(())
     }
@@ -128,10 +135,15 @@ impl CudaProgram {
                     .iter()
                     .find(|v| v.min_batch <= batch)
                     .or(s.variants.last())
-                    .ok_or_else(|| CudaError::Batch(format!("step '{}' has no kernel variant", s.what)))?;
+                    .ok_or_else(|| {
+                        CudaError::Batch(format!("step '{}' has no kernel variant", s.what))
+                    })?;
                 let grid_x = (batch as u64 * v.rows_per_image).div_ceil(v.rows_per_block.max(1));
                 if grid_x > MAX_GRID_X {
-                    return Err(CudaError::Batch(format!("batch {batch} needs {grid_x} blocks for '{}'; run smaller batches", s.what)));
+                    return Err(CudaError::Batch(format!(
+                        "batch {batch} needs {grid_x} blocks for '{}'; run smaller batches",
+                        s.what
+                    )));
                 }
                 Ok(Launch {
                     kernel: v.kernel.clone(),
@@ -146,6 +158,9 @@ impl CudaProgram {
 
     /// Floats in each buffer for `batch` images.
     pub fn buffer_lens(&self, batch: usize) -> Vec<usize> {
-        self.buffers.iter().map(|b| b.elems_per_image * batch).collect()
+        self.buffers
+            .iter()
+            .map(|b| b.elems_per_image * batch)
+            .collect()
     }
 }

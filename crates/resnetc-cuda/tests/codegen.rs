@@ -17,10 +17,25 @@ fn r20() -> resnetc::Model {
 /// The plan as text: buffers, then each step with its kernel variants and arguments.
 fn plan_text(p: &CudaProgram) -> String {
     let mut s = String::new();
-    let bufs: Vec<String> = p.buffers.iter().map(|b| b.elems_per_image.to_string()).collect();
-    let _ =
-        writeln!(s, "batch {:?}; buffers (floats per image) [{}]; input {:?}; output {:?}", p.batch, bufs.join(", "), p.input, p.output);
-    let _ = writeln!(s, "weights: {} floats; kernels: {}", p.weights.len(), p.kernels.join(" "));
+    let bufs: Vec<String> = p
+        .buffers
+        .iter()
+        .map(|b| b.elems_per_image.to_string())
+        .collect();
+    let _ = writeln!(
+        s,
+        "batch {:?}; buffers (floats per image) [{}]; input {:?}; output {:?}",
+        p.batch,
+        bufs.join(", "),
+        p.input,
+        p.output
+    );
+    let _ = writeln!(
+        s,
+        "weights: {} floats; kernels: {}",
+        p.weights.len(),
+        p.kernels.join(" ")
+    );
     for (k, step) in p.steps.iter().enumerate() {
         let args: Vec<String> = step
             .args
@@ -59,7 +74,13 @@ fn resnet20_dynamic_batch_plan() {
     assert_eq!(p.batch, None);
     insta::assert_snapshot!("resnet20_dynamic_plan", plan_text(&p));
     // Small batches take small tiles, large ones the largest.
-    let kernels = |b: usize| p.plan(b).unwrap().into_iter().map(|l| l.kernel).collect::<Vec<_>>();
+    let kernels = |b: usize| {
+        p.plan(b)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.kernel)
+            .collect::<Vec<_>>()
+    };
     let (one, many) = (kernels(1), kernels(1024));
     assert_ne!(one, many);
     assert_eq!(many[0], p.steps[0].variants[0].kernel);
@@ -79,18 +100,40 @@ fn weights_are_aligned_and_buffers_few() {
     for name in PRETRAINED {
         let m = load_fused(&pretrained_model(name));
         let p = generate(&m.graph, &m.info, None).unwrap();
-        assert_eq!(p.buffers.len(), 3, "{name}: a ResNet needs three activation buffers");
+        assert_eq!(
+            p.buffers.len(),
+            3,
+            "{name}: a ResNet needs three activation buffers"
+        );
         for s in &p.steps {
             for a in &s.args {
                 if let Arg::Weights { offset, len } = a {
-                    assert_eq!(offset % 4, 0, "{name}: float4 loads need 16-byte aligned weights");
+                    assert_eq!(
+                        offset % 4,
+                        0,
+                        "{name}: float4 loads need 16-byte aligned weights"
+                    );
                     assert!(offset + len <= p.weights.len());
                 }
             }
             // No step writes a buffer it reads.
-            let bufs: Vec<usize> = s.args.iter().filter_map(|a| if let Arg::Buffer(b) = a { Some(*b) } else { None }).collect();
+            let bufs: Vec<usize> = s
+                .args
+                .iter()
+                .filter_map(|a| {
+                    if let Arg::Buffer(b) = a {
+                        Some(*b)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
             let out = *bufs.last().unwrap();
-            assert!(!bufs[..bufs.len() - 1].contains(&out), "{name}: step '{}' writes a buffer it reads", s.what);
+            assert!(
+                !bufs[..bufs.len() - 1].contains(&out),
+                "{name}: step '{}' writes a buffer it reads",
+                s.what
+            );
         }
     }
 }
@@ -104,7 +147,11 @@ fn identifiers_never_come_from_the_model() {
     for (k, id) in ids.into_iter().enumerate() {
         let n = g.node_mut(id);
         n.name = format!("*/ #error injected {k}\n\"");
-        n.outputs = n.outputs.iter().map(|o| format!("{o}*/ asm(\"trap;\"); /*")).collect();
+        n.outputs = n
+            .outputs
+            .iter()
+            .map(|o| format!("{o}*/ asm(\"trap;\"); /*"))
+            .collect();
     }
     let info = resnetc_ir::validate(&g).unwrap();
     let p = generate(&g, &info, None).unwrap();
@@ -116,7 +163,10 @@ fn identifiers_never_come_from_the_model() {
 fn batches() {
     let m = r20();
     // The fixture's batch is fixed at 2.
-    assert!(matches!(generate(&m.graph, &m.info, Some(4)), Err(CudaError::Batch(_))));
+    assert!(matches!(
+        generate(&m.graph, &m.info, Some(4)),
+        Err(CudaError::Batch(_))
+    ));
     let p = generate(&m.graph, &m.info, Some(2)).unwrap();
     assert_eq!(p.batch, Some(2));
     insta::assert_snapshot!(p.plan(3).unwrap_err().to_string(), @"the program was compiled for batch 2, not 3; compile without a fixed batch to run any batch");
@@ -125,15 +175,27 @@ fn batches() {
     let p = generate(&d.graph, &d.info, Some(64)).unwrap();
     assert_eq!(p.batch, Some(64));
     assert!(p.steps.iter().all(|s| s.variants.len() == 1));
-    assert!(p.source.contains("(x, w, bias, res, y, 64, t"), "the batch is baked into the kernels");
-    assert!(matches!(generate(&d.graph, &d.info, Some(0)), Err(CudaError::Batch(_))));
+    assert!(
+        p.source.contains("(x, w, bias, res, y, 64, t"),
+        "the batch is baked into the kernels"
+    );
+    assert!(matches!(
+        generate(&d.graph, &d.info, Some(0)),
+        Err(CudaError::Batch(_))
+    ));
     assert!(matches!(p.plan(1 << 30), Err(CudaError::Batch(_))));
 }
 
 #[test]
 fn unfused_graphs_are_refused_with_the_node() {
-    let m = resnetc::load_model(&repo().join("fixtures/models/r20_a_ts17_static.onnx"), &PassOptions { level: 0, ..Default::default() })
-        .unwrap();
+    let m = resnetc::load_model(
+        &repo().join("fixtures/models/r20_a_ts17_static.onnx"),
+        &PassOptions {
+            level: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let e = generate(&m.graph, &m.info, None).unwrap_err();
     insta::assert_snapshot!(e.to_string(), @"node '/conv1/Conv' (Conv): Conv has no CUDA lowering; the CUDA backend lowers the fused graph of opt level 3 (FusedConv, GlobalAveragePool → Flatten → Gemm), run `resnetc compile --target cpu` or the reference executor instead");
 }
@@ -151,7 +213,23 @@ fn generation_is_fast() {
     eprintln!("generate(resnet56): {:.1} ms", best * 1e3);
     assert!(best < 1.0, "generate() took {best:.2} s for ResNet-56");
     // The tile choice follows the SM count.
-    let one = generate_with(&m.graph, &m.info, &GenOptions { batch: Some(1), sm_count: 1 }).unwrap();
-    let many = generate_with(&m.graph, &m.info, &GenOptions { batch: Some(1), sm_count: 132 }).unwrap();
+    let one = generate_with(
+        &m.graph,
+        &m.info,
+        &GenOptions {
+            batch: Some(1),
+            sm_count: 1,
+        },
+    )
+    .unwrap();
+    let many = generate_with(
+        &m.graph,
+        &m.info,
+        &GenOptions {
+            batch: Some(1),
+            sm_count: 132,
+        },
+    )
+    .unwrap();
     assert_ne!(one.source, many.source);
 }

@@ -27,29 +27,44 @@ fn nvrtc_or_explain() -> &'static nvrtc::Nvrtc {
 #[test]
 fn every_model_compiles_for_sm80_sm90_and_ptx_without_warnings() {
     let nv = nvrtc_or_explain();
-    let mut models: Vec<(String, std::path::PathBuf)> = fixtures().into_iter().map(|f| (f.name.clone(), f.path())).collect();
-    models.extend(PRETRAINED.iter().map(|n| (n.to_string(), pretrained_model(n))));
+    let mut models: Vec<(String, std::path::PathBuf)> = fixtures()
+        .into_iter()
+        .map(|f| (f.name.clone(), f.path()))
+        .collect();
+    models.extend(
+        PRETRAINED
+            .iter()
+            .map(|n| (n.to_string(), pretrained_model(n))),
+    );
     // Sources depend only on shapes, epilogues and the batch, so many models share one; each
     // distinct source is compiled once per architecture. Batch 1 and 256 of ResNet-56 add the
     // specialised-batch kernels' tile choices.
     let mut sources: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, path) in &models {
         let m = load_fused(path);
-        let p = resnetc_cuda::generate(&m.graph, &m.info, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let p = resnetc_cuda::generate(&m.graph, &m.info, None)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         sources.entry(p.source).or_default().push(name.clone());
         if name == "resnet56" {
             for b in [1, 256] {
                 let p = resnetc_cuda::generate(&m.graph, &m.info, Some(b)).unwrap();
-                sources.entry(p.source).or_default().push(format!("{name} batch {b}"));
+                sources
+                    .entry(p.source)
+                    .or_default()
+                    .push(format!("{name} batch {b}"));
             }
         }
     }
-    let jobs: Vec<(&String, &Vec<String>, &str)> =
-        sources.iter().flat_map(|(src, names)| DEFAULT_ARCHS.iter().map(move |a| (src, names, *a))).collect();
+    let jobs: Vec<(&String, &Vec<String>, &str)> = sources
+        .iter()
+        .flat_map(|(src, names)| DEFAULT_ARCHS.iter().map(move |a| (src, names, *a)))
+        .collect();
     let failures = Mutex::new(Vec::new());
     let next = Mutex::new(0usize);
     let total_ms = Mutex::new(0f64);
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8);
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| loop {
@@ -68,17 +83,27 @@ fn every_model_compiles_for_sm80_sm90_and_ptx_without_warnings() {
                         if !c.log.is_empty() {
                             problems.push(format!("NVRTC log is not empty:\n{}", c.log));
                         }
-                        if !c.ptx.contains(".entry k0_") || !c.ptx.contains(&format!(".target {arch}")) {
+                        if !c.ptx.contains(".entry k0_")
+                            || !c.ptx.contains(&format!(".target {arch}"))
+                        {
                             problems.push("the PTX has no k0_ entry".to_string());
                         }
-                        if arch.starts_with("sm_") && c.cubin.as_ref().is_none_or(|b| !b.starts_with(b"\x7fELF")) {
+                        if arch.starts_with("sm_")
+                            && c.cubin.as_ref().is_none_or(|b| !b.starts_with(b"\x7fELF"))
+                        {
                             problems.push("no ELF cubin".to_string());
                         }
                         for p in problems {
-                            failures.lock().unwrap().push(format!("{} ({arch}): {p}", names.join(", ")));
+                            failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("{} ({arch}): {p}", names.join(", ")));
                         }
                     }
-                    Err(e) => failures.lock().unwrap().push(format!("{} ({arch}): {e}", names.join(", "))),
+                    Err(e) => failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("{} ({arch}): {e}", names.join(", "))),
                 }
             });
         }
@@ -99,7 +124,12 @@ fn every_model_compiles_for_sm80_sm90_and_ptx_without_warnings() {
 #[test]
 fn a_compile_error_is_reported_with_its_log() {
     let nv = nvrtc_or_explain();
-    let e = nv.compile("extern \"C\" __global__ void k() { undefined_thing(); }", "sm_80").unwrap_err();
+    let e = nv
+        .compile(
+            "extern \"C\" __global__ void k() { undefined_thing(); }",
+            "sm_80",
+        )
+        .unwrap_err();
     match e {
         resnetc_cuda::CudaError::Compile { arch, log } => {
             assert_eq!(arch, "sm_80");
@@ -107,7 +137,10 @@ fn a_compile_error_is_reported_with_its_log() {
         }
         e => panic!("expected a Compile error, got {e:?}"),
     }
-    assert_eq!(nv.compile("", "sm_8").unwrap_err(), resnetc_cuda::CudaError::BadArch("sm_8".into()));
+    assert_eq!(
+        nv.compile("", "sm_8").unwrap_err(),
+        resnetc_cuda::CudaError::BadArch("sm_8".into())
+    );
 }
 
 #[test]
@@ -116,7 +149,10 @@ fn a_virtual_architecture_gives_ptx_only() {
     let m = load_fused(&repo().join("fixtures/models/r20_a_ts17_static.onnx"));
     let p = resnetc_cuda::generate(&m.graph, &m.info, None).unwrap();
     let c = resnetc_cuda::compile_archs(&p.source, &["compute_90", "sm_80"]).unwrap();
-    assert_eq!((c[0].arch.as_str(), c[1].arch.as_str()), ("compute_90", "sm_80"));
+    assert_eq!(
+        (c[0].arch.as_str(), c[1].arch.as_str()),
+        ("compute_90", "sm_80")
+    );
     assert_eq!((c[0].log.as_str(), c[1].log.as_str()), ("", ""));
     assert!(c[0].cubin.is_none() && c[1].cubin.is_some());
     assert!(c[0].ptx.contains(".target sm_90") && c[0].ptx.contains(".entry k0_conv"));

@@ -9,17 +9,29 @@ use resnetc_ir::Tensor;
 
 #[test]
 fn session_runs_or_reports_no_driver() {
-    let f = fixtures().into_iter().find(|f| f.name == "r20_b_ts17_dynamic").unwrap();
+    let f = fixtures()
+        .into_iter()
+        .find(|f| f.name == "r20_b_ts17_dynamic")
+        .unwrap();
     let m = load_fused(&f.path());
     let program = resnetc_cuda::generate(&m.graph, &m.info, None).unwrap();
     match DeviceInfo::query(0) {
         Err(CudaError::NoDriver(_) | CudaError::NoDevice(_)) => {
             // No GPU here: the session must say so without compiling anything or panicking.
-            let image = resnetc_cuda::Compiled { arch: "sm_80".into(), ptx: String::new(), cubin: None, log: String::new(), nvrtc_ms: 0.0 };
+            let image = resnetc_cuda::Compiled {
+                arch: "sm_80".into(),
+                ptx: String::new(),
+                cubin: None,
+                log: String::new(),
+                nvrtc_ms: 0.0,
+            };
             match CudaSession::new(&program, &[image], 0) {
                 Err(e @ (CudaError::NoDriver(_) | CudaError::NoDevice(_))) => {
                     let text = e.to_string();
-                    assert!(text.starts_with("no CUDA driver") || text.starts_with("no CUDA device"), "{text}");
+                    assert!(
+                        text.starts_with("no CUDA driver") || text.starts_with("no CUDA device"),
+                        "{text}"
+                    );
                 }
                 Err(e) => panic!("expected a no-driver error, got {e:?}"),
                 Ok(_) => panic!("a session started without a driver"),
@@ -33,12 +45,22 @@ fn session_runs_or_reports_no_driver() {
             let mut s = CudaSession::new(&program, &images, 0).unwrap();
             let input = f.input();
             let batch = input.shape()[0];
-            let got = s.run(&input.iter().copied().collect::<Vec<_>>(), batch).unwrap();
+            let got = s
+                .run(&input.iter().copied().collect::<Vec<_>>(), batch)
+                .unwrap();
             let want = resnetc_reference::run(&m.graph, &[Tensor::f32(input.clone())]).unwrap();
             let want: Vec<f32> = want[0].as_f32().unwrap().iter().copied().collect();
-            assert!(max_abs_diff(&got, &want) <= 1e-3, "GPU vs reference: {}", max_abs_diff(&got, &want));
+            assert!(
+                max_abs_diff(&got, &want) <= 1e-3,
+                "GPU vs reference: {}",
+                max_abs_diff(&got, &want)
+            );
             let torch: Vec<f32> = f.expected().iter().copied().collect();
-            assert!(max_abs_diff(&got, &torch) <= 1e-3, "GPU vs PyTorch: {}", max_abs_diff(&got, &torch));
+            assert!(
+                max_abs_diff(&got, &torch) <= 1e-3,
+                "GPU vs PyTorch: {}",
+                max_abs_diff(&got, &torch)
+            );
             assert!(matches!(s.run(&[0.0; 5], 1), Err(CudaError::Input(_))));
         }
     }

@@ -47,7 +47,11 @@ pub fn dump(graph: &Graph, info: Option<&GraphInfo>) -> String {
     let _ = writeln!(out, "graph opset={}", graph.opset);
     for &id in &order {
         let node = graph.node(id);
-        let args: Vec<String> = graph.inputs(id).into_iter().map(|v| v.map_or_else(|| "_".to_string(), value_name)).collect();
+        let args: Vec<String> = graph
+            .inputs(id)
+            .into_iter()
+            .map(|v| v.map_or_else(|| "_".to_string(), value_name))
+            .collect();
         let ty = info
             .and_then(|i| i.ty(ValueRef::new(id, 0)))
             .map_or_else(|| "?".to_string(), |t| t.to_string());

@@ -110,11 +110,29 @@ impl Graph {
     }
 
     /// Adds a node reading `inputs` (one entry per slot, `None` for an absent optional input).
-    pub fn add_node(&mut self, name: impl Into<String>, op: Op, outputs: Vec<String>, inputs: &[Option<ValueRef>]) -> NodeId {
-        let id = NodeId(self.g.add_node(Node { name: name.into(), op, outputs, num_inputs: inputs.len() }));
+    pub fn add_node(
+        &mut self,
+        name: impl Into<String>,
+        op: Op,
+        outputs: Vec<String>,
+        inputs: &[Option<ValueRef>],
+    ) -> NodeId {
+        let id = NodeId(self.g.add_node(Node {
+            name: name.into(),
+            op,
+            outputs,
+            num_inputs: inputs.len(),
+        }));
         for (slot, v) in inputs.iter().enumerate() {
             if let Some(v) = v {
-                self.g.add_edge(v.node.0, id.0, Edge { output: v.output, input: slot });
+                self.g.add_edge(
+                    v.node.0,
+                    id.0,
+                    Edge {
+                        output: v.output,
+                        input: slot,
+                    },
+                );
             }
         }
         id
@@ -136,7 +154,10 @@ impl Graph {
     }
 
     pub fn add_output(&mut self, name: impl Into<String>, value: ValueRef) {
-        self.outputs.push(GraphOutput { name: name.into(), value });
+        self.outputs.push(GraphOutput {
+            name: name.into(),
+            value,
+        });
     }
 
     pub fn node(&self, id: NodeId) -> &Node {
@@ -172,7 +193,10 @@ impl Graph {
             if w.input >= slots.len() {
                 slots.resize(w.input + 1, None);
             }
-            slots[w.input] = Some(ValueRef { node: NodeId(e.source()), output: w.output });
+            slots[w.input] = Some(ValueRef {
+                node: NodeId(e.source()),
+                output: w.output,
+            });
         }
         slots
     }
@@ -182,7 +206,10 @@ impl Graph {
         self.g
             .edges_directed(id.0, Direction::Incoming)
             .find(|e| e.weight().input == slot)
-            .map(|e| ValueRef { node: NodeId(e.source()), output: e.weight().output })
+            .map(|e| ValueRef {
+                node: NodeId(e.source()),
+                output: e.weight().output,
+            })
     }
 
     /// Every `(reader, slot)` that reads `v`, sorted.
@@ -204,13 +231,24 @@ impl Graph {
 
     /// Points slot `slot` of `id` at `v` (or clears it).
     pub fn set_input(&mut self, id: NodeId, slot: usize, v: Option<ValueRef>) {
-        let old: Vec<EdgeIndex> =
-            self.g.edges_directed(id.0, Direction::Incoming).filter(|e| e.weight().input == slot).map(|e| e.id()).collect();
+        let old: Vec<EdgeIndex> = self
+            .g
+            .edges_directed(id.0, Direction::Incoming)
+            .filter(|e| e.weight().input == slot)
+            .map(|e| e.id())
+            .collect();
         for e in old {
             self.g.remove_edge(e);
         }
         if let Some(v) = v {
-            self.g.add_edge(v.node.0, id.0, Edge { output: v.output, input: slot });
+            self.g.add_edge(
+                v.node.0,
+                id.0,
+                Edge {
+                    output: v.output,
+                    input: slot,
+                },
+            );
         }
         let n = &mut self.g[id.0];
         n.num_inputs = n.num_inputs.max(slot + 1);
@@ -218,8 +256,12 @@ impl Graph {
 
     /// Sets the number of input slots, dropping the edges into slots past the new end.
     pub fn truncate_inputs(&mut self, id: NodeId, n: usize) {
-        let old: Vec<EdgeIndex> =
-            self.g.edges_directed(id.0, Direction::Incoming).filter(|e| e.weight().input >= n).map(|e| e.id()).collect();
+        let old: Vec<EdgeIndex> = self
+            .g
+            .edges_directed(id.0, Direction::Incoming)
+            .filter(|e| e.weight().input >= n)
+            .map(|e| e.id())
+            .collect();
         for e in old {
             self.g.remove_edge(e);
         }
@@ -300,7 +342,12 @@ impl Graph {
 
     /// Predecessors in reverse slot order, so popping visits them in slot order.
     fn preds_rev(&self, id: NodeId) -> Vec<NodeId> {
-        let mut preds: Vec<NodeId> = self.inputs(id).into_iter().flatten().map(|v| v.node).collect();
+        let mut preds: Vec<NodeId> = self
+            .inputs(id)
+            .into_iter()
+            .flatten()
+            .map(|v| v.node)
+            .collect();
         let mut seen = HashSet::new();
         preds.retain(|p| seen.insert(*p));
         preds.reverse();

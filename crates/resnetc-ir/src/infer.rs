@@ -35,7 +35,10 @@ pub struct Value {
 
 impl Value {
     fn vec(elems: Vec<SymInt>) -> Value {
-        Value { scalar: false, elems }
+        Value {
+            scalar: false,
+            elems,
+        }
     }
 
     fn ints(&self) -> Option<Vec<i64>> {
@@ -58,7 +61,11 @@ pub fn norm_axis(axis: i64, rank: usize) -> R<usize> {
     if axis < -r || axis >= r {
         return Err(format!("axis {axis} is out of range for rank {rank}"));
     }
-    Ok(if axis < 0 { (axis + r) as usize } else { axis as usize })
+    Ok(if axis < 0 {
+        (axis + r) as usize
+    } else {
+        axis as usize
+    })
 }
 
 /// Numpy-style broadcast of two shapes. `Ok(None)` where a symbol meets a size other than 1.
@@ -66,14 +73,26 @@ pub fn broadcast(a: &[Dim], b: &[Dim]) -> R<Option<Vec<Dim>>> {
     let rank = a.len().max(b.len());
     let mut out = Vec::with_capacity(rank);
     for i in 0..rank {
-        let da = if i + a.len() >= rank { a[i + a.len() - rank].clone() } else { Dim::Fixed(1) };
-        let db = if i + b.len() >= rank { b[i + b.len() - rank].clone() } else { Dim::Fixed(1) };
+        let da = if i + a.len() >= rank {
+            a[i + a.len() - rank].clone()
+        } else {
+            Dim::Fixed(1)
+        };
+        let db = if i + b.len() >= rank {
+            b[i + b.len() - rank].clone()
+        } else {
+            Dim::Fixed(1)
+        };
         let d = match (&da, &db) {
             _ if da == db => da,
             (Dim::Fixed(1), _) => db,
             (_, Dim::Fixed(1)) => da,
             (Dim::Fixed(x), Dim::Fixed(y)) => {
-                return Err(format!("shapes {} and {} do not broadcast (dimension {i}: {x} vs {y})", crate::shape::fmt_shape(a), crate::shape::fmt_shape(b)))
+                return Err(format!(
+                    "shapes {} and {} do not broadcast (dimension {i}: {x} vs {y})",
+                    crate::shape::fmt_shape(a),
+                    crate::shape::fmt_shape(b)
+                ))
             }
             _ => return Ok(None),
         };
@@ -92,7 +111,10 @@ fn val<'a>(v: &[Option<&'a Value>], slot: usize) -> Option<&'a Value> {
 
 fn same_dtype(a: &TensorType, b: &TensorType, what: &str) -> R<()> {
     if a.dtype != b.dtype {
-        return Err(format!("{what}: element types differ ({} vs {})", a.dtype, b.dtype));
+        return Err(format!(
+            "{what}: element types differ ({} vs {})",
+            a.dtype, b.dtype
+        ));
     }
     Ok(())
 }
@@ -101,7 +123,10 @@ fn same_dtype(a: &TensorType, b: &TensorType, what: &str) -> R<()> {
 pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R<Inferred> {
     match op {
         Op::Input { ty, .. } => Ok((Some(ty.clone()), None)),
-        Op::Constant(c) => Ok((Some(TensorType::fixed(c.dtype(), c.shape())), const_value(c))),
+        Op::Constant(c) => Ok((
+            Some(TensorType::fixed(c.dtype(), c.shape())),
+            const_value(c),
+        )),
         Op::Identity => Ok((need(t, 0).cloned(), val(v, 0).cloned())),
         Op::Relu => {
             if let Some(x) = need(t, 0) {
@@ -114,7 +139,11 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
             let (out, _) = conv(c, t)?;
             let has_bias = epilogue.contains(&crate::op::Epilogue::Bias);
             if has_bias != t.get(2).is_some_and(Option::is_some) {
-                return Err(format!("the epilogue {} a bias but input 2 is {}", if has_bias { "adds" } else { "has no" }, if has_bias { "absent" } else { "present" }));
+                return Err(format!(
+                    "the epilogue {} a bias but input 2 is {}",
+                    if has_bias { "adds" } else { "has no" },
+                    if has_bias { "absent" } else { "present" }
+                ));
             }
             let residual = epilogue.iter().find_map(|e| match e {
                 crate::op::Epilogue::AddResidual(r) => Some(*r),
@@ -129,27 +158,44 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
                             && r.shape[0] == out.shape[0]
                             && match (r.concrete_tail(), out.concrete_tail()) {
                                 (Some(rs), Some(os)) => {
-                                    rs[0] + pad_before <= os[0] && rs[1].div_ceil(stride) == os[1] && rs[2].div_ceil(stride) == os[2]
+                                    rs[0] + pad_before <= os[0]
+                                        && rs[1].div_ceil(stride) == os[1]
+                                        && rs[2].div_ceil(stride) == os[2]
                                 }
                                 _ => false,
                             }
                     }
                 };
                 if !ok {
-                    return Err(format!("residual {r} does not fit the output {out} read as {read:?}"));
+                    return Err(format!(
+                        "residual {r} does not fit the output {out} read as {read:?}"
+                    ));
                 }
             }
             if residual.is_some() != t.get(3).is_some_and(Option::is_some) {
-                return Err("input 3 (the residual) must be present exactly when the epilogue adds one".into());
+                return Err(
+                    "input 3 (the residual) must be present exactly when the epilogue adds one"
+                        .into(),
+                );
             }
             Ok((out, None))
         }
-        Op::Shortcut { stride, pad_before, pad_after } => {
-            let Some(x) = need(t, 0) else { return Ok((None, None)) };
+        Op::Shortcut {
+            stride,
+            pad_before,
+            pad_after,
+        } => {
+            let Some(x) = need(t, 0) else {
+                return Ok((None, None));
+            };
             if x.rank() != 4 || *stride == 0 {
-                return Err(format!("expects an NCHW input and a positive stride, got {x} and stride {stride}"));
+                return Err(format!(
+                    "expects an NCHW input and a positive stride, got {x} and stride {stride}"
+                ));
             }
-            let Some(tail) = x.concrete_tail() else { return Ok((None, None)) };
+            let Some(tail) = x.concrete_tail() else {
+                return Ok((None, None));
+            };
             let out = vec![
                 x.shape[0].clone(),
                 Dim::Fixed(tail[0] + pad_before + pad_after),
@@ -159,7 +205,9 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
             Ok((Some(TensorType::new(x.dtype, out)), None))
         }
         Op::BatchNorm { .. } => {
-            let Some(x) = need(t, 0) else { return Ok((None, None)) };
+            let Some(x) = need(t, 0) else {
+                return Ok((None, None));
+            };
             float_only(x, "BatchNormalization input")?;
             if x.rank() < 2 {
                 return Err(format!("input must have rank >= 2, got {x}"));
@@ -175,29 +223,49 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
         }
         Op::Binary(b) => binary(*b, t, v),
         Op::Gemm(g) => {
-            let (Some(a), Some(b)) = (need(t, 0), need(t, 1)) else { return Ok((None, None)) };
+            let (Some(a), Some(b)) = (need(t, 0), need(t, 1)) else {
+                return Ok((None, None));
+            };
             if a.rank() != 2 || b.rank() != 2 {
                 return Err(format!("A and B must be matrices, got {a} and {b}"));
             }
             same_dtype(a, b, "A and B")?;
-            let (m, ka) = if g.trans_a { (&a.shape[1], &a.shape[0]) } else { (&a.shape[0], &a.shape[1]) };
-            let (kb, n) = if g.trans_b { (&b.shape[1], &b.shape[0]) } else { (&b.shape[0], &b.shape[1]) };
+            let (m, ka) = if g.trans_a {
+                (&a.shape[1], &a.shape[0])
+            } else {
+                (&a.shape[0], &a.shape[1])
+            };
+            let (kb, n) = if g.trans_b {
+                (&b.shape[1], &b.shape[0])
+            } else {
+                (&b.shape[0], &b.shape[1])
+            };
             if ka != kb {
-                return Err(format!("inner dimensions differ: A is {a} and B is {b} (transA={}, transB={})", g.trans_a as u8, g.trans_b as u8));
+                return Err(format!(
+                    "inner dimensions differ: A is {a} and B is {b} (transA={}, transB={})",
+                    g.trans_a as u8, g.trans_b as u8
+                ));
             }
             let out = vec![m.clone(), n.clone()];
             if let Some(c) = need(t, 2) {
                 if broadcast(&c.shape, &out)?.is_some_and(|s| s != out) {
-                    return Err(format!("C {c} does not broadcast to the output {}", crate::shape::fmt_shape(&out)));
+                    return Err(format!(
+                        "C {c} does not broadcast to the output {}",
+                        crate::shape::fmt_shape(&out)
+                    ));
                 }
             }
             Ok((Some(TensorType::new(a.dtype, out)), None))
         }
         Op::MatMul => {
-            let (Some(a), Some(b)) = (need(t, 0), need(t, 1)) else { return Ok((None, None)) };
+            let (Some(a), Some(b)) = (need(t, 0), need(t, 1)) else {
+                return Ok((None, None));
+            };
             same_dtype(a, b, "A and B")?;
             if a.rank() < 2 || b.rank() != 2 {
-                return Err(format!("only [.., M, K] x [K, N] products are supported, got {a} and {b}"));
+                return Err(format!(
+                    "only [.., M, K] x [K, N] products are supported, got {a} and {b}"
+                ));
             }
             if a.shape[a.rank() - 1] != b.shape[0] {
                 return Err(format!("inner dimensions differ: {a} and {b}"));
@@ -207,7 +275,9 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
             Ok((Some(TensorType::new(a.dtype, out)), None))
         }
         Op::GlobalAveragePool => {
-            let Some(x) = need(t, 0) else { return Ok((None, None)) };
+            let Some(x) = need(t, 0) else {
+                return Ok((None, None));
+            };
             float_only(x, "GlobalAveragePool")?;
             if x.rank() < 3 {
                 return Err(format!("input must have rank >= 3, got {x}"));
@@ -217,24 +287,38 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
             Ok((Some(TensorType::new(x.dtype, out)), None))
         }
         Op::AveragePool(p) => {
-            let Some(x) = need(t, 0) else { return Ok((None, None)) };
+            let Some(x) = need(t, 0) else {
+                return Ok((None, None));
+            };
             float_only(x, "AveragePool")?;
             if x.rank() != 4 {
                 return Err(format!("only 2-D pooling over NCHW is supported, got {x}"));
             }
             if p.kernel.contains(&0) || p.strides.contains(&0) {
-                return Err(format!("kernel {:?} and strides {:?} must be positive", p.kernel, p.strides));
+                return Err(format!(
+                    "kernel {:?} and strides {:?} must be positive",
+                    p.kernel, p.strides
+                ));
             }
-            let (Some(h), Some(w)) = (x.shape[2].fixed(), x.shape[3].fixed()) else { return Ok((None, None)) };
+            let (Some(h), Some(w)) = (x.shape[2].fixed(), x.shape[3].fixed()) else {
+                return Ok((None, None));
+            };
             let pads = p.padding.resolve([h, w], p.kernel, p.strides, [1, 1]);
             let mut out = x.shape[..2].to_vec();
             for (i, len) in [h, w].into_iter().enumerate() {
                 let padded = len.saturating_add(pads[i]).saturating_add(pads[i + 2]);
                 if padded < p.kernel[i] {
-                    return Err(format!("kernel {:?} is larger than the padded input {x}", p.kernel));
+                    return Err(format!(
+                        "kernel {:?} is larger than the padded input {x}",
+                        p.kernel
+                    ));
                 }
                 let span = padded - p.kernel[i];
-                let mut n = if p.ceil_mode { span.div_ceil(p.strides[i]) } else { span / p.strides[i] } + 1;
+                let mut n = if p.ceil_mode {
+                    span.div_ceil(p.strides[i])
+                } else {
+                    span / p.strides[i]
+                } + 1;
                 // ONNX and PyTorch drop a last window that would start inside the end padding.
                 if p.ceil_mode && n > 1 && (n - 1) * p.strides[i] >= len + pads[i] {
                     n -= 1;
@@ -243,12 +327,22 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
             }
             Ok((Some(TensorType::new(x.dtype, out)), None))
         }
-        Op::ReduceMean { keepdims, noop_with_empty_axes } => {
-            let Some(x) = need(t, 0) else { return Ok((None, None)) };
+        Op::ReduceMean {
+            keepdims,
+            noop_with_empty_axes,
+        } => {
+            let Some(x) = need(t, 0) else {
+                return Ok((None, None));
+            };
             float_only(x, "ReduceMean")?;
-            let axes: Vec<usize> = match t.get(1).is_some_and(Option::is_some) || v.get(1).is_some_and(Option::is_some) {
+            let axes: Vec<usize> = match t.get(1).is_some_and(Option::is_some)
+                || v.get(1).is_some_and(Option::is_some)
+            {
                 true => match val(v, 1).and_then(Value::ints) {
-                    Some(a) => a.into_iter().map(|a| norm_axis(a, x.rank())).collect::<R<_>>()?,
+                    Some(a) => a
+                        .into_iter()
+                        .map(|a| norm_axis(a, x.rank()))
+                        .collect::<R<_>>()?,
                     None => return Ok((None, None)),
                 },
                 false => Vec::new(),
@@ -274,40 +368,66 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
             Ok((Some(TensorType::new(x.dtype, out)), None))
         }
         Op::Flatten { axis } => {
-            let Some(x) = need(t, 0) else { return Ok((None, None)) };
+            let Some(x) = need(t, 0) else {
+                return Ok((None, None));
+            };
             let r = x.rank() as i64;
             if *axis < -r || *axis > r {
                 return Err(format!("axis {axis} is out of range for rank {r}"));
             }
-            let axis = if *axis < 0 { (axis + r) as usize } else { *axis as usize };
-            let (Some(a), Some(b)) = (product(&x.shape[..axis]), product(&x.shape[axis..])) else { return Ok((None, None)) };
+            let axis = if *axis < 0 {
+                (axis + r) as usize
+            } else {
+                *axis as usize
+            };
+            let (Some(a), Some(b)) = (product(&x.shape[..axis]), product(&x.shape[axis..])) else {
+                return Ok((None, None));
+            };
             Ok((Some(TensorType::new(x.dtype, vec![a, b])), None))
         }
         Op::Reshape { allowzero } => {
-            let Some(x) = need(t, 0) else { return Ok((None, None)) };
+            let Some(x) = need(t, 0) else {
+                return Ok((None, None));
+            };
             if let Some(s) = need(t, 1) {
                 int_vector(s, "shape")?;
             }
-            let Some(shape) = val(v, 1) else { return Ok((None, None)) };
+            let Some(shape) = val(v, 1) else {
+                return Ok((None, None));
+            };
             let out = reshape_dims(&x.shape, &shape.elems, *allowzero)?;
             let value = match val(v, 0) {
-                Some(xv) if out.as_ref().is_some_and(|o| o.len() <= 1) => Some(Value { scalar: out.as_ref().is_some_and(|o| o.is_empty()), elems: xv.elems.clone() }),
+                Some(xv) if out.as_ref().is_some_and(|o| o.len() <= 1) => Some(Value {
+                    scalar: out.as_ref().is_some_and(|o| o.is_empty()),
+                    elems: xv.elems.clone(),
+                }),
                 _ => None,
             };
             Ok((out.map(|o| TensorType::new(x.dtype, o)), value))
         }
         Op::Pad { .. } => {
-            let Some(x) = need(t, 0) else { return Ok((None, None)) };
-            let Some(pads) = val(v, 1).and_then(Value::ints) else { return Ok((None, None)) };
+            let Some(x) = need(t, 0) else {
+                return Ok((None, None));
+            };
+            let Some(pads) = val(v, 1).and_then(Value::ints) else {
+                return Ok((None, None));
+            };
             let axes: Vec<usize> = match t.get(3).copied().flatten() {
                 Some(_) => match val(v, 3).and_then(Value::ints) {
-                    Some(a) => a.into_iter().map(|a| norm_axis(a, x.rank())).collect::<R<_>>()?,
+                    Some(a) => a
+                        .into_iter()
+                        .map(|a| norm_axis(a, x.rank()))
+                        .collect::<R<_>>()?,
                     None => return Ok((None, None)),
                 },
                 None => (0..x.rank()).collect(),
             };
             if pads.len() != 2 * axes.len() {
-                return Err(format!("pads has {} entries, expected {} (2 per padded axis)", pads.len(), 2 * axes.len()));
+                return Err(format!(
+                    "pads has {} entries, expected {} (2 per padded axis)",
+                    pads.len(),
+                    2 * axes.len()
+                ));
             }
             let mut out = x.shape.clone();
             for (k, &a) in axes.iter().enumerate() {
@@ -315,10 +435,14 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
                 if b == 0 && e == 0 {
                     continue;
                 }
-                let Some(d) = out[a].fixed() else { return Ok((None, None)) };
+                let Some(d) = out[a].fixed() else {
+                    return Ok((None, None));
+                };
                 let n = d as i64 + b + e;
                 if n < 0 {
-                    return Err(format!("negative pads {b},{e} remove more than the {d} elements of axis {a}"));
+                    return Err(format!(
+                        "negative pads {b},{e} remove more than the {d} elements of axis {a}"
+                    ));
                 }
                 out[a] = Dim::Fixed(n as usize);
             }
@@ -326,13 +450,20 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
         }
         Op::Slice => slice(t, v),
         Op::Shape { start, end } => {
-            let Some(x) = need(t, 0) else { return Ok((None, None)) };
+            let Some(x) = need(t, 0) else {
+                return Ok((None, None));
+            };
             let (s, e) = shape_range(x.rank(), *start, *end);
             let elems: Vec<SymInt> = x.shape[s..e].iter().map(SymInt::from).collect();
-            Ok((Some(TensorType::fixed(DType::I64, &[elems.len()])), Some(Value::vec(elems))))
+            Ok((
+                Some(TensorType::fixed(DType::I64, &[elems.len()])),
+                Some(Value::vec(elems)),
+            ))
         }
         Op::Gather { axis } => {
-            let (Some(x), Some(i)) = (need(t, 0), need(t, 1)) else { return Ok((None, None)) };
+            let (Some(x), Some(i)) = (need(t, 0), need(t, 1)) else {
+                return Ok((None, None));
+            };
             if !i.dtype.is_int() {
                 return Err(format!("indices must be integers, got {}", i.dtype));
             }
@@ -360,14 +491,24 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
                 }
                 _ => None,
             };
-            let value = value.map(|elems: Vec<SymInt>| Value { scalar: i.rank() == 0, elems });
+            let value = value.map(|elems: Vec<SymInt>| Value {
+                scalar: i.rank() == 0,
+                elems,
+            });
             Ok((Some(TensorType::new(x.dtype, out)), value))
         }
         Op::Unsqueeze => {
-            let Some(x) = need(t, 0) else { return Ok((None, None)) };
-            let Some(axes) = val(v, 1).and_then(Value::ints) else { return Ok((None, None)) };
+            let Some(x) = need(t, 0) else {
+                return Ok((None, None));
+            };
+            let Some(axes) = val(v, 1).and_then(Value::ints) else {
+                return Ok((None, None));
+            };
             let r = x.rank() + axes.len();
-            let mut axes: Vec<usize> = axes.into_iter().map(|a| norm_axis(a, r)).collect::<R<_>>()?;
+            let mut axes: Vec<usize> = axes
+                .into_iter()
+                .map(|a| norm_axis(a, r))
+                .collect::<R<_>>()?;
             axes.sort();
             if axes.windows(2).any(|w| w[0] == w[1]) {
                 return Err("axes has duplicates".into());
@@ -381,11 +522,15 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
                     out.push(src.next().cloned().unwrap_or(Dim::Fixed(1)));
                 }
             }
-            let value = val(v, 0).filter(|xv| xv.scalar && r == 1).map(|xv| Value::vec(xv.elems.clone()));
+            let value = val(v, 0)
+                .filter(|xv| xv.scalar && r == 1)
+                .map(|xv| Value::vec(xv.elems.clone()));
             Ok((Some(TensorType::new(x.dtype, out)), value))
         }
         Op::Squeeze => {
-            let Some(x) = need(t, 0) else { return Ok((None, None)) };
+            let Some(x) = need(t, 0) else {
+                return Ok((None, None));
+            };
             let given = match val(v, 1).and_then(Value::ints) {
                 Some(a) => Some(a),
                 None if need(t, 1).is_some() => return Ok((None, None)),
@@ -393,7 +538,9 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
             };
             // An empty axes list squeezes every size-1 dimension, as no list does (onnxruntime's reading).
             let axes: Vec<usize> = if let Some(a) = given.filter(|a| !a.is_empty()) {
-                a.into_iter().map(|a| norm_axis(a, x.rank())).collect::<R<_>>()?
+                a.into_iter()
+                    .map(|a| norm_axis(a, x.rank()))
+                    .collect::<R<_>>()?
             } else {
                 let mut axes = Vec::new();
                 for (i, d) in x.shape.iter().enumerate() {
@@ -415,7 +562,12 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
                     out.push(d.clone());
                 }
             }
-            let value = val(v, 0).filter(|xv| out.is_empty() && xv.elems.len() == 1).map(|xv| Value { scalar: true, elems: xv.elems.clone() });
+            let value = val(v, 0)
+                .filter(|xv| out.is_empty() && xv.elems.len() == 1)
+                .map(|xv| Value {
+                    scalar: true,
+                    elems: xv.elems.clone(),
+                });
             Ok((Some(TensorType::new(x.dtype, out)), value))
         }
         Op::Concat { axis } => {
@@ -432,7 +584,11 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
                     return Err(format!("inputs have different ranks: {first} and {ty}"));
                 }
                 for i in 0..first.rank() {
-                    if i != a && ty.shape[i] != first.shape[i] && ty.shape[i].fixed().is_some() && first.shape[i].fixed().is_some() {
+                    if i != a
+                        && ty.shape[i] != first.shape[i]
+                        && ty.shape[i].fixed().is_some()
+                        && first.shape[i].fixed().is_some()
+                    {
                         return Err(format!("inputs {first} and {ty} differ outside axis {a}"));
                     }
                 }
@@ -441,7 +597,9 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
                     _ => None,
                 };
             }
-            let Some(total) = total else { return Ok((None, None)) };
+            let Some(total) = total else {
+                return Ok((None, None));
+            };
             let mut out = first.shape.clone();
             out[a] = Dim::Fixed(total);
             let value = if first.rank() == 1 {
@@ -458,7 +616,9 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
             if let Some(s) = need(t, 0) {
                 int_vector(s, "shape")?;
             }
-            let Some(shape) = val(v, 0) else { return Ok((None, None)) };
+            let Some(shape) = val(v, 0) else {
+                return Ok((None, None));
+            };
             let dims = shape
                 .elems
                 .iter()
@@ -468,51 +628,106 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
                     SymInt::Sym(s) => Ok(Dim::Sym(s.clone())),
                 })
                 .collect::<R<Vec<_>>>()?;
-            let known = match (value.as_i64s(), dims.iter().map(Dim::fixed).collect::<Option<Vec<_>>>()) {
+            let known = match (
+                value.as_i64s(),
+                dims.iter().map(Dim::fixed).collect::<Option<Vec<_>>>(),
+            ) {
                 (Some(x), Some(d)) if d.len() <= 1 && d.iter().product::<usize>() <= 64 => {
-                    Some(Value { scalar: d.is_empty(), elems: vec![SymInt::Int(x[0]); d.iter().product()] })
+                    Some(Value {
+                        scalar: d.is_empty(),
+                        elems: vec![SymInt::Int(x[0]); d.iter().product()],
+                    })
                 }
                 _ => None,
             };
             Ok((Some(TensorType::new(value.dtype(), dims)), known))
         }
         Op::Cast { to } => {
-            let value = if to.is_int() { val(v, 0).cloned() } else { None };
-            Ok((need(t, 0).map(|x| TensorType::new(*to, x.shape.clone())), value))
+            let value = if to.is_int() {
+                val(v, 0).cloned()
+            } else {
+                None
+            };
+            Ok((
+                need(t, 0).map(|x| TensorType::new(*to, x.shape.clone())),
+                value,
+            ))
         }
         Op::CastLike => {
-            let (Some(x), Some(like)) = (need(t, 0), need(t, 1)) else { return Ok((None, None)) };
-            let value = if like.dtype.is_int() { val(v, 0).cloned() } else { None };
+            let (Some(x), Some(like)) = (need(t, 0), need(t, 1)) else {
+                return Ok((None, None));
+            };
+            let value = if like.dtype.is_int() {
+                val(v, 0).cloned()
+            } else {
+                None
+            };
             Ok((Some(TensorType::new(like.dtype, x.shape.clone())), value))
         }
         Op::Transpose { perm } => {
-            let Some(x) = need(t, 0) else { return Ok((None, None)) };
-            let perm: Vec<usize> = perm.clone().unwrap_or_else(|| (0..x.rank()).rev().collect());
+            let Some(x) = need(t, 0) else {
+                return Ok((None, None));
+            };
+            let perm: Vec<usize> = perm
+                .clone()
+                .unwrap_or_else(|| (0..x.rank()).rev().collect());
             let mut sorted = perm.clone();
             sorted.sort();
             if sorted != (0..x.rank()).collect::<Vec<_>>() {
-                return Err(format!("perm {perm:?} is not a permutation of the {} axes of {x}", x.rank()));
+                return Err(format!(
+                    "perm {perm:?} is not a permutation of the {} axes of {x}",
+                    x.rank()
+                ));
             }
-            Ok((Some(TensorType::new(x.dtype, perm.iter().map(|&p| x.shape[p].clone()).collect())), None))
+            Ok((
+                Some(TensorType::new(
+                    x.dtype,
+                    perm.iter().map(|&p| x.shape[p].clone()).collect(),
+                )),
+                None,
+            ))
         }
         Op::Range => {
-            let Some(s) = need(t, 0) else { return Ok((None, None)) };
-            let vals: Option<Vec<i64>> = (0..3).map(|k| val(v, k).and_then(Value::ints).and_then(|x| x.first().copied())).collect();
-            let Some(vals) = vals else { return Ok((None, None)) };
+            let Some(s) = need(t, 0) else {
+                return Ok((None, None));
+            };
+            let vals: Option<Vec<i64>> = (0..3)
+                .map(|k| {
+                    val(v, k)
+                        .and_then(Value::ints)
+                        .and_then(|x| x.first().copied())
+                })
+                .collect();
+            let Some(vals) = vals else {
+                return Ok((None, None));
+            };
             let (start, limit, delta) = (vals[0], vals[1], vals[2]);
             if delta == 0 {
                 return Err("delta is zero".into());
             }
-            let n = ((limit as i128 - start as i128) as f64 / delta as f64).ceil().max(0.0) as i64;
+            let n = ((limit as i128 - start as i128) as f64 / delta as f64)
+                .ceil()
+                .max(0.0) as i64;
             if n > 1 << 20 {
-                return Err(format!("the range has {n} elements, more than resnetc accepts for shape arithmetic"));
+                return Err(format!(
+                    "the range has {n} elements, more than resnetc accepts for shape arithmetic"
+                ));
             }
-            let elems: Vec<SymInt> = (0..n).map(|k| SymInt::Int(start.wrapping_add(k.wrapping_mul(delta)))).collect();
-            Ok((Some(TensorType::fixed(s.dtype, &[elems.len()])), Some(Value::vec(elems))))
+            let elems: Vec<SymInt> = (0..n)
+                .map(|k| SymInt::Int(start.wrapping_add(k.wrapping_mul(delta))))
+                .collect();
+            Ok((
+                Some(TensorType::fixed(s.dtype, &[elems.len()])),
+                Some(Value::vec(elems)),
+            ))
         }
         Op::Expand => {
-            let Some(x) = need(t, 0) else { return Ok((None, None)) };
-            let Some(shape) = val(v, 1) else { return Ok((None, None)) };
+            let Some(x) = need(t, 0) else {
+                return Ok((None, None));
+            };
+            let Some(shape) = val(v, 1) else {
+                return Ok((None, None));
+            };
             let dims: Vec<Dim> = shape
                 .elems
                 .iter()
@@ -547,7 +762,10 @@ fn const_value(c: &Tensor) -> Option<Value> {
         return None;
     }
     let ints = c.as_i64s()?;
-    Some(Value { scalar: c.rank() == 0, elems: ints.into_iter().map(SymInt::Int).collect() })
+    Some(Value {
+        scalar: c.rank() == 0,
+        elems: ints.into_iter().map(SymInt::Int).collect(),
+    })
 }
 
 /// Product of dimensions: fixed if all are, the symbol itself if exactly one symbol and the rest are 1.
@@ -582,7 +800,12 @@ fn reshape_dims(input: &[Dim], spec: &[SymInt], allowzero: bool) -> R<Option<Vec
             }
             SymInt::Int(0) if !allowzero => match input.get(i) {
                 Some(d) => out.push(Some(d.clone())),
-                None => return Err(format!("shape entry {i} is 0 (copy) but the input has rank {}", input.len())),
+                None => {
+                    return Err(format!(
+                        "shape entry {i} is 0 (copy) but the input has rank {}",
+                        input.len()
+                    ))
+                }
             },
             SymInt::Int(k) if *k >= 0 => out.push(Some(Dim::Fixed(*k as usize))),
             SymInt::Int(k) => return Err(format!("shape entry {i} is {k}")),
@@ -602,8 +825,12 @@ fn reshape_dims(input: &[Dim], spec: &[SymInt], allowzero: bool) -> R<Option<Vec
         syms.sort();
         Some((n, syms))
     };
-    let Some((in_n, in_syms)) = split(&mut input.iter()) else { return Err("input has too many elements".into()) };
-    let Some((out_n, out_syms)) = split(&mut out.iter().flatten()) else { return Err("shape has too many elements".into()) };
+    let Some((in_n, in_syms)) = split(&mut input.iter()) else {
+        return Err("input has too many elements".into());
+    };
+    let Some((out_n, out_syms)) = split(&mut out.iter().flatten()) else {
+        return Err("shape has too many elements".into());
+    };
     let mut rest_syms = in_syms.clone();
     for s in &out_syms {
         match rest_syms.iter().position(|r| r == s) {
@@ -633,7 +860,11 @@ fn reshape_dims(input: &[Dim], spec: &[SymInt], allowzero: bool) -> R<Option<Vec
                 return Ok(None);
             }
             if in_n != out_n {
-                return Err(format!("cannot reshape {} into {:?}: element counts differ ({in_n} vs {out_n})", crate::shape::fmt_shape(input), spec));
+                return Err(format!(
+                    "cannot reshape {} into {:?}: element counts differ ({in_n} vs {out_n})",
+                    crate::shape::fmt_shape(input),
+                    spec
+                ));
             }
         }
     }
@@ -663,7 +894,11 @@ pub fn slice_axis(len: i64, start: i64, end: i64, step: i64) -> (i64, i64, usize
         (wrap(start).clamp(0, len - 1), wrap(end).clamp(-1, len - 1))
     };
     let count = if step > 0 {
-        if e > s { (e - s + step - 1) / step } else { 0 }
+        if e > s {
+            (e - s + step - 1) / step
+        } else {
+            0
+        }
     } else if s > e {
         (s - e + (-step) - 1) / (-step)
     } else {
@@ -673,15 +908,26 @@ pub fn slice_axis(len: i64, start: i64, end: i64, step: i64) -> (i64, i64, usize
 }
 
 fn slice(t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R<Inferred> {
-    let Some(x) = need(t, 0) else { return Ok((None, None)) };
+    let Some(x) = need(t, 0) else {
+        return Ok((None, None));
+    };
     let ints = |slot: usize| val(v, slot).and_then(Value::ints);
-    let (Some(starts), Some(ends)) = (ints(1), ints(2)) else { return Ok((None, None)) };
+    let (Some(starts), Some(ends)) = (ints(1), ints(2)) else {
+        return Ok((None, None));
+    };
     if starts.len() != ends.len() {
-        return Err(format!("starts has {} entries but ends has {}", starts.len(), ends.len()));
+        return Err(format!(
+            "starts has {} entries but ends has {}",
+            starts.len(),
+            ends.len()
+        ));
     }
     let axes: Vec<usize> = if need(t, 3).is_some() {
         match ints(3) {
-            Some(a) => a.into_iter().map(|a| norm_axis(a, x.rank())).collect::<R<_>>()?,
+            Some(a) => a
+                .into_iter()
+                .map(|a| norm_axis(a, x.rank()))
+                .collect::<R<_>>()?,
             None => return Ok((None, None)),
         }
     } else {
@@ -701,7 +947,10 @@ fn slice(t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R<Inferred> {
     if steps.contains(&0) {
         return Err("a step is zero".into());
     }
-    if axes.iter().any(|&a| axes.iter().filter(|&&b| b == a).count() > 1) {
+    if axes
+        .iter()
+        .any(|&a| axes.iter().filter(|&&b| b == a).count() > 1)
+    {
         return Err("axes has duplicates".into());
     }
     let mut out = x.shape.clone();
@@ -725,9 +974,11 @@ fn slice(t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R<Inferred> {
         }
     }
     let value = match (val(v, 0), value_range) {
-        (Some(xv), Some((s, step, n))) if x.rank() == 1 => {
-            Some(Value::vec((0..n as i64).map(|i| xv.elems[(s + i * step) as usize].clone()).collect()))
-        }
+        (Some(xv), Some((s, step, n))) if x.rank() == 1 => Some(Value::vec(
+            (0..n as i64)
+                .map(|i| xv.elems[(s + i * step) as usize].clone())
+                .collect(),
+        )),
         (Some(xv), None) if x.rank() == 1 => Some(xv.clone()),
         _ => None,
     };
@@ -735,22 +986,38 @@ fn slice(t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R<Inferred> {
 }
 
 fn conv(c: &crate::op::Conv, t: &[Option<&TensorType>]) -> R<Inferred> {
-    let (Some(x), Some(w)) = (need(t, 0), need(t, 1)) else { return Ok((None, None)) };
+    let (Some(x), Some(w)) = (need(t, 0), need(t, 1)) else {
+        return Ok((None, None));
+    };
     float_only(x, "Conv input")?;
     same_dtype(x, w, "input and weights")?;
     if x.rank() != 4 || w.rank() != 4 {
-        return Err(format!("only 2-D convolution over NCHW is supported; input is {x}, weights {w}"));
+        return Err(format!(
+            "only 2-D convolution over NCHW is supported; input is {x}, weights {w}"
+        ));
     }
-    let Some(wd) = w.concrete() else { return Err(format!("weights must have a fixed shape, got {w}")) };
+    let Some(wd) = w.concrete() else {
+        return Err(format!("weights must have a fixed shape, got {w}"));
+    };
     if c.group == 0 || wd[0] % c.group != 0 {
-        return Err(format!("group {} does not divide the {} output channels", c.group, wd[0]));
+        return Err(format!(
+            "group {} does not divide the {} output channels",
+            c.group, wd[0]
+        ));
     }
     if [wd[2], wd[3]] != c.kernel {
-        return Err(format!("kernel_shape {:?} disagrees with the weights {w}", c.kernel));
+        return Err(format!(
+            "kernel_shape {:?} disagrees with the weights {w}",
+            c.kernel
+        ));
     }
     if let Some(ch) = x.shape[1].fixed() {
         if ch != wd[1] * c.group {
-            return Err(format!("input has {ch} channels but the weights {w} with group {} expect {}", c.group, wd[1] * c.group));
+            return Err(format!(
+                "input has {ch} channels but the weights {w} with group {} expect {}",
+                c.group,
+                wd[1] * c.group
+            ));
         }
     }
     if let Some(b) = need(t, 2) {
@@ -761,11 +1028,15 @@ fn conv(c: &crate::op::Conv, t: &[Option<&TensorType>]) -> R<Inferred> {
     if c.strides.contains(&0) || c.dilations.contains(&0) || c.kernel.contains(&0) {
         return Err("kernel, strides and dilations must be positive".into());
     }
-    let (Some(h), Some(wi)) = (x.shape[2].fixed(), x.shape[3].fixed()) else { return Ok((None, None)) };
+    let (Some(h), Some(wi)) = (x.shape[2].fixed(), x.shape[3].fixed()) else {
+        return Ok((None, None));
+    };
     let pads = c.padding.resolve([h, wi], c.kernel, c.strides, c.dilations);
     let mut out = vec![x.shape[0].clone(), Dim::Fixed(wd[0])];
     for (i, len) in [h, wi].into_iter().enumerate() {
-        let eff = (c.kernel[i] - 1).saturating_mul(c.dilations[i]).saturating_add(1);
+        let eff = (c.kernel[i] - 1)
+            .saturating_mul(c.dilations[i])
+            .saturating_add(1);
         let padded = len.saturating_add(pads[i]).saturating_add(pads[i + 2]);
         if padded < eff {
             return Err(format!("the kernel ({eff} with dilation) is larger than the padded input ({padded}) on spatial axis {i}"));
@@ -776,10 +1047,15 @@ fn conv(c: &crate::op::Conv, t: &[Option<&TensorType>]) -> R<Inferred> {
 }
 
 fn binary(op: BinOp, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R<Inferred> {
-    let (Some(a), Some(b)) = (need(t, 0), need(t, 1)) else { return Ok((None, None)) };
+    let (Some(a), Some(b)) = (need(t, 0), need(t, 1)) else {
+        return Ok((None, None));
+    };
     same_dtype(a, b, "operands")?;
     let shape = broadcast(&a.shape, &b.shape)?;
-    let value = match (val(v, 0).and_then(Value::ints), val(v, 1).and_then(Value::ints)) {
+    let value = match (
+        val(v, 0).and_then(Value::ints),
+        val(v, 1).and_then(Value::ints),
+    ) {
         (Some(x), Some(y)) if x.len() == y.len() || x.len() == 1 || y.len() == 1 => {
             let n = x.len().max(y.len());
             let at = |z: &Vec<i64>, i: usize| if z.len() == 1 { z[0] } else { z[i] };
@@ -794,10 +1070,17 @@ fn binary(op: BinOp, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R<Infer
                 };
                 match r {
                     Some(r) => elems.push(SymInt::Int(r)),
-                    None => return Err(format!("integer {op:?} of {p} and {q} overflows or divides by zero")),
+                    None => {
+                        return Err(format!(
+                            "integer {op:?} of {p} and {q} overflows or divides by zero"
+                        ))
+                    }
                 }
             }
-            Some(Value { scalar: val(v, 0).is_some_and(|x| x.scalar) && val(v, 1).is_some_and(|y| y.scalar), elems })
+            Some(Value {
+                scalar: val(v, 0).is_some_and(|x| x.scalar) && val(v, 1).is_some_and(|y| y.scalar),
+                elems,
+            })
         }
         _ => None,
     };

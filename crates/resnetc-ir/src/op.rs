@@ -24,7 +24,13 @@ pub enum Padding {
 impl Padding {
     /// Resolves to `[top, left, bottom, right]` for an input of spatial size `hw`. Zero strides or
     /// kernels (which the validator rejects) are treated as 1 rather than dividing by zero.
-    pub fn resolve(&self, hw: [usize; 2], kernel: [usize; 2], strides: [usize; 2], dilations: [usize; 2]) -> [usize; 4] {
+    pub fn resolve(
+        &self,
+        hw: [usize; 2],
+        kernel: [usize; 2],
+        strides: [usize; 2],
+        dilations: [usize; 2],
+    ) -> [usize; 4] {
         match self {
             Padding::Explicit(p) => *p,
             Padding::SameUpper | Padding::SameLower => {
@@ -33,8 +39,16 @@ impl Padding {
                 for i in 0..2 {
                     let stride = strides[i].max(1);
                     let out = hw[i].div_ceil(stride);
-                    let eff_k = kernel[i].max(1).saturating_sub(1).saturating_mul(dilations[i]).saturating_add(1);
-                    let total = (out.saturating_sub(1).saturating_mul(stride).saturating_add(eff_k)).saturating_sub(hw[i]);
+                    let eff_k = kernel[i]
+                        .max(1)
+                        .saturating_sub(1)
+                        .saturating_mul(dilations[i])
+                        .saturating_add(1);
+                    let total = (out
+                        .saturating_sub(1)
+                        .saturating_mul(stride)
+                        .saturating_add(eff_k))
+                    .saturating_sub(hw[i]);
                     let small = total / 2;
                     let large = total - small;
                     if matches!(self, Padding::SameUpper) {
@@ -145,7 +159,10 @@ pub enum Op {
     /// `x`
     AveragePool(AvgPool),
     /// `data, axes?` — no axes reduces all (unless `noop_with_empty_axes`).
-    ReduceMean { keepdims: bool, noop_with_empty_axes: bool },
+    ReduceMean {
+        keepdims: bool,
+        noop_with_empty_axes: bool,
+    },
     /// `x`
     Flatten { axis: i64 },
     /// `data, shape`
@@ -180,7 +197,11 @@ pub enum Op {
     FusedConv { conv: Conv, epilogue: Vec<Epilogue> },
     /// CifarResNet's option-A shortcut as one op (resnetc's own): `x[:, :, ::stride, ::stride]`
     /// zero-padded with `pad_before` channels in front and `pad_after` behind.
-    Shortcut { stride: usize, pad_before: usize, pad_after: usize },
+    Shortcut {
+        stride: usize,
+        pad_before: usize,
+        pad_after: usize,
+    },
 }
 
 impl Op {
@@ -244,7 +265,13 @@ impl Op {
             Op::FusedConv { .. } => (2, 4),
             Op::Conv(_) => (2, 3),
             Op::BatchNorm { .. } => (5, 5),
-            Op::Binary(_) | Op::MatMul | Op::Reshape { .. } | Op::Gather { .. } | Op::Unsqueeze | Op::CastLike | Op::Expand => (2, 2),
+            Op::Binary(_)
+            | Op::MatMul
+            | Op::Reshape { .. }
+            | Op::Gather { .. }
+            | Op::Unsqueeze
+            | Op::CastLike
+            | Op::Expand => (2, 2),
             Op::Gemm(_) => (2, 3),
             Op::ReduceMean { .. } | Op::Squeeze => (1, 2),
             Op::Pad { .. } => (2, 4),
@@ -294,7 +321,15 @@ impl fmt::Display for Op {
             Op::Input { index, ty } => write!(f, "Input #{index} {ty}"),
             Op::Constant(t) => write!(f, "Constant {}", crate::dump::tensor_summary(t)),
             Op::Conv(c) => {
-                write!(f, "{name} k={}x{} s={}x{} p={}", c.kernel[0], c.kernel[1], c.strides[0], c.strides[1], fmt_pads(&c.padding))?;
+                write!(
+                    f,
+                    "{name} k={}x{} s={}x{} p={}",
+                    c.kernel[0],
+                    c.kernel[1],
+                    c.strides[0],
+                    c.strides[1],
+                    fmt_pads(&c.padding)
+                )?;
                 if c.dilations != [1, 1] {
                     write!(f, " d={}x{}", c.dilations[0], c.dilations[1])?;
                 }
@@ -305,7 +340,15 @@ impl fmt::Display for Op {
             }
             Op::BatchNorm { epsilon } => write!(f, "{name} eps={epsilon:e}"),
             Op::FusedConv { conv: c, epilogue } => {
-                write!(f, "{name} k={}x{} s={}x{} p={}", c.kernel[0], c.kernel[1], c.strides[0], c.strides[1], fmt_pads(&c.padding))?;
+                write!(
+                    f,
+                    "{name} k={}x{} s={}x{} p={}",
+                    c.kernel[0],
+                    c.kernel[1],
+                    c.strides[0],
+                    c.strides[1],
+                    fmt_pads(&c.padding)
+                )?;
                 if c.dilations != [1, 1] {
                     write!(f, " d={}x{}", c.dilations[0], c.dilations[1])?;
                 }
@@ -325,8 +368,16 @@ impl fmt::Display for Op {
                     .collect();
                 write!(f, " [{}]", steps.join(","))
             }
-            Op::Shortcut { stride, pad_before, pad_after } => write!(f, "{name} stride={stride} pad={pad_before},{pad_after}"),
-            Op::Gemm(g) => write!(f, "{name} alpha={} beta={} ta={} tb={}", g.alpha, g.beta, g.trans_a as u8, g.trans_b as u8),
+            Op::Shortcut {
+                stride,
+                pad_before,
+                pad_after,
+            } => write!(f, "{name} stride={stride} pad={pad_before},{pad_after}"),
+            Op::Gemm(g) => write!(
+                f,
+                "{name} alpha={} beta={} ta={} tb={}",
+                g.alpha, g.beta, g.trans_a as u8, g.trans_b as u8
+            ),
             Op::AveragePool(p) => write!(
                 f,
                 "{name} k={}x{} s={}x{} p={} include_pad={} ceil={}",
@@ -338,19 +389,30 @@ impl fmt::Display for Op {
                 p.count_include_pad as u8,
                 p.ceil_mode as u8
             ),
-            Op::ReduceMean { keepdims, noop_with_empty_axes } => {
-                write!(f, "{name} keepdims={} noop_empty={}", *keepdims as u8, *noop_with_empty_axes as u8)
+            Op::ReduceMean {
+                keepdims,
+                noop_with_empty_axes,
+            } => {
+                write!(
+                    f,
+                    "{name} keepdims={} noop_empty={}",
+                    *keepdims as u8, *noop_with_empty_axes as u8
+                )
             }
             Op::Flatten { axis } => write!(f, "{name} axis={axis}"),
             Op::Reshape { allowzero } => write!(f, "{name} allowzero={}", *allowzero as u8),
-            Op::Pad { mode: PadMode::Constant } => write!(f, "{name} constant"),
+            Op::Pad {
+                mode: PadMode::Constant,
+            } => write!(f, "{name} constant"),
             Op::Shape { start, end } => match end {
                 Some(e) => write!(f, "{name} {start}..{e}"),
                 None => write!(f, "{name} {start}.."),
             },
             Op::Gather { axis } => write!(f, "{name} axis={axis}"),
             Op::Concat { axis } => write!(f, "{name} axis={axis}"),
-            Op::ConstantOfShape { value } => write!(f, "{name} {}", crate::dump::tensor_summary(value)),
+            Op::ConstantOfShape { value } => {
+                write!(f, "{name} {}", crate::dump::tensor_summary(value))
+            }
             Op::Cast { to } => write!(f, "{name} to={to}"),
             Op::Transpose { perm: Some(p) } => write!(f, "{name} perm={p:?}"),
             Op::Identity

@@ -61,7 +61,10 @@ impl TensorType {
     }
 
     pub fn fixed(dtype: DType, shape: &[usize]) -> TensorType {
-        TensorType { dtype, shape: shape.iter().map(|&d| Dim::Fixed(d)).collect() }
+        TensorType {
+            dtype,
+            shape: shape.iter().map(|&d| Dim::Fixed(d)).collect(),
+        }
     }
 
     pub fn rank(&self) -> usize {

@@ -157,10 +157,18 @@ impl Tensor {
     pub fn to_le_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.byte_len());
         match self {
-            Tensor::F32(a) => a.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Tensor::F64(a) => a.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Tensor::I32(a) => a.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Tensor::I64(a) => a.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Tensor::F32(a) => a
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Tensor::F64(a) => a
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Tensor::I32(a) => a
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Tensor::I64(a) => a
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
             Tensor::Bool(a) => a.iter().for_each(|&x| out.push(x as u8)),
         }
         out

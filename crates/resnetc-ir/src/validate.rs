@@ -60,7 +60,11 @@ pub struct Site {
 
 impl std::fmt::Display for Site {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "node '{}' ({}, opset {})", self.node, self.op, self.opset)
+        write!(
+            f,
+            "node '{}' ({}, opset {})",
+            self.node, self.op, self.opset
+        )
     }
 }
 
@@ -70,13 +74,28 @@ pub enum ValidationError {
     #[error("{site}: the graph has a cycle through this node; an ONNX graph must be acyclic (re-export the model)")]
     Cycle { site: Site },
     #[error("{site}: takes {min}..={max} inputs but has {got}")]
-    Arity { site: Site, got: usize, min: usize, max: usize },
+    Arity {
+        site: Site,
+        got: usize,
+        min: usize,
+        max: usize,
+    },
     #[error("{site}: required input {slot} is missing")]
     MissingInput { site: Site, slot: usize },
     #[error("{site}: input {slot} reads output {output} of node '{producer}', which has only {available} outputs")]
-    BadOutputSlot { site: Site, slot: usize, producer: String, output: usize, available: usize },
+    BadOutputSlot {
+        site: Site,
+        slot: usize,
+        producer: String,
+        output: usize,
+        available: usize,
+    },
     #[error("{site}: output value '{name}' is also produced by node '{other}'; value names must be unique")]
-    DuplicateValue { site: Site, name: String, other: String },
+    DuplicateValue {
+        site: Site,
+        name: String,
+        other: String,
+    },
     #[error("{site}: {message}")]
     Type { site: Site, message: String },
     #[error("graph output '{name}' refers to a node that is not in the graph")]
@@ -89,17 +108,26 @@ pub enum ValidationError {
 pub fn validate(graph: &Graph) -> Result<GraphInfo, ValidationError> {
     let site = |id: NodeId| {
         let n = graph.node(id);
-        Site { node: n.label().to_string(), op: n.op.onnx_name(), opset: graph.opset }
+        Site {
+            node: n.label().to_string(),
+            op: n.op.onnx_name(),
+            opset: graph.opset,
+        }
     };
     if graph.outputs.is_empty() {
         return Err(ValidationError::NoOutputs);
     }
     for o in &graph.outputs {
-        if !graph.contains(o.value.node) || o.value.output >= graph.node(o.value.node).outputs.len() {
-            return Err(ValidationError::DanglingOutput { name: o.name.clone() });
+        if !graph.contains(o.value.node) || o.value.output >= graph.node(o.value.node).outputs.len()
+        {
+            return Err(ValidationError::DanglingOutput {
+                name: o.name.clone(),
+            });
         }
     }
-    let order = graph.topo_order().map_err(|c| ValidationError::Cycle { site: site(c.0) })?;
+    let order = graph
+        .topo_order()
+        .map_err(|c| ValidationError::Cycle { site: site(c.0) })?;
 
     let mut names: HashMap<&str, NodeId> = HashMap::new();
     for &id in &order {
@@ -107,7 +135,11 @@ pub fn validate(graph: &Graph) -> Result<GraphInfo, ValidationError> {
         if node.outputs.len() != node.op.num_outputs() {
             return Err(ValidationError::Type {
                 site: site(id),
-                message: format!("has {} outputs, the op produces {}", node.outputs.len(), node.op.num_outputs()),
+                message: format!(
+                    "has {} outputs, the op produces {}",
+                    node.outputs.len(),
+                    node.op.num_outputs()
+                ),
             });
         }
         for name in &node.outputs {
@@ -125,19 +157,36 @@ pub fn validate(graph: &Graph) -> Result<GraphInfo, ValidationError> {
         }
     }
 
-    let mut info = GraphInfo { order: order.clone(), types: HashMap::new(), values: HashMap::new() };
+    let mut info = GraphInfo {
+        order: order.clone(),
+        types: HashMap::new(),
+        values: HashMap::new(),
+    };
     for &id in &order {
         let node = graph.node(id);
         let inputs = graph.inputs(id);
         let (min, max) = node.op.arity();
         // Trailing absent optional inputs do not count.
-        let got = inputs.iter().rposition(Option::is_some).map_or(0, |p| p + 1);
+        let got = inputs
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |p| p + 1);
         if got < min || got > max {
-            return Err(ValidationError::Arity { site: site(id), got, min, max });
+            return Err(ValidationError::Arity {
+                site: site(id),
+                got,
+                min,
+                max,
+            });
         }
         for (slot, v) in inputs.iter().enumerate() {
             match v {
-                None if slot < min => return Err(ValidationError::MissingInput { site: site(id), slot }),
+                None if slot < min => {
+                    return Err(ValidationError::MissingInput {
+                        site: site(id),
+                        slot,
+                    })
+                }
                 Some(v) => {
                     let available = graph.node(v.node).outputs.len();
                     if v.output >= available {
@@ -153,10 +202,20 @@ pub fn validate(graph: &Graph) -> Result<GraphInfo, ValidationError> {
                 None => {}
             }
         }
-        let in_types: Vec<Option<&TensorType>> = inputs.iter().map(|v| v.and_then(|v| info.types.get(&v))).collect();
-        let in_values: Vec<Option<&Value>> = inputs.iter().map(|v| v.and_then(|v| info.values.get(&v))).collect();
-        let (ty, value) = infer_node(&node.op, &in_types, &in_values)
-            .map_err(|message| ValidationError::Type { site: site(id), message })?;
+        let in_types: Vec<Option<&TensorType>> = inputs
+            .iter()
+            .map(|v| v.and_then(|v| info.types.get(&v)))
+            .collect();
+        let in_values: Vec<Option<&Value>> = inputs
+            .iter()
+            .map(|v| v.and_then(|v| info.values.get(&v)))
+            .collect();
+        let (ty, value) = infer_node(&node.op, &in_types, &in_values).map_err(|message| {
+            ValidationError::Type {
+                site: site(id),
+                message,
+            }
+        })?;
         let out = ValueRef::new(id, 0);
         if let Some(ty) = ty {
             info.types.insert(out, ty);

@@ -15,7 +15,11 @@ pub struct NodeSite {
 
 impl std::fmt::Display for NodeSite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "node '{}' ({}, opset {})", self.node, self.op, self.opset)
+        write!(
+            f,
+            "node '{}' ({}, opset {})",
+            self.node, self.op, self.opset
+        )
     }
 }
 
@@ -27,7 +31,10 @@ pub const MAX_OPSET: u64 = 25;
 #[derive(Debug, Error)]
 pub enum ImportError {
     #[error("cannot read '{path}': {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("not a valid ONNX model: protobuf decoding failed ({source}); the file is truncated, corrupt or not ONNX")]
     Decode { source: prost::DecodeError },
     #[error("the model has no graph; it is not an ONNX model file")]
@@ -39,7 +46,11 @@ pub enum ImportError {
     #[error("{site}: unsupported op{}; resnetc supports the ops PyTorch emits for CifarResNet (Conv, BatchNormalization, Relu, Add, Gemm, pooling, Pad, Slice, Reshape, Flatten and shape arithmetic); if your export needs it, please file an issue with the model", domain_note(.domain))]
     UnsupportedOp { site: NodeSite, domain: String },
     #[error("{site}: attribute '{name}': {message}")]
-    Attribute { site: NodeSite, name: String, message: String },
+    Attribute {
+        site: NodeSite,
+        name: String,
+        message: String,
+    },
     #[error("{site}: {message}")]
     Node { site: NodeSite, message: String },
     #[error("tensor '{name}' {message}")]
@@ -49,7 +60,11 @@ pub enum ImportError {
     #[error("{site}: input '{input}' is not produced by any node, initializer or graph input; the model is malformed (check the exporter's output with onnx.checker)")]
     DanglingInput { site: NodeSite, input: String },
     #[error("{site}: output '{name}' is already produced by '{previous}'; value names must be unique (the model is malformed)")]
-    DuplicateValue { site: NodeSite, name: String, previous: String },
+    DuplicateValue {
+        site: NodeSite,
+        name: String,
+        previous: String,
+    },
     #[error("graph input '{name}': {message}")]
     Input { name: String, message: String },
     #[error("graph output '{name}' is not produced by any node, initializer or graph input")]
@@ -77,7 +92,14 @@ fn domain_note(domain: &str) -> String {
 #[derive(Debug, Error)]
 pub enum ExportError {
     #[error("node '{node}' ({op}): {message}")]
-    Node { node: String, op: &'static str, message: String },
+    Node {
+        node: String,
+        op: &'static str,
+        message: String,
+    },
     #[error("cannot write '{path}': {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }

@@ -10,8 +10,22 @@ use crate::export::{int, ints, padding_attrs, pair, string, Fresh};
 use crate::proto::{GraphProto, NodeProto};
 use crate::tensor::tensor_to_proto;
 
-fn push(g: &mut GraphProto, name: String, op: &str, inputs: Vec<String>, output: String, attribute: Vec<crate::proto::AttributeProto>) {
-    g.node.push(NodeProto { input: inputs, output: vec![output], name: Some(name), op_type: Some(op.into()), attribute, ..Default::default() });
+fn push(
+    g: &mut GraphProto,
+    name: String,
+    op: &str,
+    inputs: Vec<String>,
+    output: String,
+    attribute: Vec<crate::proto::AttributeProto>,
+) {
+    g.node.push(NodeProto {
+        input: inputs,
+        output: vec![output],
+        name: Some(name),
+        op_type: Some(op.into()),
+        attribute,
+        ..Default::default()
+    });
 }
 
 fn constant(g: &mut GraphProto, fresh: &mut Fresh, base: &str, t: &Tensor) -> String {
@@ -30,15 +44,54 @@ fn shortcut(
     pads: (usize, usize),
     output: String,
 ) {
-    let starts = constant(g, fresh, &format!("{base}_starts"), &Tensor::i64_vec(vec![0, 0]));
-    let ends = constant(g, fresh, &format!("{base}_ends"), &Tensor::i64_vec(vec![i64::MAX, i64::MAX]));
-    let axes = constant(g, fresh, &format!("{base}_axes"), &Tensor::i64_vec(vec![2, 3]));
-    let steps = constant(g, fresh, &format!("{base}_steps"), &Tensor::i64_vec(vec![stride as i64; 2]));
+    let starts = constant(
+        g,
+        fresh,
+        &format!("{base}_starts"),
+        &Tensor::i64_vec(vec![0, 0]),
+    );
+    let ends = constant(
+        g,
+        fresh,
+        &format!("{base}_ends"),
+        &Tensor::i64_vec(vec![i64::MAX, i64::MAX]),
+    );
+    let axes = constant(
+        g,
+        fresh,
+        &format!("{base}_axes"),
+        &Tensor::i64_vec(vec![2, 3]),
+    );
+    let steps = constant(
+        g,
+        fresh,
+        &format!("{base}_steps"),
+        &Tensor::i64_vec(vec![stride as i64; 2]),
+    );
     let sliced = fresh.name(&format!("{base}_subsampled"));
-    push(g, format!("{base}/Slice"), "Slice", vec![x, starts, ends, axes, steps], sliced.clone(), vec![]);
+    push(
+        g,
+        format!("{base}/Slice"),
+        "Slice",
+        vec![x, starts, ends, axes, steps],
+        sliced.clone(),
+        vec![],
+    );
     let (b, a) = (pads.0 as i64, pads.1 as i64);
-    let p = constant(g, fresh, &format!("{base}_pads"), &Tensor::i64_vec(vec![0, b, 0, 0, 0, a, 0, 0]));
-    push(g, format!("{base}/Pad"), "Pad", vec![sliced, p], output, vec![string("mode", "constant")]);
+    let p = constant(
+        g,
+        fresh,
+        &format!("{base}_pads"),
+        &Tensor::i64_vec(vec![0, b, 0, 0, 0, a, 0, 0]),
+    );
+    push(
+        g,
+        format!("{base}/Pad"),
+        "Pad",
+        vec![sliced, p],
+        output,
+        vec![string("mode", "constant")],
+    );
 }
 
 pub(crate) fn expand(
@@ -50,55 +103,127 @@ pub(crate) fn expand(
     fresh: &mut Fresh,
     g: &mut GraphProto,
 ) -> Result<(), ExportError> {
-    let err = |m: String| ExportError::Node { node: node.label().to_string(), op: node.op.onnx_name(), message: m };
+    let err = |m: String| ExportError::Node {
+        node: node.label().to_string(),
+        op: node.op.onnx_name(),
+        message: m,
+    };
     if opset < 11 {
         return Err(err(format!("expanding into Slice and Pad inputs needs opset 11, the graph is opset {opset}; export with --keep-fused")));
     }
-    let input = |slot: usize| inputs.get(slot).cloned().flatten().ok_or_else(|| err(format!("input {slot} is absent")));
+    let input = |slot: usize| {
+        inputs
+            .get(slot)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| err(format!("input {slot} is absent")))
+    };
     let out = node.outputs[0].clone();
-    let base = if node.name.is_empty() { out.clone() } else { node.name.clone() };
+    let base = if node.name.is_empty() {
+        out.clone()
+    } else {
+        node.name.clone()
+    };
     let channels = |t: Option<&TensorType>| t.and_then(|t| t.shape.get(1)).and_then(|d| d.fixed());
     match &node.op {
-        Op::Shortcut { stride, pad_before, pad_after } => {
-            shortcut(g, fresh, &base, input(0)?, *stride, (*pad_before, *pad_after), out);
+        Op::Shortcut {
+            stride,
+            pad_before,
+            pad_after,
+        } => {
+            shortcut(
+                g,
+                fresh,
+                &base,
+                input(0)?,
+                *stride,
+                (*pad_before, *pad_after),
+                out,
+            );
         }
         Op::FusedConv { conv: c, epilogue } => {
             let with_bias = epilogue.first() == Some(&Epilogue::Bias);
             let steps = &epilogue[with_bias as usize..];
-            let mut current = if steps.is_empty() { out.clone() } else { fresh.name(&format!("{out}_conv")) };
+            let mut current = if steps.is_empty() {
+                out.clone()
+            } else {
+                fresh.name(&format!("{out}_conv"))
+            };
             let mut conv_inputs = vec![input(0)?, input(1)?];
             if with_bias {
                 conv_inputs.push(input(2)?);
             }
-            let mut attrs = vec![ints("kernel_shape", pair(c.kernel)), ints("strides", pair(c.strides)), ints("dilations", pair(c.dilations))];
+            let mut attrs = vec![
+                ints("kernel_shape", pair(c.kernel)),
+                ints("strides", pair(c.strides)),
+                ints("dilations", pair(c.dilations)),
+            ];
             padding_attrs(&c.padding, &mut attrs);
             attrs.push(int("group", c.group as i64));
             push(g, base.clone(), "Conv", conv_inputs, current.clone(), attrs);
             for (k, step) in steps.iter().enumerate() {
-                let next = if k + 1 == steps.len() { out.clone() } else { fresh.name(&format!("{out}_step{k}")) };
+                let next = if k + 1 == steps.len() {
+                    out.clone()
+                } else {
+                    fresh.name(&format!("{out}_step{k}"))
+                };
                 match step {
-                    Epilogue::Bias => return Err(err("the bias must be the first epilogue step".into())),
-                    Epilogue::Relu => push(g, format!("{base}/Relu"), "Relu", vec![current], next.clone(), vec![]),
+                    Epilogue::Bias => {
+                        return Err(err("the bias must be the first epilogue step".into()))
+                    }
+                    Epilogue::Relu => push(
+                        g,
+                        format!("{base}/Relu"),
+                        "Relu",
+                        vec![current],
+                        next.clone(),
+                        vec![],
+                    ),
                     Epilogue::AddResidual(read) => {
                         let residual = match read {
                             ResidualRead::Direct => input(3)?,
                             ResidualRead::Subsampled { stride, pad_before } => {
-                                let (Some(cout), Some(cres)) = (channels(out_ty), channels(residual_ty)) else {
+                                let (Some(cout), Some(cres)) =
+                                    (channels(out_ty), channels(residual_ty))
+                                else {
                                     return Err(err("the channel counts are not known".into()));
                                 };
-                                let after = cout.checked_sub(cres + pad_before).ok_or_else(|| err("the residual has too many channels".into()))?;
+                                let after =
+                                    cout.checked_sub(cres + pad_before).ok_or_else(|| {
+                                        err("the residual has too many channels".into())
+                                    })?;
                                 let padded = fresh.name(&format!("{out}_shortcut"));
-                                shortcut(g, fresh, &format!("{base}/shortcut"), input(3)?, *stride, (*pad_before, after), padded.clone());
+                                shortcut(
+                                    g,
+                                    fresh,
+                                    &format!("{base}/shortcut"),
+                                    input(3)?,
+                                    *stride,
+                                    (*pad_before, after),
+                                    padded.clone(),
+                                );
                                 padded
                             }
                         };
-                        push(g, format!("{base}/Add"), "Add", vec![current, residual], next.clone(), vec![]);
+                        push(
+                            g,
+                            format!("{base}/Add"),
+                            "Add",
+                            vec![current, residual],
+                            next.clone(),
+                            vec![],
+                        );
                     }
                 }
                 current = next;
             }
         }
-        other => return Err(err(format!("{} is a standard op, nothing to expand", other.onnx_name()))),
+        other => {
+            return Err(err(format!(
+                "{} is a standard op, nothing to expand",
+                other.onnx_name()
+            )))
+        }
     }
     Ok(())
 }

@@ -13,7 +13,8 @@ use crate::error::ExportError;
 use crate::proto::attribute_proto::AttributeType;
 use crate::proto::tensor_shape_proto::{dimension, Dimension};
 use crate::proto::{
-    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use crate::tensor::{dtype_to_onnx, tensor_to_proto};
 
@@ -38,11 +39,26 @@ pub fn export(graph: &Graph, info: &GraphInfo) -> Result<ModelProto, ExportError
 }
 
 /// Encodes `graph` (validated as `info`) as an ONNX model.
-pub fn export_with(graph: &Graph, info: &GraphInfo, options: ExportOptions) -> Result<ModelProto, ExportError> {
-    let opset = if graph.opset == 0 { DEFAULT_EXPORT_OPSET } else { graph.opset.max(crate::error::MIN_OPSET) };
+pub fn export_with(
+    graph: &Graph,
+    info: &GraphInfo,
+    options: ExportOptions,
+) -> Result<ModelProto, ExportError> {
+    let opset = if graph.opset == 0 {
+        DEFAULT_EXPORT_OPSET
+    } else {
+        graph.opset.max(crate::error::MIN_OPSET)
+    };
     let mut fresh = Fresh::new(graph);
     let mut uses_domain = false;
-    let mut g = GraphProto { name: Some(if graph.name.is_empty() { "resnetc".into() } else { graph.name.clone() }), ..Default::default() };
+    let mut g = GraphProto {
+        name: Some(if graph.name.is_empty() {
+            "resnetc".into()
+        } else {
+            graph.name.clone()
+        }),
+        ..Default::default()
+    };
     let value_name = |v: ValueRef| graph.node(v.node).outputs[v.output].clone();
     let as_attribute = attribute_operands(graph, opset);
     for &id in &info.order {
@@ -59,14 +75,29 @@ pub fn export_with(graph: &Graph, info: &GraphInfo, options: ExportOptions) -> R
                 }
             }
             op if op.is_resnetc_domain() && !options.keep_fused => {
-                let inputs: Vec<Option<String>> = graph.inputs(id).into_iter().map(|v| v.map(value_name)).collect();
+                let inputs: Vec<Option<String>> = graph
+                    .inputs(id)
+                    .into_iter()
+                    .map(|v| v.map(value_name))
+                    .collect();
                 let out_ty = info.ty(ValueRef::new(id, 0));
-                let res_ty = graph.input(id, 3).or(graph.input(id, 0)).and_then(|v| info.ty(v));
+                let res_ty = graph
+                    .input(id, 3)
+                    .or(graph.input(id, 0))
+                    .and_then(|v| info.ty(v));
                 crate::expand::expand(node, &inputs, out_ty, res_ty, opset, &mut fresh, &mut g)?;
             }
             op => {
-                let err = |m: String| ExportError::Node { node: node.label().to_string(), op: op.onnx_name(), message: m };
-                let mut inputs: Vec<String> = graph.inputs(id).into_iter().map(|v| v.map_or_else(String::new, value_name)).collect();
+                let err = |m: String| ExportError::Node {
+                    node: node.label().to_string(),
+                    op: op.onnx_name(),
+                    message: m,
+                };
+                let mut inputs: Vec<String> = graph
+                    .inputs(id)
+                    .into_iter()
+                    .map(|v| v.map_or_else(String::new, value_name))
+                    .collect();
                 let mut attrs = Vec::new();
                 // Older opsets take some operands as attributes: they must then be constants.
                 let const_input = |slot: usize| -> Result<Vec<i64>, ExportError> {
@@ -76,7 +107,11 @@ pub fn export_with(graph: &Graph, info: &GraphInfo, options: ExportOptions) -> R
                             Op::Constant(t) => t.as_i64s(),
                             _ => None,
                         })
-                        .ok_or_else(|| err(format!("input {slot} must be a constant to be written at opset {opset}")))
+                        .ok_or_else(|| {
+                            err(format!(
+                                "input {slot} must be a constant to be written at opset {opset}"
+                            ))
+                        })
                 };
                 match op {
                     Op::Unsqueeze | Op::Squeeze if opset < 13 && inputs.len() > 1 => {
@@ -90,7 +125,9 @@ pub fn export_with(graph: &Graph, info: &GraphInfo, options: ExportOptions) -> R
                         inputs.truncate(1);
                     }
                     Op::Pad { .. } if opset < 18 && inputs.len() > 3 && !inputs[3].is_empty() => {
-                        return Err(err(format!("Pad with an axes input needs opset 18, the graph is opset {opset}")));
+                        return Err(err(format!(
+                            "Pad with an axes input needs opset 18, the graph is opset {opset}"
+                        )));
                     }
                     _ => {}
                 }
@@ -136,12 +173,21 @@ pub fn export_with(graph: &Graph, info: &GraphInfo, options: ExportOptions) -> R
         let ty = info.ty(o.value).cloned();
         g.output.push(match ty {
             Some(ty) => value_info(&o.name, &ty),
-            None => ValueInfoProto { name: Some(o.name.clone()), ..Default::default() },
+            None => ValueInfoProto {
+                name: Some(o.name.clone()),
+                ..Default::default()
+            },
         });
     }
-    let mut opset_import = vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(opset as i64) }];
+    let mut opset_import = vec![OperatorSetIdProto {
+        domain: Some(String::new()),
+        version: Some(opset as i64),
+    }];
     if uses_domain {
-        opset_import.push(OperatorSetIdProto { domain: Some(RESNETC_DOMAIN.into()), version: Some(RESNETC_DOMAIN_VERSION) });
+        opset_import.push(OperatorSetIdProto {
+            domain: Some(RESNETC_DOMAIN.into()),
+            version: Some(RESNETC_DOMAIN_VERSION),
+        });
     }
     Ok(ModelProto {
         ir_version: Some(if opset >= 21 { 10 } else { 8 }),
@@ -167,7 +213,9 @@ fn attribute_operands(graph: &Graph, opset: u64) -> std::collections::HashSet<re
             let users = graph.users(ValueRef::new(id, 0));
             !users.is_empty()
                 && !graph.is_graph_output(ValueRef::new(id, 0))
-                && users.iter().all(|&(u, slot)| takes_attribute(graph.op(u), slot))
+                && users
+                    .iter()
+                    .all(|&(u, slot)| takes_attribute(graph.op(u), slot))
         })
         .collect()
 }
@@ -206,9 +254,17 @@ pub fn export_file(graph: &Graph, info: &GraphInfo, path: &Path) -> Result<(), E
 }
 
 /// Encodes and writes `graph` to `path`.
-pub fn export_file_with(graph: &Graph, info: &GraphInfo, path: &Path, options: ExportOptions) -> Result<(), ExportError> {
+pub fn export_file_with(
+    graph: &Graph,
+    info: &GraphInfo,
+    path: &Path,
+    options: ExportOptions,
+) -> Result<(), ExportError> {
     let model = export_with(graph, info, options)?;
-    std::fs::write(path, model.encode_to_vec()).map_err(|source| ExportError::Io { path: path.to_path_buf(), source })
+    std::fs::write(path, model.encode_to_vec()).map_err(|source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn value_info(name: &str, ty: &TensorType) -> ValueInfoProto {
@@ -237,19 +293,39 @@ fn value_info(name: &str, ty: &TensorType) -> ValueInfoProto {
 }
 
 pub(crate) fn int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Int as i32), i: Some(v), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(v),
+        ..Default::default()
+    }
 }
 
 fn float(name: &str, v: f32) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Float as i32), f: Some(v), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Float as i32),
+        f: Some(v),
+        ..Default::default()
+    }
 }
 
 pub(crate) fn ints(name: &str, v: Vec<i64>) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Ints as i32), ints: v, ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: v,
+        ..Default::default()
+    }
 }
 
 pub(crate) fn string(name: &str, v: &str) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::String as i32), s: Some(v.as_bytes().to_vec()), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::String as i32),
+        s: Some(v.as_bytes().to_vec()),
+        ..Default::default()
+    }
 }
 
 fn tensor(name: &str, t: &Tensor) -> AttributeProto {
@@ -298,11 +374,16 @@ fn attributes(op: &Op, opset: u64) -> Result<Vec<AttributeProto>, String> {
             a.push(int("count_include_pad", p.count_include_pad as i64));
             a.push(int("ceil_mode", p.ceil_mode as i64));
         }
-        Op::ReduceMean { keepdims, noop_with_empty_axes } => {
+        Op::ReduceMean {
+            keepdims,
+            noop_with_empty_axes,
+        } => {
             a.push(int("keepdims", *keepdims as i64));
             if *noop_with_empty_axes {
                 if opset < 18 {
-                    return Err(format!("noop_with_empty_axes needs opset 18, the graph is opset {opset}"));
+                    return Err(format!(
+                        "noop_with_empty_axes needs opset 18, the graph is opset {opset}"
+                    ));
                 }
                 a.push(int("noop_with_empty_axes", 1));
             }
@@ -311,16 +392,22 @@ fn attributes(op: &Op, opset: u64) -> Result<Vec<AttributeProto>, String> {
         Op::Reshape { allowzero } => {
             if *allowzero {
                 if opset < 14 {
-                    return Err(format!("allowzero needs opset 14, the graph is opset {opset}"));
+                    return Err(format!(
+                        "allowzero needs opset 14, the graph is opset {opset}"
+                    ));
                 }
                 a.push(int("allowzero", 1));
             }
         }
-        Op::Pad { mode: PadMode::Constant } => a.push(string("mode", "constant")),
+        Op::Pad {
+            mode: PadMode::Constant,
+        } => a.push(string("mode", "constant")),
         Op::Shape { start, end } => {
             if *start != 0 || end.is_some() {
                 if opset < 15 {
-                    return Err(format!("Shape with start/end needs opset 15, the graph is opset {opset}"));
+                    return Err(format!(
+                        "Shape with start/end needs opset 15, the graph is opset {opset}"
+                    ));
                 }
                 a.push(int("start", *start));
                 if let Some(e) = end {
@@ -332,7 +419,9 @@ fn attributes(op: &Op, opset: u64) -> Result<Vec<AttributeProto>, String> {
         Op::Concat { axis } => a.push(int("axis", *axis)),
         Op::ConstantOfShape { value } => a.push(tensor("value", value)),
         Op::Cast { to } => a.push(int("to", dtype_to_onnx(*to) as i64)),
-        Op::Transpose { perm: Some(p) } => a.push(ints("perm", p.iter().map(|&x| x as i64).collect())),
+        Op::Transpose { perm: Some(p) } => {
+            a.push(ints("perm", p.iter().map(|&x| x as i64).collect()))
+        }
         Op::FusedConv { conv: c, epilogue } => {
             a.push(ints("kernel_shape", pair(c.kernel)));
             a.push(ints("strides", pair(c.strides)));
@@ -345,7 +434,9 @@ fn attributes(op: &Op, opset: u64) -> Result<Vec<AttributeProto>, String> {
                     match e {
                         resnetc_ir::Epilogue::Bias => "bias",
                         resnetc_ir::Epilogue::AddResidual(read) => {
-                            if let resnetc_ir::ResidualRead::Subsampled { stride, pad_before } = read {
+                            if let resnetc_ir::ResidualRead::Subsampled { stride, pad_before } =
+                                read
+                            {
                                 a.push(int("residual_stride", *stride as i64));
                                 a.push(int("residual_pad_before", *pad_before as i64));
                             }
@@ -357,9 +448,18 @@ fn attributes(op: &Op, opset: u64) -> Result<Vec<AttributeProto>, String> {
                     .to_vec(),
                 );
             }
-            a.push(AttributeProto { name: Some("epilogue".into()), r#type: Some(AttributeType::Strings as i32), strings: steps, ..Default::default() });
+            a.push(AttributeProto {
+                name: Some("epilogue".into()),
+                r#type: Some(AttributeType::Strings as i32),
+                strings: steps,
+                ..Default::default()
+            });
         }
-        Op::Shortcut { stride, pad_before, pad_after } => {
+        Op::Shortcut {
+            stride,
+            pad_before,
+            pad_after,
+        } => {
             a.push(int("stride", *stride as i64));
             a.push(int("pad_before", *pad_before as i64));
             a.push(int("pad_after", *pad_after as i64));

@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use prost::Message;
-use resnetc_ir::{AvgPool, BinOp, Conv, Dim, Gemm, Graph, Op, PadMode, Padding, Tensor, TensorType, ValueRef};
+use resnetc_ir::{
+    AvgPool, BinOp, Conv, Dim, Gemm, Graph, Op, PadMode, Padding, Tensor, TensorType, ValueRef,
+};
 
 use crate::error::{ImportError, NodeSite, MAX_OPSET, MIN_OPSET};
 use crate::proto::attribute_proto::AttributeType;
@@ -23,7 +25,10 @@ use crate::tensor::{dtype_from_onnx, onnx_dtype_name, tensor_from_proto};
 
 /// Reads and imports an ONNX file. External data is looked up next to it.
 pub fn import_file(path: &Path) -> Result<Graph, ImportError> {
-    let bytes = std::fs::read(path).map_err(|source| ImportError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     import_bytes(&bytes, path.parent())
 }
 
@@ -45,7 +50,13 @@ pub fn import_model(model: &ModelProto, base_dir: Option<&Path>) -> Result<Graph
         return Err(ImportError::Opset { version: opset });
     }
     let proto = model.graph.as_ref().ok_or(ImportError::NoGraph)?;
-    let mut b = Builder { graph: Graph::new(), names: HashMap::new(), opset: opset as u64, base_dir, pending: Vec::new() };
+    let mut b = Builder {
+        graph: Graph::new(),
+        names: HashMap::new(),
+        opset: opset as u64,
+        base_dir,
+        pending: Vec::new(),
+    };
     b.graph.opset = opset as u64;
     b.graph.name = proto.name().to_string();
 
@@ -75,7 +86,12 @@ pub fn import_model(model: &ModelProto, base_dir: Option<&Path>) -> Result<Graph
         message: "is absent and the weights' shape is not known from the file; add kernel_shape to the node".into(),
     })?;
     for out in &proto.output {
-        let v = *b.names.get(out.name()).ok_or_else(|| ImportError::DanglingOutput { name: out.name().to_string() })?;
+        let v = *b
+            .names
+            .get(out.name())
+            .ok_or_else(|| ImportError::DanglingOutput {
+                name: out.name().to_string(),
+            })?;
         b.graph.add_output(out.name(), v);
     }
     resnetc_ir::validate(&b.graph)?;
@@ -100,16 +116,29 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn define(&mut self, name: &str, v: ValueRef, site: Option<&NodeSite>) -> Result<(), ImportError> {
+    fn define(
+        &mut self,
+        name: &str,
+        v: ValueRef,
+        site: Option<&NodeSite>,
+    ) -> Result<(), ImportError> {
         if name.is_empty() {
             return Ok(());
         }
         if let Some(prev) = self.names.get(name) {
             let previous = self.graph.node(prev.node).label().to_string();
             return Err(match site {
-                Some(site) => ImportError::DuplicateValue { site: site.clone(), name: name.to_string(), previous },
+                Some(site) => ImportError::DuplicateValue {
+                    site: site.clone(),
+                    name: name.to_string(),
+                    previous,
+                },
                 None => ImportError::DuplicateValue {
-                    site: NodeSite { node: name.to_string(), op: "initializer/input".into(), opset: self.opset },
+                    site: NodeSite {
+                        node: name.to_string(),
+                        op: "initializer/input".into(),
+                        opset: self.opset,
+                    },
                     name: name.to_string(),
                     previous,
                 },
@@ -120,18 +149,34 @@ impl Builder<'_> {
     }
 
     fn add_node(&mut self, node: &NodeProto) -> Result<(), ImportError> {
-        let label = if node.name().is_empty() { node.output.first().cloned().unwrap_or_default() } else { node.name().to_string() };
-        let site = NodeSite { node: label, op: node.op_type().to_string(), opset: self.opset };
+        let label = if node.name().is_empty() {
+            node.output.first().cloned().unwrap_or_default()
+        } else {
+            node.name().to_string()
+        };
+        let site = NodeSite {
+            node: label,
+            op: node.op_type().to_string(),
+            opset: self.opset,
+        };
         let outputs: Vec<&String> = node.output.iter().collect();
         let (op, args) = match node.domain() {
             "" | "ai.onnx" => convert(node, &site, self.opset, self.base_dir)?,
             crate::export::RESNETC_DOMAIN => convert_resnetc(node, &site)?,
-            other => return Err(ImportError::UnsupportedOp { site, domain: other.to_string() }),
+            other => {
+                return Err(ImportError::UnsupportedOp {
+                    site,
+                    domain: other.to_string(),
+                })
+            }
         };
         // Every IR op has one output; ONNX allows trailing optional outputs, which must be unused.
         let main = outputs.first().map(|s| s.to_string()).unwrap_or_default();
         if main.is_empty() {
-            return Err(ImportError::Node { site, message: "has no output".into() });
+            return Err(ImportError::Node {
+                site,
+                message: "has no output".into(),
+            });
         }
         if let Some(extra) = outputs.iter().skip(1).find(|o| !o.is_empty()) {
             return Err(ImportError::Node {
@@ -142,7 +187,11 @@ impl Builder<'_> {
             });
         }
         // Constants are known by their value's name, like initializers.
-        let name = if matches!(op, Op::Constant(_)) { main.as_str() } else { node.name() };
+        let name = if matches!(op, Op::Constant(_)) {
+            main.as_str()
+        } else {
+            node.name()
+        };
         let id = self.graph.add_node(name, op, vec![main.clone()], &[]);
         self.define(&main, id.into(), Some(&site))?;
         self.pending.push((id, args, site));
@@ -184,20 +233,40 @@ impl Builder<'_> {
 }
 
 fn input_type(v: &ValueInfoProto) -> Result<TensorType, ImportError> {
-    let err = |m: String| ImportError::Input { name: v.name().to_string(), message: m };
+    let err = |m: String| ImportError::Input {
+        name: v.name().to_string(),
+        message: m,
+    };
     let tt = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
         Some(type_proto::Value::TensorType(t)) => t,
-        Some(_) => return Err(err("is not a tensor; resnetc takes tensor inputs only".into())),
-        None => return Err(err("has no type; re-export the model with input shapes".into())),
+        Some(_) => {
+            return Err(err(
+                "is not a tensor; resnetc takes tensor inputs only".into()
+            ))
+        }
+        None => {
+            return Err(err(
+                "has no type; re-export the model with input shapes".into()
+            ))
+        }
     };
-    let dtype = dtype_from_onnx(tt.elem_type())
-        .ok_or_else(|| err(format!("has element type {}; resnetc takes float inputs", onnx_dtype_name(tt.elem_type()))))?;
-    let shape = tt.shape.as_ref().ok_or_else(|| err("has no shape; resnetc needs at least the rank".into()))?;
+    let dtype = dtype_from_onnx(tt.elem_type()).ok_or_else(|| {
+        err(format!(
+            "has element type {}; resnetc takes float inputs",
+            onnx_dtype_name(tt.elem_type())
+        ))
+    })?;
+    let shape = tt
+        .shape
+        .as_ref()
+        .ok_or_else(|| err("has no shape; resnetc needs at least the rank".into()))?;
     let mut dims = Vec::with_capacity(shape.dim.len());
     for (k, d) in shape.dim.iter().enumerate() {
         dims.push(match &d.value {
             Some(dimension::Value::DimValue(n)) if *n >= 0 => Dim::Fixed(*n as usize),
-            Some(dimension::Value::DimValue(n)) => return Err(err(format!("dimension {k} is negative ({n})"))),
+            Some(dimension::Value::DimValue(n)) => {
+                return Err(err(format!("dimension {k} is negative ({n})")))
+            }
             Some(dimension::Value::DimParam(p)) if !p.is_empty() => Dim::Sym(p.clone()),
             _ => Dim::Sym(format!("{}_{k}", v.name())),
         });
@@ -217,13 +286,20 @@ impl<'a> Attrs<'a> {
     }
 
     fn err(&self, name: &str, message: impl Into<String>) -> ImportError {
-        ImportError::Attribute { site: self.site.clone(), name: name.to_string(), message: message.into() }
+        ImportError::Attribute {
+            site: self.site.clone(),
+            name: name.to_string(),
+            message: message.into(),
+        }
     }
 
     fn check_type(&self, a: &AttributeProto, want: AttributeType) -> Result<(), ImportError> {
         // Files that omit `type` predate IR version 2; accept them by the field that is set.
         if a.r#type.is_some() && a.r#type() != want {
-            return Err(self.err(a.name(), format!("has type {:?}, expected {:?}", a.r#type(), want)));
+            return Err(self.err(
+                a.name(),
+                format!("has type {:?}, expected {:?}", a.r#type(), want),
+            ));
         }
         Ok(())
     }
@@ -283,7 +359,9 @@ impl<'a> Attrs<'a> {
             None => Ok(None),
             Some(a) => {
                 self.check_type(a, AttributeType::Tensor)?;
-                let t = a.t.as_ref().ok_or_else(|| self.err(name, "has no tensor"))?;
+                let t =
+                    a.t.as_ref()
+                        .ok_or_else(|| self.err(name, "has no tensor"))?;
                 Ok(Some(tensor_from_proto(t, base_dir)?))
             }
         }
@@ -292,8 +370,13 @@ impl<'a> Attrs<'a> {
     fn pair(&self, name: &str, default: usize) -> Result<[usize; 2], ImportError> {
         match self.ints(name)? {
             None => Ok([default; 2]),
-            Some(v) if v.len() == 2 && v.iter().all(|&x| (1..=1 << 16).contains(&x)) => Ok([v[0] as usize, v[1] as usize]),
-            Some(v) => Err(self.err(name, format!("must be two positive values for a 2-D op, got {v:?}"))),
+            Some(v) if v.len() == 2 && v.iter().all(|&x| (1..=1 << 16).contains(&x)) => {
+                Ok([v[0] as usize, v[1] as usize])
+            }
+            Some(v) => Err(self.err(
+                name,
+                format!("must be two positive values for a 2-D op, got {v:?}"),
+            )),
         }
     }
 
@@ -303,9 +386,17 @@ impl<'a> Attrs<'a> {
             "NOTSET" => match self.ints("pads")? {
                 None => Ok(Padding::Explicit([0; 4])),
                 Some(p) if p.len() == 4 && p.iter().all(|&x| (0..=1 << 16).contains(&x)) => {
-                    Ok(Padding::Explicit([p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize]))
+                    Ok(Padding::Explicit([
+                        p[0] as usize,
+                        p[1] as usize,
+                        p[2] as usize,
+                        p[3] as usize,
+                    ]))
                 }
-                Some(p) => Err(self.err("pads", format!("must be four non-negative values for a 2-D op, got {p:?}"))),
+                Some(p) => Err(self.err(
+                    "pads",
+                    format!("must be four non-negative values for a 2-D op, got {p:?}"),
+                )),
             },
             "VALID" => Ok(Padding::Explicit([0; 4])),
             "SAME_UPPER" => Ok(Padding::SameUpper),
@@ -315,7 +406,11 @@ impl<'a> Attrs<'a> {
     }
 
     fn args(&self) -> Vec<Arg> {
-        self.node.input.iter().map(|s| Arg::Name(s.clone())).collect()
+        self.node
+            .input
+            .iter()
+            .map(|s| Arg::Name(s.clone()))
+            .collect()
     }
 }
 
@@ -324,9 +419,17 @@ fn axes_tensor(axes: Vec<i64>) -> Tensor {
 }
 
 /// Maps one ONNX node onto an IR op and the arguments for its slots.
-fn convert(node: &NodeProto, site: &NodeSite, opset: u64, base_dir: Option<&Path>) -> Result<(Op, Vec<Arg>), ImportError> {
+fn convert(
+    node: &NodeProto,
+    site: &NodeSite,
+    opset: u64,
+    base_dir: Option<&Path>,
+) -> Result<(Op, Vec<Arg>), ImportError> {
     let a = Attrs { node, site };
-    let node_err = |m: String| ImportError::Node { site: site.clone(), message: m };
+    let node_err = |m: String| ImportError::Node {
+        site: site.clone(),
+        message: m,
+    };
     let simple = |op: Op| Ok((op, a.args()));
     match node.op_type() {
         "Identity" => simple(Op::Identity),
@@ -351,14 +454,19 @@ fn convert(node: &NodeProto, site: &NodeSite, opset: u64, base_dir: Option<&Path
                 a.check_type(attr, AttributeType::Float)?;
                 Tensor::f32_scalar(attr.f())
             } else if let Some(v) = a.floats("value_floats")? {
-                Tensor::f32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[v.len()]), v).expect("1-D"))
+                Tensor::f32(
+                    ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[v.len()]), v).expect("1-D"),
+                )
             } else if let Some(attr) = a.get("value_int") {
                 a.check_type(attr, AttributeType::Int)?;
                 Tensor::I64(ndarray::ArcArray::from_elem(ndarray::IxDyn(&[]), attr.i()))
             } else if let Some(v) = a.ints("value_ints")? {
                 Tensor::i64_vec(v)
             } else {
-                return Err(node_err("has no value attribute resnetc can read (value, value_float(s), value_int(s))".into()));
+                return Err(node_err(
+                    "has no value attribute resnetc can read (value, value_float(s), value_int(s))"
+                        .into(),
+                ));
             };
             if !node.input.is_empty() {
                 return Err(node_err("a Constant takes no inputs".into()));
@@ -373,22 +481,43 @@ fn convert(node: &NodeProto, site: &NodeSite, opset: u64, base_dir: Option<&Path
                 return Err(a.err("group", format!("must be positive, got {group}")));
             }
             let kernel = match a.ints("kernel_shape")? {
-                Some(k) if k.len() == 2 && k.iter().all(|&x| (1..=1 << 16).contains(&x)) => [k[0] as usize, k[1] as usize],
-                Some(k) => return Err(a.err("kernel_shape", format!("must be two positive values (2-D convolution), got {k:?}"))),
+                Some(k) if k.len() == 2 && k.iter().all(|&x| (1..=1 << 16).contains(&x)) => {
+                    [k[0] as usize, k[1] as usize]
+                }
+                Some(k) => {
+                    return Err(a.err(
+                        "kernel_shape",
+                        format!("must be two positive values (2-D convolution), got {k:?}"),
+                    ))
+                }
                 // Filled in from the weights' shape once the graph is connected.
                 None => [0, 0],
             };
-            let conv = Conv { kernel, strides, dilations, padding: a.padding()?, group: group as usize };
+            let conv = Conv {
+                kernel,
+                strides,
+                dilations,
+                padding: a.padding()?,
+                group: group as usize,
+            };
             simple(Op::Conv(conv))
         }
         "BatchNormalization" => {
             if a.int("training_mode", 0)? != 0 {
-                return Err(a.err("training_mode", "is 1; resnetc runs inference graphs only (export with model.eval())"));
+                return Err(a.err(
+                    "training_mode",
+                    "is 1; resnetc runs inference graphs only (export with model.eval())",
+                ));
             }
             if opset < 9 && a.int("spatial", 1)? != 1 {
-                return Err(a.err("spatial", "non-spatial batch normalization is not supported"));
+                return Err(a.err(
+                    "spatial",
+                    "non-spatial batch normalization is not supported",
+                ));
             }
-            simple(Op::BatchNorm { epsilon: a.float("epsilon", 1e-5)? })
+            simple(Op::BatchNorm {
+                epsilon: a.float("epsilon", 1e-5)?,
+            })
         }
         "Gemm" => {
             if opset < 7 && a.int("broadcast", 0)? == 0 {
@@ -403,12 +532,21 @@ fn convert(node: &NodeProto, site: &NodeSite, opset: u64, base_dir: Option<&Path
             simple(Op::Gemm(g))
         }
         "AveragePool" => {
-            if a.ints("dilations")?.is_some_and(|d| d.iter().any(|&x| x != 1)) {
+            if a.ints("dilations")?
+                .is_some_and(|d| d.iter().any(|&x| x != 1))
+            {
                 return Err(a.err("dilations", "dilated average pooling is not supported"));
             }
             let kernel = match a.ints("kernel_shape")? {
-                Some(k) if k.len() == 2 && k.iter().all(|&x| (1..=1 << 16).contains(&x)) => [k[0] as usize, k[1] as usize],
-                other => return Err(a.err("kernel_shape", format!("must be two positive values (2-D pooling), got {other:?}"))),
+                Some(k) if k.len() == 2 && k.iter().all(|&x| (1..=1 << 16).contains(&x)) => {
+                    [k[0] as usize, k[1] as usize]
+                }
+                other => {
+                    return Err(a.err(
+                        "kernel_shape",
+                        format!("must be two positive values (2-D pooling), got {other:?}"),
+                    ))
+                }
             };
             let p = AvgPool {
                 kernel,
@@ -422,10 +560,16 @@ fn convert(node: &NodeProto, site: &NodeSite, opset: u64, base_dir: Option<&Path
         "ReduceMean" => {
             let keepdims = a.int("keepdims", 1)? != 0;
             let noop = a.int("noop_with_empty_axes", 0)? != 0;
-            let op = Op::ReduceMean { keepdims, noop_with_empty_axes: noop };
+            let op = Op::ReduceMean {
+                keepdims,
+                noop_with_empty_axes: noop,
+            };
             if opset < 18 {
                 let args = match a.ints("axes")? {
-                    Some(axes) => vec![Arg::Name(node.input.first().cloned().unwrap_or_default()), Arg::Const(axes_tensor(axes))],
+                    Some(axes) => vec![
+                        Arg::Name(node.input.first().cloned().unwrap_or_default()),
+                        Arg::Const(axes_tensor(axes)),
+                    ],
                     None => a.args(),
                 };
                 Ok((op, args))
@@ -433,12 +577,24 @@ fn convert(node: &NodeProto, site: &NodeSite, opset: u64, base_dir: Option<&Path
                 simple(op)
             }
         }
-        "Flatten" => simple(Op::Flatten { axis: a.int("axis", 1)? }),
+        "Flatten" => simple(Op::Flatten {
+            axis: a.int("axis", 1)?,
+        }),
         "Reshape" => {
-            let op = Op::Reshape { allowzero: a.int("allowzero", 0)? != 0 };
+            let op = Op::Reshape {
+                allowzero: a.int("allowzero", 0)? != 0,
+            };
             if opset < 5 {
-                let shape = a.ints("shape")?.ok_or_else(|| a.err("shape", "is required before opset 5"))?;
-                Ok((op, vec![Arg::Name(node.input.first().cloned().unwrap_or_default()), Arg::Const(Tensor::i64_vec(shape))]))
+                let shape = a
+                    .ints("shape")?
+                    .ok_or_else(|| a.err("shape", "is required before opset 5"))?;
+                Ok((
+                    op,
+                    vec![
+                        Arg::Name(node.input.first().cloned().unwrap_or_default()),
+                        Arg::Const(Tensor::i64_vec(shape)),
+                    ],
+                ))
             } else {
                 simple(op)
             }
@@ -448,22 +604,41 @@ fn convert(node: &NodeProto, site: &NodeSite, opset: u64, base_dir: Option<&Path
             if mode != "constant" {
                 return Err(a.err("mode", format!("'{mode}' padding is not supported; resnetc implements constant padding (what CifarResNet's option-A shortcut uses)")));
             }
-            let op = Op::Pad { mode: PadMode::Constant };
+            let op = Op::Pad {
+                mode: PadMode::Constant,
+            };
             if opset < 11 {
-                let pads = a.ints("pads")?.ok_or_else(|| a.err("pads", "is required before opset 11"))?;
+                let pads = a
+                    .ints("pads")?
+                    .ok_or_else(|| a.err("pads", "is required before opset 11"))?;
                 let value = a.float("value", 0.0)?;
                 let x = node.input.first().cloned().unwrap_or_default();
-                Ok((op, vec![Arg::Name(x), Arg::Const(Tensor::i64_vec(pads)), Arg::Const(Tensor::f32_scalar(value))]))
+                Ok((
+                    op,
+                    vec![
+                        Arg::Name(x),
+                        Arg::Const(Tensor::i64_vec(pads)),
+                        Arg::Const(Tensor::f32_scalar(value)),
+                    ],
+                ))
             } else {
                 simple(op)
             }
         }
         "Slice" => {
             if opset < 10 {
-                let starts = a.ints("starts")?.ok_or_else(|| a.err("starts", "is required before opset 10"))?;
-                let ends = a.ints("ends")?.ok_or_else(|| a.err("ends", "is required before opset 10"))?;
+                let starts = a
+                    .ints("starts")?
+                    .ok_or_else(|| a.err("starts", "is required before opset 10"))?;
+                let ends = a
+                    .ints("ends")?
+                    .ok_or_else(|| a.err("ends", "is required before opset 10"))?;
                 let x = node.input.first().cloned().unwrap_or_default();
-                let mut args = vec![Arg::Name(x), Arg::Const(Tensor::i64_vec(starts)), Arg::Const(Tensor::i64_vec(ends))];
+                let mut args = vec![
+                    Arg::Name(x),
+                    Arg::Const(Tensor::i64_vec(starts)),
+                    Arg::Const(Tensor::i64_vec(ends)),
+                ];
                 if let Some(axes) = a.ints("axes")? {
                     args.push(Arg::Const(axes_tensor(axes)));
                 }
@@ -480,9 +655,15 @@ fn convert(node: &NodeProto, site: &NodeSite, opset: u64, base_dir: Option<&Path
             };
             simple(Op::Shape { start, end })
         }
-        "Gather" => simple(Op::Gather { axis: a.int("axis", 0)? }),
+        "Gather" => simple(Op::Gather {
+            axis: a.int("axis", 0)?,
+        }),
         "Unsqueeze" | "Squeeze" => {
-            let op = if node.op_type() == "Unsqueeze" { Op::Unsqueeze } else { Op::Squeeze };
+            let op = if node.op_type() == "Unsqueeze" {
+                Op::Unsqueeze
+            } else {
+                Op::Squeeze
+            };
             if opset < 13 {
                 let x = node.input.first().cloned().unwrap_or_default();
                 match a.ints("axes")? {
@@ -500,9 +681,14 @@ fn convert(node: &NodeProto, site: &NodeSite, opset: u64, base_dir: Option<&Path
             simple(Op::Concat { axis: axis.i() })
         }
         "ConstantOfShape" => {
-            let value = a.tensor("value", base_dir)?.unwrap_or_else(|| Tensor::f32(ndarray::ArrayD::zeros(ndarray::IxDyn(&[1]))));
+            let value = a
+                .tensor("value", base_dir)?
+                .unwrap_or_else(|| Tensor::f32(ndarray::ArrayD::zeros(ndarray::IxDyn(&[1]))));
             if value.len() != 1 {
-                return Err(a.err("value", format!("must hold one element, holds {}", value.len())));
+                return Err(a.err(
+                    "value",
+                    format!("must hold one element, holds {}", value.len()),
+                ));
             }
             simple(Op::ConstantOfShape { value })
         }
@@ -511,18 +697,31 @@ fn convert(node: &NodeProto, site: &NodeSite, opset: u64, base_dir: Option<&Path
             let dtype = i32::try_from(to)
                 .ok()
                 .and_then(dtype_from_onnx)
-                .ok_or_else(|| a.err("to", format!("casts to {}; resnetc handles float, double, int32, int64 and bool", onnx_dtype_name(to as i32))))?;
+                .ok_or_else(|| {
+                    a.err(
+                        "to",
+                        format!(
+                            "casts to {}; resnetc handles float, double, int32, int64 and bool",
+                            onnx_dtype_name(to as i32)
+                        ),
+                    )
+                })?;
             simple(Op::Cast { to: dtype })
         }
         "Transpose" => {
             let perm = match a.ints("perm")? {
                 None => None,
-                Some(p) if p.iter().all(|&x| (0..64).contains(&x)) => Some(p.into_iter().map(|x| x as usize).collect()),
+                Some(p) if p.iter().all(|&x| (0..64).contains(&x)) => {
+                    Some(p.into_iter().map(|x| x as usize).collect())
+                }
                 Some(p) => return Err(a.err("perm", format!("is not a permutation: {p:?}"))),
             };
             simple(Op::Transpose { perm })
         }
-        _ => Err(ImportError::UnsupportedOp { site: site.clone(), domain: node.domain().to_string() }),
+        _ => Err(ImportError::UnsupportedOp {
+            site: site.clone(),
+            domain: node.domain().to_string(),
+        }),
     }
 }
 
@@ -546,8 +745,17 @@ fn convert_resnetc(node: &NodeProto, site: &NodeSite) -> Result<(Op, Vec<Arg>), 
     match node.op_type() {
         "FusedConv" => {
             let kernel = a.pair("kernel_shape", 0)?;
-            let conv = Conv { kernel, strides: a.pair("strides", 1)?, dilations: a.pair("dilations", 1)?, padding: a.padding()?, group: positive("group")? };
-            let steps = a.get("epilogue").map(|e| e.strings.clone()).unwrap_or_default();
+            let conv = Conv {
+                kernel,
+                strides: a.pair("strides", 1)?,
+                dilations: a.pair("dilations", 1)?,
+                padding: a.padding()?,
+                group: positive("group")?,
+            };
+            let steps = a
+                .get("epilogue")
+                .map(|e| e.strings.clone())
+                .unwrap_or_default();
             let mut epilogue = Vec::new();
             for s in steps {
                 epilogue.push(match s.as_slice() {
@@ -555,15 +763,33 @@ fn convert_resnetc(node: &NodeProto, site: &NodeSite) -> Result<(Op, Vec<Arg>), 
                     b"relu" => resnetc_ir::Epilogue::Relu,
                     b"add" => resnetc_ir::Epilogue::AddResidual(match a.get("residual_stride") {
                         None => resnetc_ir::ResidualRead::Direct,
-                        Some(_) => resnetc_ir::ResidualRead::Subsampled { stride: positive("residual_stride")?, pad_before: size("residual_pad_before")? },
+                        Some(_) => resnetc_ir::ResidualRead::Subsampled {
+                            stride: positive("residual_stride")?,
+                            pad_before: size("residual_pad_before")?,
+                        },
                     }),
-                    other => return Err(a.err("epilogue", format!("unknown step '{}'", String::from_utf8_lossy(other)))),
+                    other => {
+                        return Err(a.err(
+                            "epilogue",
+                            format!("unknown step '{}'", String::from_utf8_lossy(other)),
+                        ))
+                    }
                 });
             }
             Ok((Op::FusedConv { conv, epilogue }, a.args()))
         }
-        "Shortcut" => Ok((Op::Shortcut { stride: positive("stride")?, pad_before: size("pad_before")?, pad_after: size("pad_after")? }, a.args())),
-        _ => Err(ImportError::UnsupportedOp { site: site.clone(), domain: node.domain().to_string() }),
+        "Shortcut" => Ok((
+            Op::Shortcut {
+                stride: positive("stride")?,
+                pad_before: size("pad_before")?,
+                pad_after: size("pad_after")?,
+            },
+            a.args(),
+        )),
+        _ => Err(ImportError::UnsupportedOp {
+            site: site.clone(),
+            domain: node.domain().to_string(),
+        }),
     }
 }
 

@@ -14,6 +14,8 @@ pub mod proto {
 }
 
 pub use error::{ExportError, ImportError, NodeSite};
-pub use export::{export, export_file, export_file_with, export_with, ExportOptions, RESNETC_DOMAIN};
+pub use export::{
+    export, export_file, export_file_with, export_with, ExportOptions, RESNETC_DOMAIN,
+};
 pub use import::{import_bytes, import_file, import_model};
 pub use tensor::{tensor_from_proto, tensor_to_proto};

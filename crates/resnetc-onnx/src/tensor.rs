@@ -35,27 +35,47 @@ pub fn dtype_to_onnx(d: DType) -> i32 {
 
 /// The ONNX name of an element type code, for messages.
 pub fn onnx_dtype_name(code: i32) -> String {
-    DataType::try_from(code).map_or_else(|_| format!("unknown type {code}"), |d| d.as_str_name().to_lowercase())
+    DataType::try_from(code).map_or_else(
+        |_| format!("unknown type {code}"),
+        |d| d.as_str_name().to_lowercase(),
+    )
 }
 
 fn bad(name: &str, message: impl Into<String>) -> ImportError {
-    ImportError::Tensor { name: name.to_string(), message: message.into() }
+    ImportError::Tensor {
+        name: name.to_string(),
+        message: message.into(),
+    }
 }
 
 /// Checks dims and returns (shape, element count).
-pub fn checked_shape(name: &str, dims: &[i64], dtype: DType) -> Result<(Vec<usize>, usize), ImportError> {
+pub fn checked_shape(
+    name: &str,
+    dims: &[i64],
+    dtype: DType,
+) -> Result<(Vec<usize>, usize), ImportError> {
     let mut n: u64 = 1;
     let mut shape = Vec::with_capacity(dims.len());
     for &d in dims {
         if d < 0 {
-            return Err(bad(name, format!("has a negative dimension {d} in dims {dims:?}")));
+            return Err(bad(
+                name,
+                format!("has a negative dimension {d} in dims {dims:?}"),
+            ));
         }
-        n = n.checked_mul(d as u64).ok_or_else(|| bad(name, format!("dims {dims:?} overflow")))?;
+        n = n
+            .checked_mul(d as u64)
+            .ok_or_else(|| bad(name, format!("dims {dims:?} overflow")))?;
         shape.push(d as usize);
     }
     let bytes = n.saturating_mul(dtype.size_of() as u64);
     if bytes > MAX_TENSOR_BYTES {
-        return Err(bad(name, format!("dims {dims:?} describe {bytes} bytes, more than the {MAX_TENSOR_BYTES}-byte limit")));
+        return Err(bad(
+            name,
+            format!(
+                "dims {dims:?} describe {bytes} bytes, more than the {MAX_TENSOR_BYTES}-byte limit"
+            ),
+        ));
     }
     Ok((shape, n as usize))
 }
@@ -65,10 +85,19 @@ pub fn tensor_from_proto(t: &TensorProto, base_dir: Option<&Path>) -> Result<Ten
     let name = t.name();
     let code = t.data_type();
     let dtype = dtype_from_onnx(code).ok_or_else(|| {
-        bad(name, format!("has element type {}; resnetc handles float, double, int32, int64 and bool", onnx_dtype_name(code)))
+        bad(
+            name,
+            format!(
+                "has element type {}; resnetc handles float, double, int32, int64 and bool",
+                onnx_dtype_name(code)
+            ),
+        )
     })?;
     if t.segment.is_some() {
-        return Err(bad(name, "is segmented; re-save the model without segments"));
+        return Err(bad(
+            name,
+            "is segmented; re-save the model without segments",
+        ));
     }
     let (shape, n) = checked_shape(name, &t.dims, dtype)?;
     let external;
@@ -79,46 +108,82 @@ pub fn tensor_from_proto(t: &TensorProto, base_dir: Option<&Path>) -> Result<Ten
         t.raw_data.as_deref()
     };
     let shape = IxDyn(&shape);
-    let count_err = |got: usize| bad(name, format!("holds {got} values but dims {:?} need {n}", t.dims));
+    let count_err = |got: usize| {
+        bad(
+            name,
+            format!("holds {got} values but dims {:?} need {n}", t.dims),
+        )
+    };
     macro_rules! from_raw {
         ($ty:ty, $variant:ident, $size:expr, $conv:expr) => {{
             let raw = raw.expect("checked");
             if raw.len() != n * $size {
-                return Err(bad(name, format!("raw_data has {} bytes but dims {:?} of {} need {}", raw.len(), t.dims, dtype, n * $size)));
+                return Err(bad(
+                    name,
+                    format!(
+                        "raw_data has {} bytes but dims {:?} of {} need {}",
+                        raw.len(),
+                        t.dims,
+                        dtype,
+                        n * $size
+                    ),
+                ));
             }
             let v: Vec<$ty> = raw.chunks_exact($size).map($conv).collect();
-            Tensor::$variant(ArcArray::from_shape_vec(shape, v).map_err(|e| bad(name, e.to_string()))?)
+            Tensor::$variant(
+                ArcArray::from_shape_vec(shape, v).map_err(|e| bad(name, e.to_string()))?,
+            )
         }};
     }
     let tensor = match (dtype, raw) {
-        (DType::F32, Some(_)) => from_raw!(f32, F32, 4, |c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        (DType::F64, Some(_)) => from_raw!(f64, F64, 8, |c| f64::from_le_bytes(c.try_into().expect("8 bytes"))),
-        (DType::I32, Some(_)) => from_raw!(i32, I32, 4, |c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        (DType::I64, Some(_)) => from_raw!(i64, I64, 8, |c| i64::from_le_bytes(c.try_into().expect("8 bytes"))),
+        (DType::F32, Some(_)) => from_raw!(f32, F32, 4, |c| f32::from_le_bytes([
+            c[0], c[1], c[2], c[3]
+        ])),
+        (DType::F64, Some(_)) => from_raw!(f64, F64, 8, |c| f64::from_le_bytes(
+            c.try_into().expect("8 bytes")
+        )),
+        (DType::I32, Some(_)) => from_raw!(i32, I32, 4, |c| i32::from_le_bytes([
+            c[0], c[1], c[2], c[3]
+        ])),
+        (DType::I64, Some(_)) => from_raw!(i64, I64, 8, |c| i64::from_le_bytes(
+            c.try_into().expect("8 bytes")
+        )),
         (DType::Bool, Some(_)) => from_raw!(bool, Bool, 1, |c| c[0] != 0),
         (DType::F32, None) => {
             if t.float_data.len() != n {
                 return Err(count_err(t.float_data.len()));
             }
-            Tensor::F32(ArcArray::from_shape_vec(shape, t.float_data.clone()).map_err(|e| bad(name, e.to_string()))?)
+            Tensor::F32(
+                ArcArray::from_shape_vec(shape, t.float_data.clone())
+                    .map_err(|e| bad(name, e.to_string()))?,
+            )
         }
         (DType::F64, None) => {
             if t.double_data.len() != n {
                 return Err(count_err(t.double_data.len()));
             }
-            Tensor::F64(ArcArray::from_shape_vec(shape, t.double_data.clone()).map_err(|e| bad(name, e.to_string()))?)
+            Tensor::F64(
+                ArcArray::from_shape_vec(shape, t.double_data.clone())
+                    .map_err(|e| bad(name, e.to_string()))?,
+            )
         }
         (DType::I32, None) => {
             if t.int32_data.len() != n {
                 return Err(count_err(t.int32_data.len()));
             }
-            Tensor::I32(ArcArray::from_shape_vec(shape, t.int32_data.clone()).map_err(|e| bad(name, e.to_string()))?)
+            Tensor::I32(
+                ArcArray::from_shape_vec(shape, t.int32_data.clone())
+                    .map_err(|e| bad(name, e.to_string()))?,
+            )
         }
         (DType::I64, None) => {
             if t.int64_data.len() != n {
                 return Err(count_err(t.int64_data.len()));
             }
-            Tensor::I64(ArcArray::from_shape_vec(shape, t.int64_data.clone()).map_err(|e| bad(name, e.to_string()))?)
+            Tensor::I64(
+                ArcArray::from_shape_vec(shape, t.int64_data.clone())
+                    .map_err(|e| bad(name, e.to_string()))?,
+            )
         }
         (DType::Bool, None) => {
             if t.int32_data.len() != n {
@@ -132,47 +197,93 @@ pub fn tensor_from_proto(t: &TensorProto, base_dir: Option<&Path>) -> Result<Ten
 }
 
 /// Reads external data, refusing any location outside the model's folder.
-fn read_external(t: &TensorProto, base_dir: Option<&Path>, expected: usize) -> Result<Vec<u8>, ImportError> {
+fn read_external(
+    t: &TensorProto,
+    base_dir: Option<&Path>,
+    expected: usize,
+) -> Result<Vec<u8>, ImportError> {
     let name = t.name();
-    let ext = |msg: String| ImportError::ExternalData { name: name.to_string(), message: msg };
+    let ext = |msg: String| ImportError::ExternalData {
+        name: name.to_string(),
+        message: msg,
+    };
     let mut location = None;
     let mut offset: u64 = 0;
     let mut length: Option<u64> = None;
     for e in &t.external_data {
         match e.key() {
             "location" => location = Some(e.value().to_string()),
-            "offset" => offset = e.value().parse().map_err(|_| ext(format!("offset '{}' is not a number", e.value())))?,
-            "length" => length = Some(e.value().parse().map_err(|_| ext(format!("length '{}' is not a number", e.value())))?),
+            "offset" => {
+                offset = e
+                    .value()
+                    .parse()
+                    .map_err(|_| ext(format!("offset '{}' is not a number", e.value())))?
+            }
+            "length" => {
+                length = Some(
+                    e.value()
+                        .parse()
+                        .map_err(|_| ext(format!("length '{}' is not a number", e.value())))?,
+                )
+            }
             _ => {}
         }
     }
     let location = location.ok_or_else(|| ext("has no 'location' entry".into()))?;
     let rel = Path::new(&location);
-    if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
         return Err(ext(format!(
             "location '{location}' leaves the model's folder; external data must be a relative path inside it"
         )));
     }
-    let base = base_dir.ok_or_else(|| ext("is stored externally but the model was not loaded from a file".into()))?;
+    let base = base_dir.ok_or_else(|| {
+        ext("is stored externally but the model was not loaded from a file".into())
+    })?;
     let path = base.join(rel);
     // Symbolic links could still point outside: compare canonical paths.
     let (canon_base, canon) = (base.canonicalize(), path.canonicalize());
     match (canon_base, canon) {
         (Ok(b), Ok(p)) if p.starts_with(&b) => {}
-        (Ok(_), Ok(_)) => return Err(ext(format!("location '{location}' resolves outside the model's folder"))),
+        (Ok(_), Ok(_)) => {
+            return Err(ext(format!(
+                "location '{location}' resolves outside the model's folder"
+            )))
+        }
         (_, Err(e)) => return Err(ext(format!("cannot open '{}': {e}", path.display()))),
-        (Err(e), _) => return Err(ext(format!("cannot open the model's folder '{}': {e}", base.display()))),
+        (Err(e), _) => {
+            return Err(ext(format!(
+                "cannot open the model's folder '{}': {e}",
+                base.display()
+            )))
+        }
     }
     if let Some(len) = length {
         if len != expected as u64 {
-            return Err(ext(format!("length {len} disagrees with dims {:?} ({expected} bytes)", t.dims)));
+            return Err(ext(format!(
+                "length {len} disagrees with dims {:?} ({expected} bytes)",
+                t.dims
+            )));
         }
     }
-    let data = std::fs::read(&path).map_err(|e| ext(format!("cannot read '{}': {e}", path.display())))?;
-    let start = usize::try_from(offset).ok().filter(|&s| s <= data.len()).ok_or_else(|| ext(format!("offset {offset} is past the end of '{location}'")))?;
-    let end = start.checked_add(expected).filter(|&e| e <= data.len()).ok_or_else(|| {
-        ext(format!("'{location}' has {} bytes after offset {offset}, the tensor needs {expected}", data.len() - start))
-    })?;
+    let data =
+        std::fs::read(&path).map_err(|e| ext(format!("cannot read '{}': {e}", path.display())))?;
+    let start = usize::try_from(offset)
+        .ok()
+        .filter(|&s| s <= data.len())
+        .ok_or_else(|| ext(format!("offset {offset} is past the end of '{location}'")))?;
+    let end = start
+        .checked_add(expected)
+        .filter(|&e| e <= data.len())
+        .ok_or_else(|| {
+            ext(format!(
+                "'{location}' has {} bytes after offset {offset}, the tensor needs {expected}",
+                data.len() - start
+            ))
+        })?;
     Ok(data[start..end].to_vec())
 }
 

@@ -49,13 +49,20 @@ pub fn fold_constants(graph: &mut Graph, report: &mut PassReport) -> Result<(), 
                 })
                 .collect();
             // CastLike only needs its second operand's element type, which inference knows.
-            if let (Op::CastLike, Some(Some(Some(x))), Some(like)) =
-                (&op, consts_first(&inputs, graph), inputs.get(1).copied().flatten().and_then(|v| info.ty(v)))
-            {
+            if let (Op::CastLike, Some(Some(Some(x))), Some(like)) = (
+                &op,
+                consts_first(&inputs, graph),
+                inputs.get(1).copied().flatten().and_then(|v| info.ty(v)),
+            ) {
                 let cast = Op::Cast { to: like.dtype };
                 let label = graph.node(id).label().to_string();
-                let t = resnetc_reference::eval_op(&cast, &[Some(&x)])
-                    .map_err(|e| PassError::Eval { node: label, op: op.onnx_name(), message: e.to_string() })?;
+                let t = resnetc_reference::eval_op(&cast, &[Some(&x)]).map_err(|e| {
+                    PassError::Eval {
+                        node: label,
+                        op: op.onnx_name(),
+                        message: e.to_string(),
+                    }
+                })?;
                 make_constant(graph, id, t);
                 report.fire("castlike-constant");
                 changed = true;
@@ -64,10 +71,17 @@ pub fn fold_constants(graph: &mut Graph, report: &mut PassReport) -> Result<(), 
             if let Some(consts) = consts {
                 let refs: Vec<Option<&Tensor>> = consts.iter().map(Option::as_ref).collect();
                 let label = graph.node(id).label().to_string();
-                let t = resnetc_reference::eval_op(&op, &refs)
-                    .map_err(|e| PassError::Eval { node: label.clone(), op: op.onnx_name(), message: e.to_string() })?;
+                let t = resnetc_reference::eval_op(&op, &refs).map_err(|e| PassError::Eval {
+                    node: label.clone(),
+                    op: op.onnx_name(),
+                    message: e.to_string(),
+                })?;
                 if t.byte_len() > FOLD_BUDGET_BYTES {
-                    report.skip(format!("'{label}' ({}): result of {} bytes exceeds the folding budget", op.onnx_name(), t.byte_len()));
+                    report.skip(format!(
+                        "'{label}' ({}): result of {} bytes exceeds the folding budget",
+                        op.onnx_name(),
+                        t.byte_len()
+                    ));
                     continue;
                 }
                 make_constant(graph, id, t);
@@ -86,12 +100,22 @@ pub fn fold_constants(graph: &mut Graph, report: &mut PassReport) -> Result<(), 
                     })
                     .collect();
                 if let (Some(ints), true) = (ints, ty.dtype.is_int()) {
-                    let shape: Vec<usize> = if value.scalar { vec![] } else { vec![ints.len()] };
+                    let shape: Vec<usize> = if value.scalar {
+                        vec![]
+                    } else {
+                        vec![ints.len()]
+                    };
                     let t = match ty.dtype {
                         resnetc_ir::DType::I32 => Tensor::I32(
-                            ArcArray::from_shape_vec(IxDyn(&shape), ints.iter().map(|&x| x as i32).collect()).expect("shape matches"),
+                            ArcArray::from_shape_vec(
+                                IxDyn(&shape),
+                                ints.iter().map(|&x| x as i32).collect(),
+                            )
+                            .expect("shape matches"),
                         ),
-                        _ => Tensor::I64(ArcArray::from_shape_vec(IxDyn(&shape), ints).expect("shape matches")),
+                        _ => Tensor::I64(
+                            ArcArray::from_shape_vec(IxDyn(&shape), ints).expect("shape matches"),
+                        ),
                     };
                     make_constant(graph, id, t);
                     report.fire("known-shape-value");
@@ -126,17 +150,23 @@ pub fn fold_symbolic_shapes(graph: &mut Graph, report: &mut PassReport) -> Resul
             Op::Expand => (false, false),
             _ => continue,
         };
-        let (Some(x), Some(s)) = (graph.input(id, 0), graph.input(id, 1)) else { continue };
+        let (Some(x), Some(s)) = (graph.input(id, 0), graph.input(id, 1)) else {
+            continue;
+        };
         // `allowzero` only changes what a literal 0 means; without one it can be dropped, which
         // frees 0 to mean "copy the batch" below.
         let allowzero = allowzero
-            && info.value(s).is_none_or(|v| v.elems.contains(&SymInt::Int(0)));
+            && info
+                .value(s)
+                .is_none_or(|v| v.elems.contains(&SymInt::Int(0)));
         if matches!(graph.op(s.node), Op::Constant(_)) {
             continue;
         }
         let label = graph.node(id).label().to_string();
         let (Some(value), Some(xt)) = (info.value(s), info.ty(x)) else {
-            report.skip(format!("'{label}': its shape operand is not known statically"));
+            report.skip(format!(
+                "'{label}': its shape operand is not known statically"
+            ));
             continue;
         };
         let mut spec = Vec::with_capacity(value.elems.len());
@@ -146,13 +176,20 @@ pub fn fold_symbolic_shapes(graph: &mut Graph, report: &mut PassReport) -> Resul
             match e {
                 SymInt::Int(k) => spec.push(*k),
                 SymInt::Sym(sym) => {
-                    let xi = if is_reshape { i as isize } else { i as isize - offset };
+                    let xi = if is_reshape {
+                        i as isize
+                    } else {
+                        i as isize - offset
+                    };
                     let same = xi >= 0 && xt.shape.get(xi as usize) == Some(&Dim::Sym(sym.clone()));
                     if is_reshape && same && !allowzero {
                         spec.push(0);
                     } else if !is_reshape && same {
                         spec.push(1);
-                    } else if is_reshape && !spec.contains(&-1) && !value.elems[i + 1..].contains(&SymInt::Int(-1)) {
+                    } else if is_reshape
+                        && !spec.contains(&-1)
+                        && !value.elems[i + 1..].contains(&SymInt::Int(-1))
+                    {
                         spec.push(-1);
                     } else {
                         ok = false;
@@ -162,7 +199,10 @@ pub fn fold_symbolic_shapes(graph: &mut Graph, report: &mut PassReport) -> Resul
             }
         }
         if !ok {
-            report.skip(format!("'{label}': the symbolic shape {:?} cannot be expressed with 0/-1 entries", value.elems));
+            report.skip(format!(
+                "'{label}': the symbolic shape {:?} cannot be expressed with 0/-1 entries",
+                value.elems
+            ));
             continue;
         }
         let name = format!("{}_shape", graph.node(id).outputs[0]);
@@ -171,16 +211,25 @@ pub fn fold_symbolic_shapes(graph: &mut Graph, report: &mut PassReport) -> Resul
         if let Op::Reshape { allowzero: a } = &mut graph.node_mut(id).op {
             *a = allowzero;
         }
-        report.fire(if is_reshape { "reshape-symbolic" } else { "expand-symbolic" });
+        report.fire(if is_reshape {
+            "reshape-symbolic"
+        } else {
+            "expand-symbolic"
+        });
     }
     Ok(())
 }
 
 /// Removes Identity nodes, rewiring their readers (and graph outputs) to the identity's input.
 pub fn remove_identity(graph: &mut Graph, report: &mut PassReport) -> Result<(), PassError> {
-    let ids: Vec<NodeId> = graph.node_ids().filter(|&id| matches!(graph.op(id), Op::Identity)).collect();
+    let ids: Vec<NodeId> = graph
+        .node_ids()
+        .filter(|&id| matches!(graph.op(id), Op::Identity))
+        .collect();
     for id in ids {
-        let Some(src) = graph.input(id, 0) else { continue };
+        let Some(src) = graph.input(id, 0) else {
+            continue;
+        };
         graph.replace_all_uses(ValueRef::new(id, 0), src);
         graph.remove_node(id);
         report.fire("identity");

@@ -32,7 +32,10 @@ pub struct PassReport {
 
 impl PassReport {
     pub fn new(pass: &'static str) -> PassReport {
-        PassReport { pass, ..Default::default() }
+        PassReport {
+            pass,
+            ..Default::default()
+        }
     }
 
     pub fn fire(&mut self, rule: &'static str) {
@@ -69,13 +72,20 @@ impl std::fmt::Display for PassReport {
 pub enum PassError {
     /// Evaluating a constant subgraph failed: the model itself is inconsistent.
     #[error("node '{node}' ({op}): {message}")]
-    Eval { node: String, op: &'static str, message: String },
+    Eval {
+        node: String,
+        op: &'static str,
+        message: String,
+    },
     /// The graph was invalid before any pass ran.
     #[error("the graph is invalid: {0}")]
     Invalid(ValidationError),
     /// A pass broke an invariant: a bug in resnetc, not in the model.
     #[error("internal error: the graph is invalid after pass '{pass}': {error}; please report this with the model")]
-    Verify { pass: &'static str, error: ValidationError },
+    Verify {
+        pass: &'static str,
+        error: ValidationError,
+    },
 }
 
 pub type PassFn = fn(&mut Graph, &mut PassReport) -> Result<(), PassError>;
@@ -147,7 +157,11 @@ pub struct PassOptions {
 
 impl Default for PassOptions {
     fn default() -> Self {
-        PassOptions { level: 0, disabled: Vec::new(), verify: true }
+        PassOptions {
+            level: 0,
+            disabled: Vec::new(),
+            verify: true,
+        }
     }
 }
 
@@ -171,7 +185,10 @@ pub fn run_passes(
         let mut report = PassReport::new(p.name);
         (p.run)(graph, &mut report)?;
         if opts.verify {
-            validate(graph).map_err(|error| PassError::Verify { pass: p.name, error })?;
+            validate(graph).map_err(|error| PassError::Verify {
+                pass: p.name,
+                error,
+            })?;
         }
         after(p.name, graph);
         reports.push(report);

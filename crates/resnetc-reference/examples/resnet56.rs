@@ -12,6 +12,10 @@ fn main() {
     for _ in 0..3 {
         let start = Instant::now();
         let y = resnetc_reference::run(&graph, std::slice::from_ref(&x)).expect("runs");
-        println!("ResNet-56, batch 2: {:.1} ms, logits[0..3] = {:?}", start.elapsed().as_secs_f64() * 1e3, &common::f32s(&y[0])[..3]);
+        println!(
+            "ResNet-56, batch 2: {:.1} ms, logits[0..3] = {:?}",
+            start.elapsed().as_secs_f64() * 1e3,
+            &common::f32s(&y[0])[..3]
+        );
     }
 }

@@ -7,7 +7,9 @@ use ndarray::{ArcArray, Array2, ArrayView2, Ix2, IxDyn, Zip};
 use resnetc_ir::{BinOp, Dim, Gemm, Op, Tensor};
 
 use crate::error::EvalError;
-use crate::util::{check_size, dims, from_vec, invalid, map_float, reshaped, row_major, typed, Elem, Float};
+use crate::util::{
+    check_size, dims, from_vec, invalid, map_float, reshaped, row_major, typed, Elem, Float,
+};
 
 pub(crate) fn relu(x: &Tensor) -> Result<Tensor, EvalError> {
     Ok(map_float!("Relu", "input", x, a => relu_t(a)))
@@ -15,15 +17,25 @@ pub(crate) fn relu(x: &Tensor) -> Result<Tensor, EvalError> {
 
 fn relu_t<T: Float>(x: &ArcArray<T, IxDyn>) -> ArcArray<T, IxDyn> {
     // `x < 0` rather than `max(x, 0)`, so NaN stays NaN as in PyTorch.
-    x.mapv(|v| if v < T::zero() { T::zero() } else { v }).into_shared()
+    x.mapv(|v| if v < T::zero() { T::zero() } else { v })
+        .into_shared()
 }
 
 /// The numpy broadcast of two concrete shapes.
-pub(crate) fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>, EvalError> {
+pub(crate) fn broadcast_shape(
+    op: &'static str,
+    a: &[usize],
+    b: &[usize],
+) -> Result<Vec<usize>, EvalError> {
     let fixed = |s: &[usize]| s.iter().map(|&d| Dim::Fixed(d)).collect::<Vec<_>>();
     let out = resnetc_ir::infer::broadcast(&fixed(a), &fixed(b)).map_err(|m| invalid(op, m))?;
     out.and_then(|o| o.iter().map(Dim::fixed).collect::<Option<Vec<_>>>())
-        .ok_or_else(|| invalid(op, format!("shapes {} and {} do not broadcast", dims(a), dims(b))))
+        .ok_or_else(|| {
+            invalid(
+                op,
+                format!("shapes {} and {} do not broadcast", dims(a), dims(b)),
+            )
+        })
 }
 
 /// Integer arithmetic as C++ runtimes do it on two's complement hardware: wrapping, with division
@@ -52,7 +64,14 @@ int!(i64);
 pub(crate) fn binary(op: BinOp, a: &Tensor, b: &Tensor) -> Result<Tensor, EvalError> {
     let name = Op::Binary(op).onnx_name();
     if a.dtype() != b.dtype() {
-        return Err(invalid(name, format!("operand element types differ: {} and {}", a.dtype(), b.dtype())));
+        return Err(invalid(
+            name,
+            format!(
+                "operand element types differ: {} and {}",
+                a.dtype(),
+                b.dtype()
+            ),
+        ));
     }
     let shape = broadcast_shape(name, a.shape(), b.shape())?;
     check_size(name, &shape)?;
@@ -61,17 +80,38 @@ pub(crate) fn binary(op: BinOp, a: &Tensor, b: &Tensor) -> Result<Tensor, EvalEr
         (Tensor::F64(x), Tensor::F64(y)) => Tensor::F64(float_binary(op, x, y, &shape)),
         (Tensor::I32(x), Tensor::I32(y)) => Tensor::I32(int_binary(name, op, x, y, &shape)?),
         (Tensor::I64(x), Tensor::I64(y)) => Tensor::I64(int_binary(name, op, x, y, &shape)?),
-        _ => return Err(crate::util::dtype_error(name, "operands", a.dtype(), "a number type")),
+        _ => {
+            return Err(crate::util::dtype_error(
+                name,
+                "operands",
+                a.dtype(),
+                "a number type",
+            ))
+        }
     })
 }
 
-fn zip_broadcast<T: Clone, O: Clone>(x: &ArcArray<T, IxDyn>, y: &ArcArray<T, IxDyn>, shape: &[usize], f: impl FnMut(&T, &T) -> O) -> ArcArray<O, IxDyn> {
-    let x = x.broadcast(IxDyn(shape)).expect("shape is the broadcast of both operands");
-    let y = y.broadcast(IxDyn(shape)).expect("shape is the broadcast of both operands");
+fn zip_broadcast<T: Clone, O: Clone>(
+    x: &ArcArray<T, IxDyn>,
+    y: &ArcArray<T, IxDyn>,
+    shape: &[usize],
+    f: impl FnMut(&T, &T) -> O,
+) -> ArcArray<O, IxDyn> {
+    let x = x
+        .broadcast(IxDyn(shape))
+        .expect("shape is the broadcast of both operands");
+    let y = y
+        .broadcast(IxDyn(shape))
+        .expect("shape is the broadcast of both operands");
     Zip::from(&x).and(&y).map_collect(f).into_shared()
 }
 
-fn float_binary<T: Float>(op: BinOp, x: &ArcArray<T, IxDyn>, y: &ArcArray<T, IxDyn>, shape: &[usize]) -> ArcArray<T, IxDyn> {
+fn float_binary<T: Float>(
+    op: BinOp,
+    x: &ArcArray<T, IxDyn>,
+    y: &ArcArray<T, IxDyn>,
+    shape: &[usize],
+) -> ArcArray<T, IxDyn> {
     zip_broadcast(x, y, shape, |&p, &q| match op {
         BinOp::Add => p + q,
         BinOp::Sub => p - q,
@@ -80,7 +120,13 @@ fn float_binary<T: Float>(op: BinOp, x: &ArcArray<T, IxDyn>, y: &ArcArray<T, IxD
     })
 }
 
-fn int_binary<T: Int>(name: &'static str, op: BinOp, x: &ArcArray<T, IxDyn>, y: &ArcArray<T, IxDyn>, shape: &[usize]) -> Result<ArcArray<T, IxDyn>, EvalError> {
+fn int_binary<T: Int>(
+    name: &'static str,
+    op: BinOp,
+    x: &ArcArray<T, IxDyn>,
+    y: &ArcArray<T, IxDyn>,
+    shape: &[usize],
+) -> Result<ArcArray<T, IxDyn>, EvalError> {
     let mut by_zero = false;
     let out = zip_broadcast(x, y, shape, |&p, &q| {
         T::apply(op, p, q).unwrap_or_else(|| {
@@ -96,9 +142,19 @@ fn int_binary<T: Int>(name: &'static str, op: BinOp, x: &ArcArray<T, IxDyn>, y: 
 
 const BN: &str = "BatchNormalization";
 
-pub(crate) fn batch_norm(epsilon: f32, x: &Tensor, params: [&Tensor; 4]) -> Result<Tensor, EvalError> {
+pub(crate) fn batch_norm(
+    epsilon: f32,
+    x: &Tensor,
+    params: [&Tensor; 4],
+) -> Result<Tensor, EvalError> {
     if x.rank() < 2 {
-        return Err(invalid(BN, format!("input must have rank >= 2 (N, C, ...), got shape {}", dims(x.shape()))));
+        return Err(invalid(
+            BN,
+            format!(
+                "input must have rank >= 2 (N, C, ...), got shape {}",
+                dims(x.shape())
+            ),
+        ));
     }
     Ok(map_float!(BN, "input", x, a => {
         let [s, b, m, v] = params;
@@ -107,11 +163,21 @@ pub(crate) fn batch_norm(epsilon: f32, x: &Tensor, params: [&Tensor; 4]) -> Resu
 }
 
 /// `y = (x - mean) / sqrt(var + epsilon) * scale + bias`, per channel (axis 1), in that order.
-fn batch_norm_t<T: Float>(epsilon: f32, x: &ArcArray<T, IxDyn>, params: [&ArcArray<T, IxDyn>; 4]) -> Result<ArcArray<T, IxDyn>, EvalError> {
+fn batch_norm_t<T: Float>(
+    epsilon: f32,
+    x: &ArcArray<T, IxDyn>,
+    params: [&ArcArray<T, IxDyn>; 4],
+) -> Result<ArcArray<T, IxDyn>, EvalError> {
     let channels = x.shape()[1];
     for (what, p) in ["scale", "bias", "mean", "var"].into_iter().zip(params) {
         if p.shape() != [channels] {
-            return Err(invalid(BN, format!("{what} must have shape [{channels}] (one per channel), got {}", dims(p.shape()))));
+            return Err(invalid(
+                BN,
+                format!(
+                    "{what} must have shape [{channels}] (one per channel), got {}",
+                    dims(p.shape())
+                ),
+            ));
         }
     }
     if x.is_empty() {
@@ -125,7 +191,11 @@ fn batch_norm_t<T: Float>(epsilon: f32, x: &ArcArray<T, IxDyn>, params: [&ArcArr
     for (i, block) in data.chunks_exact(inner).enumerate() {
         let c = i % channels;
         let denom = (var[c] + eps).sqrt();
-        out.extend(block.iter().map(|&v| (v - mean[c]) / denom * scale[c] + bias[c]));
+        out.extend(
+            block
+                .iter()
+                .map(|&v| (v - mean[c]) / denom * scale[c] + bias[c]),
+        );
     }
     Ok(from_vec(x.shape(), out))
 }
@@ -144,10 +214,22 @@ fn matmul2<T: Float>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
     out
 }
 
-pub(crate) fn gemm(g: &Gemm, a: &Tensor, b: &Tensor, c: Option<&Tensor>) -> Result<Tensor, EvalError> {
+pub(crate) fn gemm(
+    g: &Gemm,
+    a: &Tensor,
+    b: &Tensor,
+    c: Option<&Tensor>,
+) -> Result<Tensor, EvalError> {
     const OP: &str = "Gemm";
     if a.rank() != 2 || b.rank() != 2 {
-        return Err(invalid(OP, format!("A and B must be matrices, got shapes {} and {}", dims(a.shape()), dims(b.shape()))));
+        return Err(invalid(
+            OP,
+            format!(
+                "A and B must be matrices, got shapes {} and {}",
+                dims(a.shape()),
+                dims(b.shape())
+            ),
+        ));
     }
     Ok(map_float!(OP, "A", a, x => {
         let c = c.map(|c| typed(OP, "C", c)).transpose()?;
@@ -155,7 +237,12 @@ pub(crate) fn gemm(g: &Gemm, a: &Tensor, b: &Tensor, c: Option<&Tensor>) -> Resu
     }))
 }
 
-fn gemm_t<T: Float>(g: &Gemm, a: &ArcArray<T, IxDyn>, b: &ArcArray<T, IxDyn>, c: Option<&ArcArray<T, IxDyn>>) -> Result<ArcArray<T, IxDyn>, EvalError> {
+fn gemm_t<T: Float>(
+    g: &Gemm,
+    a: &ArcArray<T, IxDyn>,
+    b: &ArcArray<T, IxDyn>,
+    c: Option<&ArcArray<T, IxDyn>>,
+) -> Result<ArcArray<T, IxDyn>, EvalError> {
     const OP: &str = "Gemm";
     let (a2, b2) = (matrix(a, g.trans_a), matrix(b, g.trans_b));
     let ((m, ka), (kb, n)) = (a2.dim(), b2.dim());
@@ -178,7 +265,13 @@ fn gemm_t<T: Float>(g: &Gemm, a: &ArcArray<T, IxDyn>, b: &ArcArray<T, IxDyn>, c:
     if let Some(c) = c {
         let cb = (c.ndim() <= 2).then(|| c.broadcast((m, n))).flatten();
         let Some(cb) = cb else {
-            return Err(invalid(OP, format!("C of shape {} does not broadcast to the output [{m},{n}]", dims(c.shape()))));
+            return Err(invalid(
+                OP,
+                format!(
+                    "C of shape {} does not broadcast to the output [{m},{n}]",
+                    dims(c.shape())
+                ),
+            ));
         };
         let beta = T::from_f32(g.beta);
         Zip::from(&mut y).and(&cb).for_each(|y, &c| *y += beta * c);
@@ -199,17 +292,34 @@ fn matrix<T>(x: &ArcArray<T, IxDyn>, transposed: bool) -> ArrayView2<'_, T> {
 pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, EvalError> {
     const OP: &str = "MatMul";
     if a.rank() < 2 || b.rank() != 2 {
-        return Err(invalid(OP, format!("only [..,M,K] x [K,N] products are supported, got shapes {} and {}", dims(a.shape()), dims(b.shape()))));
+        return Err(invalid(
+            OP,
+            format!(
+                "only [..,M,K] x [K,N] products are supported, got shapes {} and {}",
+                dims(a.shape()),
+                dims(b.shape())
+            ),
+        ));
     }
     Ok(map_float!(OP, "A", a, x => matmul_t(x, typed(OP, "B", b)?)?))
 }
 
-fn matmul_t<T: Float>(a: &ArcArray<T, IxDyn>, b: &ArcArray<T, IxDyn>) -> Result<ArcArray<T, IxDyn>, EvalError> {
+fn matmul_t<T: Float>(
+    a: &ArcArray<T, IxDyn>,
+    b: &ArcArray<T, IxDyn>,
+) -> Result<ArcArray<T, IxDyn>, EvalError> {
     const OP: &str = "MatMul";
     let shape = a.shape();
     let (k, n) = (b.shape()[0], b.shape()[1]);
     if shape[shape.len() - 1] != k {
-        return Err(invalid(OP, format!("inner dimensions differ: A is {} and B is {}", dims(shape), dims(b.shape()))));
+        return Err(invalid(
+            OP,
+            format!(
+                "inner dimensions differ: A is {} and B is {}",
+                dims(shape),
+                dims(b.shape())
+            ),
+        ));
     }
     let mut out_shape = shape.to_vec();
     *out_shape.last_mut().expect("rank >= 2") = n;

@@ -18,7 +18,12 @@ const OP: &str = "Conv";
 /// Attribute values above this are refused so that all index arithmetic fits in `i64`.
 pub(crate) const MAX_ATTR: usize = 1 << 31;
 
-pub(crate) fn conv(c: &Conv, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor, EvalError> {
+pub(crate) fn conv(
+    c: &Conv,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+) -> Result<Tensor, EvalError> {
     Ok(map_float!(OP, "input", x, a => {
         let bias = bias.map(|b| typed(OP, "bias", b)).transpose()?;
         conv_t(c, a, typed(OP, "weights", w)?, bias)?
@@ -43,7 +48,11 @@ impl Axis {
         let (s, len) = (self.stride as i64, self.len as i64);
         let off = (k * self.dilation) as i64 - self.pad as i64;
         let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
-        let hi = if len - off <= 0 { 0 } else { (len - off + s - 1) / s };
+        let hi = if len - off <= 0 {
+            0
+        } else {
+            (len - off + s - 1) / s
+        };
         let hi = hi.min(self.out as i64);
         lo as usize..(hi.max(lo)) as usize
     }
@@ -63,54 +72,125 @@ pub(crate) fn geometry(
     dilations: [usize; 2],
     padding: &resnetc_ir::Padding,
 ) -> Result<[Axis; 2], EvalError> {
-    for (what, v) in [("kernel", kernel), ("strides", strides), ("dilations", dilations)] {
+    for (what, v) in [
+        ("kernel", kernel),
+        ("strides", strides),
+        ("dilations", dilations),
+    ] {
         if v.contains(&0) || v.iter().any(|&d| d > MAX_ATTR) {
-            return Err(invalid(op, format!("{what} {} must be between 1 and 2^31", dims(&v))));
+            return Err(invalid(
+                op,
+                format!("{what} {} must be between 1 and 2^31", dims(&v)),
+            ));
         }
     }
     let auto = !matches!(padding, resnetc_ir::Padding::Explicit(_));
     if auto && hw.contains(&0) {
-        return Err(invalid(op, format!("automatic padding needs a non-empty input, got spatial size {}", dims(&hw))));
+        return Err(invalid(
+            op,
+            format!(
+                "automatic padding needs a non-empty input, got spatial size {}",
+                dims(&hw)
+            ),
+        ));
     }
     if hw.iter().any(|&d| d > MAX_ATTR) {
-        return Err(invalid(op, format!("spatial size {} is larger than 2^31", dims(&hw))));
+        return Err(invalid(
+            op,
+            format!("spatial size {} is larger than 2^31", dims(&hw)),
+        ));
     }
     // Safe now: every operand is at most 2^31, so resolve's arithmetic cannot overflow.
     let pads = padding.resolve(hw, kernel, strides, dilations);
     if pads.iter().any(|&p| p > MAX_ATTR) {
-        return Err(invalid(op, format!("pads {} must be at most 2^31", dims(&pads))));
+        return Err(invalid(
+            op,
+            format!("pads {} must be at most 2^31", dims(&pads)),
+        ));
     }
-    let mut axes = [Axis { len: 0, pad: 0, kernel: 0, stride: 0, dilation: 0, out: 0 }; 2];
+    let mut axes = [Axis {
+        len: 0,
+        pad: 0,
+        kernel: 0,
+        stride: 0,
+        dilation: 0,
+        out: 0,
+    }; 2];
     for i in 0..2 {
         let eff = (kernel[i] - 1) * dilations[i] + 1;
         let padded = hw[i] + pads[i] + pads[i + 2];
         if padded < eff {
             let name = ["height", "width"][i];
-            return Err(invalid(op, format!("the {name} window ({eff}) is larger than the padded input ({padded})")));
+            return Err(invalid(
+                op,
+                format!("the {name} window ({eff}) is larger than the padded input ({padded})"),
+            ));
         }
-        axes[i] = Axis { len: hw[i], pad: pads[i], kernel: kernel[i], stride: strides[i], dilation: dilations[i], out: (padded - eff) / strides[i] + 1 };
+        axes[i] = Axis {
+            len: hw[i],
+            pad: pads[i],
+            kernel: kernel[i],
+            stride: strides[i],
+            dilation: dilations[i],
+            out: (padded - eff) / strides[i] + 1,
+        };
     }
     Ok(axes)
 }
 
-fn conv_t<T: Float>(c: &Conv, x: &ArcArray<T, IxDyn>, w: &ArcArray<T, IxDyn>, bias: Option<&ArcArray<T, IxDyn>>) -> Result<ArcArray<T, IxDyn>, EvalError> {
+fn conv_t<T: Float>(
+    c: &Conv,
+    x: &ArcArray<T, IxDyn>,
+    w: &ArcArray<T, IxDyn>,
+    bias: Option<&ArcArray<T, IxDyn>>,
+) -> Result<ArcArray<T, IxDyn>, EvalError> {
     let (&[n, cin, h, wi], &[cout, cin_g, kh, kw]) = (x.shape(), w.shape()) else {
-        return Err(invalid(OP, format!("only 2-D convolution is supported: input {} and weights {} must both have rank 4", dims(x.shape()), dims(w.shape()))));
+        return Err(invalid(
+            OP,
+            format!(
+                "only 2-D convolution is supported: input {} and weights {} must both have rank 4",
+                dims(x.shape()),
+                dims(w.shape())
+            ),
+        ));
     };
     let group = c.group;
     if group == 0 || cout % group != 0 {
-        return Err(invalid(OP, format!("group {group} does not divide the {cout} output channels")));
+        return Err(invalid(
+            OP,
+            format!("group {group} does not divide the {cout} output channels"),
+        ));
     }
     if cin != cin_g * group {
-        let per_group = if group > 1 { format!(" ({cin_g} per group x {group} groups)") } else { String::new() };
-        return Err(invalid(OP, format!("input has {cin} channels but weights expect {}{per_group}", cin_g * group)));
+        let per_group = if group > 1 {
+            format!(" ({cin_g} per group x {group} groups)")
+        } else {
+            String::new()
+        };
+        return Err(invalid(
+            OP,
+            format!(
+                "input has {cin} channels but weights expect {}{per_group}",
+                cin_g * group
+            ),
+        ));
     }
     if [kh, kw] != c.kernel {
-        return Err(invalid(OP, format!("kernel_shape {} disagrees with the weights' {}", dims(&c.kernel), dims(&[kh, kw]))));
+        return Err(invalid(
+            OP,
+            format!(
+                "kernel_shape {} disagrees with the weights' {}",
+                dims(&c.kernel),
+                dims(&[kh, kw])
+            ),
+        ));
     }
     if let Some(b) = bias {
         if b.shape() != [cout] {
-            return Err(invalid(OP, format!("bias must have shape [{cout}], got {}", dims(b.shape()))));
+            return Err(invalid(
+                OP,
+                format!("bias must have shape [{cout}], got {}", dims(b.shape())),
+            ));
         }
     }
     let [ay, ax] = geometry(OP, [h, wi], c.kernel, c.strides, c.dilations, &c.padding)?;

@@ -9,11 +9,24 @@ use thiserror::Error;
 #[derive(Clone, Debug, PartialEq, Error)]
 pub enum EvalError {
     #[error("{op}: takes at most {max} inputs, got {got}")]
-    TooManyInputs { op: &'static str, got: usize, max: usize },
+    TooManyInputs {
+        op: &'static str,
+        got: usize,
+        max: usize,
+    },
     #[error("{op}: required input {slot} ({name}) is missing")]
-    MissingInput { op: &'static str, slot: usize, name: &'static str },
+    MissingInput {
+        op: &'static str,
+        slot: usize,
+        name: &'static str,
+    },
     #[error("{op}: {what} has element type {got}, expected {expected}")]
-    DType { op: &'static str, what: &'static str, got: DType, expected: String },
+    DType {
+        op: &'static str,
+        what: &'static str,
+        got: DType,
+        expected: String,
+    },
     /// The result would be over [`MAX_ELEMENTS`]: refused rather than allocated, since shapes
     /// can come from data (ConstantOfShape, Expand, Range, Pad) and data can be hostile.
     #[error("{op}: the result would have shape {}, more than 2^31 elements", crate::util::dims(.shape))]
@@ -39,9 +52,21 @@ pub enum InputProblem {
     #[error("expected rank {expected}, got shape {}", crate::util::dims(.got))]
     Rank { expected: usize, got: Vec<usize> },
     #[error("dimension {axis} must be {expected}, got {got}")]
-    Dim { axis: usize, expected: usize, got: usize },
-    #[error("dimension {axis} is '{symbol}' = {got}, but '{symbol}' = {bound} in input '{bound_by}'")]
-    Symbol { axis: usize, symbol: String, got: usize, bound: usize, bound_by: String },
+    Dim {
+        axis: usize,
+        expected: usize,
+        got: usize,
+    },
+    #[error(
+        "dimension {axis} is '{symbol}' = {got}, but '{symbol}' = {bound} in input '{bound_by}'"
+    )]
+    Symbol {
+        axis: usize,
+        symbol: String,
+        got: usize,
+        bound: usize,
+        bound_by: String,
+    },
 }
 
 /// Why [`crate::run`] failed.
@@ -52,13 +77,28 @@ pub enum ExecError {
     #[error("the graph takes {expected} inputs, got {got}")]
     InputCount { expected: usize, got: usize },
     #[error("input {index} '{name}' ({expected}): {problem}")]
-    Input { index: usize, name: String, expected: Box<TensorType>, problem: InputProblem },
+    Input {
+        index: usize,
+        name: String,
+        expected: Box<TensorType>,
+        problem: InputProblem,
+    },
     /// An `Input` node that is not listed in `Graph::inputs`, so no value can be bound to it.
     #[error("node '{node}' is an Input but not one of the graph's inputs")]
     UnboundInput { node: String },
     #[error("node '{node}': {source}")]
-    Node { node: String, op: &'static str, source: EvalError },
+    Node {
+        node: String,
+        op: &'static str,
+        source: EvalError,
+    },
     /// The executor computed a value that the validator typed differently: a bug in one of them.
     #[error("node '{node}' ({op}): computed {got_dtype}{} but the validator inferred {inferred}", crate::util::dims(.got_shape))]
-    TypeMismatch { node: String, op: &'static str, inferred: Box<TensorType>, got_dtype: DType, got_shape: Vec<usize> },
+    TypeMismatch {
+        node: String,
+        op: &'static str,
+        inferred: Box<TensorType>,
+        got_dtype: DType,
+        got_shape: Vec<usize>,
+    },
 }

@@ -11,8 +11,17 @@ use crate::error::EvalError;
 
 const OP: &str = "FusedConv";
 
-fn f32_of<'a>(op: &'static str, what: &'static str, t: &'a Tensor) -> Result<&'a ndarray::ArcArray<f32, IxDyn>, EvalError> {
-    t.as_f32().ok_or_else(|| EvalError::DType { op, what, got: t.dtype(), expected: "f32".to_string() })
+fn f32_of<'a>(
+    op: &'static str,
+    what: &'static str,
+    t: &'a Tensor,
+) -> Result<&'a ndarray::ArcArray<f32, IxDyn>, EvalError> {
+    t.as_f32().ok_or_else(|| EvalError::DType {
+        op,
+        what,
+        got: t.dtype(),
+        expected: "f32".to_string(),
+    })
 }
 
 pub(crate) fn fused_conv(
@@ -36,12 +45,18 @@ pub(crate) fn fused_conv(
             Epilogue::Bias => unreachable!("checked above"),
             Epilogue::Relu => y.mapv_inplace(|v| v.max(0.0)),
             Epilogue::AddResidual(read) => {
-                let r = residual.ok_or_else(|| invalid("the epilogue adds a residual but input 3 is absent".into()))?;
+                let r = residual.ok_or_else(|| {
+                    invalid("the epilogue adds a residual but input 3 is absent".into())
+                })?;
                 let r = f32_of(OP, "residual", r)?;
                 match *read {
                     ResidualRead::Direct => {
                         if r.shape() != y.shape() {
-                            return Err(invalid(format!("residual {:?} differs from the output {:?}", r.shape(), y.shape())));
+                            return Err(invalid(format!(
+                                "residual {:?} differs from the output {:?}",
+                                r.shape(),
+                                y.shape()
+                            )));
                         }
                         y.zip_mut_with(r, |a, &b| *a += b);
                     }
@@ -58,14 +73,27 @@ pub(crate) fn fused_conv(
 
 /// The option-A shortcut with `out_channels` channels in all: `x[:, :, ::stride, ::stride]` placed at
 /// channel offset `pad_before`, zeros elsewhere.
-fn shortcut(x: &ndarray::ArcArray<f32, IxDyn>, stride: usize, pad_before: usize, out_channels: usize) -> Result<ArrayD<f32>, EvalError> {
-    let invalid = |m: String| EvalError::Invalid { op: "Shortcut", message: m };
+fn shortcut(
+    x: &ndarray::ArcArray<f32, IxDyn>,
+    stride: usize,
+    pad_before: usize,
+    out_channels: usize,
+) -> Result<ArrayD<f32>, EvalError> {
+    let invalid = |m: String| EvalError::Invalid {
+        op: "Shortcut",
+        message: m,
+    };
     if x.ndim() != 4 || stride == 0 {
-        return Err(invalid(format!("expects an NCHW input and a positive stride, got {:?} and {stride}", x.shape())));
+        return Err(invalid(format!(
+            "expects an NCHW input and a positive stride, got {:?} and {stride}",
+            x.shape()
+        )));
     }
     let (n, c, h, w) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
     if pad_before + c > out_channels {
-        return Err(invalid(format!("{c} channels at offset {pad_before} do not fit in {out_channels}")));
+        return Err(invalid(format!(
+            "{c} channels at offset {pad_before} do not fit in {out_channels}"
+        )));
     }
     let (oh, ow) = (h.div_ceil(stride), w.div_ceil(stride));
     let mut out = ArrayD::<f32>::zeros(IxDyn(&[n, out_channels, oh, ow]));
@@ -81,7 +109,12 @@ fn shortcut(x: &ndarray::ArcArray<f32, IxDyn>, stride: usize, pad_before: usize,
     Ok(out)
 }
 
-pub(crate) fn shortcut_op(x: &Tensor, stride: usize, pad_before: usize, pad_after: usize) -> Result<Tensor, EvalError> {
+pub(crate) fn shortcut_op(
+    x: &Tensor,
+    stride: usize,
+    pad_before: usize,
+    pad_after: usize,
+) -> Result<Tensor, EvalError> {
     let a = f32_of("Shortcut", "input", x)?;
     let channels = a.shape().get(1).copied().unwrap_or(0) + pad_before + pad_after;
     Ok(Tensor::f32(shortcut(a, stride, pad_before, channels)?))

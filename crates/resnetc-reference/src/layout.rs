@@ -8,23 +8,42 @@ use resnetc_ir::{DType, Tensor};
 
 use crate::arith::broadcast_shape;
 use crate::error::EvalError;
-use crate::util::{axes, axis, check_size, check_size_u64, dims, dtype_error, from_vec, int_list, invalid, map_tensor, reshaped, typed, Elem};
+use crate::util::{
+    axes, axis, check_size, check_size_u64, dims, dtype_error, from_vec, int_list, invalid,
+    map_tensor, reshaped, typed, Elem,
+};
 
 pub(crate) fn flatten(axis_attr: i64, x: &Tensor) -> Result<Tensor, EvalError> {
     const OP: &str = "Flatten";
     let r = x.rank() as i64;
     if !(-r..=r).contains(&axis_attr) {
-        return Err(invalid(OP, format!("axis {axis_attr} is out of range for rank {r} (allowed: {}..={r})", -r)));
+        return Err(invalid(
+            OP,
+            format!(
+                "axis {axis_attr} is out of range for rank {r} (allowed: {}..={r})",
+                -r
+            ),
+        ));
     }
-    let a = if axis_attr < 0 { axis_attr + r } else { axis_attr } as usize;
-    let shape = [x.shape()[..a].iter().product(), x.shape()[a..].iter().product()];
+    let a = if axis_attr < 0 {
+        axis_attr + r
+    } else {
+        axis_attr
+    } as usize;
+    let shape = [
+        x.shape()[..a].iter().product(),
+        x.shape()[a..].iter().product(),
+    ];
     Ok(map_tensor!(x, t => reshaped(OP, t, &shape)?))
 }
 
 pub(crate) fn reshape(allowzero: bool, x: &Tensor, shape: &Tensor) -> Result<Tensor, EvalError> {
     const OP: &str = "Reshape";
     if shape.rank() != 1 {
-        return Err(invalid(OP, format!("shape must be 1-D, got shape {}", dims(shape.shape()))));
+        return Err(invalid(
+            OP,
+            format!("shape must be 1-D, got shape {}", dims(shape.shape())),
+        ));
     }
     let spec = int_list(OP, "shape", shape)?;
     let mut out = Vec::with_capacity(spec.len());
@@ -33,23 +52,57 @@ pub(crate) fn reshape(allowzero: bool, x: &Tensor, shape: &Tensor) -> Result<Ten
         match s {
             -1 => {
                 if infer_at.replace(i).is_some() {
-                    return Err(invalid(OP, format!("shape {} has more than one -1", dims(&spec))));
+                    return Err(invalid(
+                        OP,
+                        format!("shape {} has more than one -1", dims(&spec)),
+                    ));
                 }
                 out.push(1);
             }
             0 if !allowzero => match x.shape().get(i) {
                 Some(&d) => out.push(d),
-                None => return Err(invalid(OP, format!("shape {} copies dimension {i} (0), but the input has rank {}", dims(&spec), x.rank()))),
+                None => {
+                    return Err(invalid(
+                        OP,
+                        format!(
+                            "shape {} copies dimension {i} (0), but the input has rank {}",
+                            dims(&spec),
+                            x.rank()
+                        ),
+                    ))
+                }
             },
-            s if s >= 0 => out.push(usize::try_from(s).map_err(|_| invalid(OP, format!("shape entry {s} is too large")))?),
-            s => return Err(invalid(OP, format!("shape entry {i} is {s}; entries must be -1 (infer), 0 or a size"))),
+            s if s >= 0 => out.push(
+                usize::try_from(s)
+                    .map_err(|_| invalid(OP, format!("shape entry {s} is too large")))?,
+            ),
+            s => {
+                return Err(invalid(
+                    OP,
+                    format!("shape entry {i} is {s}; entries must be -1 (infer), 0 or a size"),
+                ))
+            }
         }
     }
     if allowzero && infer_at.is_some() && spec.contains(&0) {
-        return Err(invalid(OP, format!("shape {} has both 0 and -1, which allowzero forbids", dims(&spec))));
+        return Err(invalid(
+            OP,
+            format!(
+                "shape {} has both 0 and -1, which allowzero forbids",
+                dims(&spec)
+            ),
+        ));
     }
-    let cannot = || invalid(OP, format!("cannot reshape {} elements into {}", x.len(), dims(&spec)));
-    let known = out.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(cannot)?;
+    let cannot = || {
+        invalid(
+            OP,
+            format!("cannot reshape {} elements into {}", x.len(), dims(&spec)),
+        )
+    };
+    let known = out
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(cannot)?;
     match infer_at {
         Some(at) => {
             if known == 0 || !x.len().is_multiple_of(known) {
@@ -63,7 +116,12 @@ pub(crate) fn reshape(allowzero: bool, x: &Tensor, shape: &Tensor) -> Result<Ten
     Ok(map_tensor!(x, t => reshaped(OP, t, &out)?))
 }
 
-pub(crate) fn pad(x: &Tensor, pads: &Tensor, value: Option<&Tensor>, axes_input: Option<&Tensor>) -> Result<Tensor, EvalError> {
+pub(crate) fn pad(
+    x: &Tensor,
+    pads: &Tensor,
+    value: Option<&Tensor>,
+    axes_input: Option<&Tensor>,
+) -> Result<Tensor, EvalError> {
     const OP: &str = "Pad";
     let pads = int_list(OP, "pads", pads)?;
     let padded: Vec<usize> = match axes_input {
@@ -71,7 +129,15 @@ pub(crate) fn pad(x: &Tensor, pads: &Tensor, value: Option<&Tensor>, axes_input:
         None => (0..x.rank()).collect(),
     };
     if pads.len() != 2 * padded.len() {
-        return Err(invalid(OP, format!("pads has {} entries, expected {} (begin and end for each of {} axes)", pads.len(), 2 * padded.len(), padded.len())));
+        return Err(invalid(
+            OP,
+            format!(
+                "pads has {} entries, expected {} (begin and end for each of {} axes)",
+                pads.len(),
+                2 * padded.len(),
+                padded.len()
+            ),
+        ));
     }
     let mut begin = vec![0i64; x.rank()];
     let mut out_shape: Vec<u64> = x.shape().iter().map(|&d| d as u64).collect();
@@ -80,7 +146,10 @@ pub(crate) fn pad(x: &Tensor, pads: &Tensor, value: Option<&Tensor>, axes_input:
         let d = x.shape()[a];
         let n = d as i128 + b as i128 + e as i128;
         if n < 0 {
-            return Err(invalid(OP, format!("pads {b},{e} on axis {a} remove more than its {d} elements")));
+            return Err(invalid(
+                OP,
+                format!("pads {b},{e} on axis {a} remove more than its {d} elements"),
+            ));
         }
         begin[a] = b;
         out_shape[a] = u64::try_from(n).unwrap_or(u64::MAX);
@@ -89,16 +158,31 @@ pub(crate) fn pad(x: &Tensor, pads: &Tensor, value: Option<&Tensor>, axes_input:
     let out_shape: Vec<usize> = out_shape.iter().map(|&d| d as usize).collect();
     if let Some(v) = value {
         if v.len() != 1 {
-            return Err(invalid(OP, format!("constant_value must have one element, got shape {}", dims(v.shape()))));
+            return Err(invalid(
+                OP,
+                format!(
+                    "constant_value must have one element, got shape {}",
+                    dims(v.shape())
+                ),
+            ));
         }
     }
     Ok(map_tensor!(x, t => pad_t(t, &begin, &out_shape, value)?))
 }
 
 /// Fills the output with the constant, then copies the part of the input that survives cropping.
-fn pad_t<T: Elem>(x: &ArcArray<T, IxDyn>, begin: &[i64], out_shape: &[usize], value: Option<&Tensor>) -> Result<ArcArray<T, IxDyn>, EvalError> {
+fn pad_t<T: Elem>(
+    x: &ArcArray<T, IxDyn>,
+    begin: &[i64],
+    out_shape: &[usize],
+    value: Option<&Tensor>,
+) -> Result<ArcArray<T, IxDyn>, EvalError> {
     let fill = match value {
-        Some(v) => typed::<T>("Pad", "constant_value", v)?.iter().next().cloned().unwrap_or_default(),
+        Some(v) => typed::<T>("Pad", "constant_value", v)?
+            .iter()
+            .next()
+            .cloned()
+            .unwrap_or_default(),
         None => T::default(),
     };
     let mut out = ArrayD::from_elem(IxDyn(out_shape), fill);
@@ -125,24 +209,55 @@ fn pad_t<T: Elem>(x: &ArcArray<T, IxDyn>, begin: &[i64], out_shape: &[usize], va
     Ok(out.into_shared())
 }
 
-pub(crate) fn slice(x: &Tensor, starts: &Tensor, ends: &Tensor, axes_input: Option<&Tensor>, steps: Option<&Tensor>) -> Result<Tensor, EvalError> {
+pub(crate) fn slice(
+    x: &Tensor,
+    starts: &Tensor,
+    ends: &Tensor,
+    axes_input: Option<&Tensor>,
+    steps: Option<&Tensor>,
+) -> Result<Tensor, EvalError> {
     const OP: &str = "Slice";
     let starts = int_list(OP, "starts", starts)?;
     let ends = int_list(OP, "ends", ends)?;
     if starts.len() != ends.len() {
-        return Err(invalid(OP, format!("starts has {} entries but ends has {}", starts.len(), ends.len())));
+        return Err(invalid(
+            OP,
+            format!(
+                "starts has {} entries but ends has {}",
+                starts.len(),
+                ends.len()
+            ),
+        ));
     }
     let sliced: Vec<usize> = match axes_input {
         Some(t) => axes(OP, &int_list(OP, "axes", t)?, x.rank())?,
         None if starts.len() <= x.rank() => (0..starts.len()).collect(),
-        None => return Err(invalid(OP, format!("starts has {} entries but the input has rank {}", starts.len(), x.rank()))),
+        None => {
+            return Err(invalid(
+                OP,
+                format!(
+                    "starts has {} entries but the input has rank {}",
+                    starts.len(),
+                    x.rank()
+                ),
+            ))
+        }
     };
     let steps = match steps {
         Some(t) => int_list(OP, "steps", t)?,
         None => vec![1; starts.len()],
     };
     if sliced.len() != starts.len() || steps.len() != starts.len() {
-        return Err(invalid(OP, format!("starts, ends, axes and steps must have the same length ({}, {}, {}, {})", starts.len(), ends.len(), sliced.len(), steps.len())));
+        return Err(invalid(
+            OP,
+            format!(
+                "starts, ends, axes and steps must have the same length ({}, {}, {}, {})",
+                starts.len(),
+                ends.len(),
+                sliced.len(),
+                steps.len()
+            ),
+        ));
     }
     // Per axis: the first index, the step and the count; untouched axes keep everything.
     let mut plan: Vec<(i64, i64, usize)> = x.shape().iter().map(|&d| (0, 1, d)).collect();
@@ -165,7 +280,9 @@ fn slice_t<T: Clone>(x: &ArcArray<T, IxDyn>, plan: &[(i64, i64, usize)]) -> ArcA
         if (start, step, count) == (0, 1, x.shape()[a]) {
             continue;
         }
-        let picked: Vec<usize> = (0..count as i64).map(|i| (start + i * step) as usize).collect();
+        let picked: Vec<usize> = (0..count as i64)
+            .map(|i| (start + i * step) as usize)
+            .collect();
         out = out.select(Axis(a), &picked);
     }
     out.into_shared()
@@ -182,7 +299,9 @@ pub(crate) fn gather(axis_attr: i64, x: &Tensor, indices: &Tensor) -> Result<Ten
         return Err(invalid(OP, "cannot gather from a scalar"));
     }
     let a = axis(OP, "axis", axis_attr, x.rank())?;
-    let Some(raw) = indices.as_i64s() else { return Err(dtype_error(OP, "indices", indices.dtype(), "i32 or i64")) };
+    let Some(raw) = indices.as_i64s() else {
+        return Err(dtype_error(OP, "indices", indices.dtype(), "i32 or i64"));
+    };
     let n = x.shape()[a] as i64;
     let picked: Vec<usize> = raw
         .iter()
@@ -191,7 +310,10 @@ pub(crate) fn gather(axis_attr: i64, x: &Tensor, indices: &Tensor) -> Result<Ten
             if (0..n).contains(&j) {
                 Ok(j as usize)
             } else {
-                Err(invalid(OP, format!("index {i} is out of range for axis {a} of size {n}")))
+                Err(invalid(
+                    OP,
+                    format!("index {i} is out of range for axis {a} of size {n}"),
+                ))
             }
         })
         .collect::<Result<_, _>>()?;
@@ -208,7 +330,15 @@ pub(crate) fn unsqueeze(x: &Tensor, axes_input: &Tensor) -> Result<Tensor, EvalE
     let rank = x.rank() + list.len();
     let inserted = axes(OP, &list, rank)?;
     let mut rest = x.shape().iter();
-    let shape: Vec<usize> = (0..rank).map(|i| if inserted.contains(&i) { 1 } else { *rest.next().expect("rank adds up") }).collect();
+    let shape: Vec<usize> = (0..rank)
+        .map(|i| {
+            if inserted.contains(&i) {
+                1
+            } else {
+                *rest.next().expect("rank adds up")
+            }
+        })
+        .collect();
     Ok(map_tensor!(x, t => reshaped(OP, t, &shape)?))
 }
 
@@ -225,15 +355,26 @@ pub(crate) fn squeeze(x: &Tensor, axes_input: Option<&Tensor>) -> Result<Tensor,
         axes(OP, &list, x.rank())?
     };
     if let Some(&a) = removed.iter().find(|&&a| x.shape()[a] != 1) {
-        return Err(invalid(OP, format!("cannot squeeze axis {a} of shape {}: its size is not 1", dims(x.shape()))));
+        return Err(invalid(
+            OP,
+            format!(
+                "cannot squeeze axis {a} of shape {}: its size is not 1",
+                dims(x.shape())
+            ),
+        ));
     }
-    let shape: Vec<usize> = (0..x.rank()).filter(|i| !removed.contains(i)).map(|i| x.shape()[i]).collect();
+    let shape: Vec<usize> = (0..x.rank())
+        .filter(|i| !removed.contains(i))
+        .map(|i| x.shape()[i])
+        .collect();
     Ok(map_tensor!(x, t => reshaped(OP, t, &shape)?))
 }
 
 pub(crate) fn concat(axis_attr: i64, parts: &[&Tensor]) -> Result<Tensor, EvalError> {
     const OP: &str = "Concat";
-    let Some(first) = parts.first() else { return Err(invalid(OP, "needs at least one input")) };
+    let Some(first) = parts.first() else {
+        return Err(invalid(OP, "needs at least one input"));
+    };
     if first.rank() == 0 {
         return Err(invalid(OP, "cannot concatenate scalars"));
     }
@@ -241,13 +382,25 @@ pub(crate) fn concat(axis_attr: i64, parts: &[&Tensor]) -> Result<Tensor, EvalEr
     let mut total = 0usize;
     for (k, p) in parts.iter().enumerate() {
         if p.dtype() != first.dtype() {
-            return Err(invalid(OP, format!("input {k} has element type {} but input 0 has {}", p.dtype(), first.dtype())));
+            return Err(invalid(
+                OP,
+                format!(
+                    "input {k} has element type {} but input 0 has {}",
+                    p.dtype(),
+                    first.dtype()
+                ),
+            ));
         }
-        let same_outside = p.rank() == first.rank() && (0..p.rank()).all(|i| i == a || p.shape()[i] == first.shape()[i]);
+        let same_outside = p.rank() == first.rank()
+            && (0..p.rank()).all(|i| i == a || p.shape()[i] == first.shape()[i]);
         if !same_outside {
             return Err(invalid(
                 OP,
-                format!("input {k} has shape {} but input 0 has {}; they may differ only on axis {a}", dims(p.shape()), dims(first.shape())),
+                format!(
+                    "input {k} has shape {} but input 0 has {}; they may differ only on axis {a}",
+                    dims(p.shape()),
+                    dims(first.shape())
+                ),
             ));
         }
         total = total.saturating_add(p.shape()[a]);
@@ -265,18 +418,33 @@ pub(crate) fn concat(axis_attr: i64, parts: &[&Tensor]) -> Result<Tensor, EvalEr
 }
 
 fn concat_t<T: Elem>(parts: &[&Tensor], a: usize) -> Result<ArcArray<T, IxDyn>, EvalError> {
-    let views = parts.iter().map(|p| typed::<T>("Concat", "input", p).map(|t| t.view())).collect::<Result<Vec<_>, _>>()?;
-    ndarray::concatenate(Axis(a), &views).map(ArrayD::into_shared).map_err(|e| invalid("Concat", e.to_string()))
+    let views = parts
+        .iter()
+        .map(|p| typed::<T>("Concat", "input", p).map(|t| t.view()))
+        .collect::<Result<Vec<_>, _>>()?;
+    ndarray::concatenate(Axis(a), &views)
+        .map(ArrayD::into_shared)
+        .map_err(|e| invalid("Concat", e.to_string()))
 }
 
 /// A shape given as data: a 1-D integer tensor of sizes, none negative.
 fn shape_input(op: &'static str, t: &Tensor) -> Result<Vec<usize>, EvalError> {
     if t.rank() != 1 {
-        return Err(invalid(op, format!("shape must be 1-D, got shape {}", dims(t.shape()))));
+        return Err(invalid(
+            op,
+            format!("shape must be 1-D, got shape {}", dims(t.shape())),
+        ));
     }
     let spec = int_list(op, "shape", t)?;
     spec.iter()
-        .map(|&d| usize::try_from(d).map_err(|_| invalid(op, format!("shape {} has a negative dimension", dims(&spec)))))
+        .map(|&d| {
+            usize::try_from(d).map_err(|_| {
+                invalid(
+                    op,
+                    format!("shape {} has a negative dimension", dims(&spec)),
+                )
+            })
+        })
         .collect()
 }
 
@@ -285,9 +453,17 @@ pub(crate) fn constant_of_shape(value: &Tensor, shape: &Tensor) -> Result<Tensor
     let shape = shape_input(OP, shape)?;
     check_size(OP, &shape)?;
     if value.len() != 1 {
-        return Err(invalid(OP, format!("value must have one element, got shape {}", dims(value.shape()))));
+        return Err(invalid(
+            OP,
+            format!(
+                "value must have one element, got shape {}",
+                dims(value.shape())
+            ),
+        ));
     }
-    Ok(map_tensor!(value, v => ArcArray::from_elem(IxDyn(&shape), v.iter().next().cloned().unwrap_or_default())))
+    Ok(
+        map_tensor!(value, v => ArcArray::from_elem(IxDyn(&shape), v.iter().next().cloned().unwrap_or_default())),
+    )
 }
 
 pub(crate) fn expand(x: &Tensor, shape: &Tensor) -> Result<Tensor, EvalError> {
@@ -295,7 +471,9 @@ pub(crate) fn expand(x: &Tensor, shape: &Tensor) -> Result<Tensor, EvalError> {
     let target = shape_input(OP, shape)?;
     let out = broadcast_shape(OP, x.shape(), &target)?;
     check_size(OP, &out)?;
-    Ok(map_tensor!(x, t => t.broadcast(IxDyn(&out)).expect("out is a broadcast of x's shape").to_owned().into_shared()))
+    Ok(
+        map_tensor!(x, t => t.broadcast(IxDyn(&out)).expect("out is a broadcast of x's shape").to_owned().into_shared()),
+    )
 }
 
 pub(crate) fn transpose(perm: Option<&[usize]>, x: &Tensor) -> Result<Tensor, EvalError> {
@@ -303,19 +481,34 @@ pub(crate) fn transpose(perm: Option<&[usize]>, x: &Tensor) -> Result<Tensor, Ev
     let mut sorted = perm.clone();
     sorted.sort_unstable();
     if sorted != (0..x.rank()).collect::<Vec<_>>() {
-        return Err(invalid("Transpose", format!("perm {} is not a permutation of the {} axes", dims(&perm), x.rank())));
+        return Err(invalid(
+            "Transpose",
+            format!(
+                "perm {} is not a permutation of the {} axes",
+                dims(&perm),
+                x.rank()
+            ),
+        ));
     }
-    Ok(map_tensor!(x, t => t.view().permuted_axes(perm.clone()).as_standard_layout().into_owned().into_shared()))
+    Ok(
+        map_tensor!(x, t => t.view().permuted_axes(perm.clone()).as_standard_layout().into_owned().into_shared()),
+    )
 }
 
 pub(crate) fn range(start: &Tensor, limit: &Tensor, delta: &Tensor) -> Result<Tensor, EvalError> {
     const OP: &str = "Range";
     for (what, t) in [("start", start), ("limit", limit), ("delta", delta)] {
         if t.len() != 1 || t.rank() > 1 {
-            return Err(invalid(OP, format!("{what} must be a scalar, got shape {}", dims(t.shape()))));
+            return Err(invalid(
+                OP,
+                format!("{what} must be a scalar, got shape {}", dims(t.shape())),
+            ));
         }
         if t.dtype() != start.dtype() {
-            return Err(invalid(OP, format!("{what} is {} but start is {}", t.dtype(), start.dtype())));
+            return Err(invalid(
+                OP,
+                format!("{what} is {} but start is {}", t.dtype(), start.dtype()),
+            ));
         }
     }
     match start.dtype() {
@@ -331,7 +524,9 @@ pub(crate) fn range(start: &Tensor, limit: &Tensor, delta: &Tensor) -> Result<Te
             check_size_u64(OP, &[u64::try_from(n).unwrap_or(u64::MAX)])?;
             let values = (0..n).map(|i| s + i * d);
             Ok(match start.dtype() {
-                DType::I32 => Tensor::I32(from_vec(&[n as usize], values.map(|v| v as i32).collect())),
+                DType::I32 => {
+                    Tensor::I32(from_vec(&[n as usize], values.map(|v| v as i32).collect()))
+                }
                 _ => Tensor::I64(from_vec(&[n as usize], values.map(|v| v as i64).collect())),
             })
         }
@@ -343,22 +538,45 @@ pub(crate) fn range(start: &Tensor, limit: &Tensor, delta: &Tensor) -> Result<Te
 
 /// `start + i * delta` for `i < max(ceil((limit - start) / delta), 0)`, all in the element type (as
 /// the ONNX reference does; onnxruntime accumulates `+= delta` instead, which can differ in the last bits).
-fn float_range<T: crate::util::Float>(op: &'static str, start: &Tensor, limit: &Tensor, delta: &Tensor) -> Result<ArcArray<T, IxDyn>, EvalError> {
-    let get = |what, t| typed::<T>(op, what, t).map(|a| a.iter().copied().next().unwrap_or_else(T::zero));
-    let (s, l, d) = (get("start", start)?, get("limit", limit)?, get("delta", delta)?);
+fn float_range<T: crate::util::Float>(
+    op: &'static str,
+    start: &Tensor,
+    limit: &Tensor,
+    delta: &Tensor,
+) -> Result<ArcArray<T, IxDyn>, EvalError> {
+    let get =
+        |what, t| typed::<T>(op, what, t).map(|a| a.iter().copied().next().unwrap_or_else(T::zero));
+    let (s, l, d) = (
+        get("start", start)?,
+        get("limit", limit)?,
+        get("delta", delta)?,
+    );
     if d == T::zero() {
         return Err(invalid(op, "delta is zero"));
     }
     let n = ((l - s) / d).ceil();
     if !n.is_finite() {
-        return Err(invalid(op, format!("the number of elements, ceil(({l} - {s}) / {d}), is not finite")));
+        return Err(invalid(
+            op,
+            format!("the number of elements, ceil(({l} - {s}) / {d}), is not finite"),
+        ));
     }
-    let n = if n > T::zero() { Elem::into_f64(n) } else { 0.0 };
+    let n = if n > T::zero() {
+        Elem::into_f64(n)
+    } else {
+        0.0
+    };
     if n > crate::error::MAX_ELEMENTS as f64 {
-        return Err(EvalError::TooLarge { op, shape: vec![n as u64] });
+        return Err(EvalError::TooLarge {
+            op,
+            shape: vec![n as u64],
+        });
     }
     let n = n as usize;
-    Ok(from_vec(&[n], (0..n).map(|i| s + T::from_usize(i) * d).collect()))
+    Ok(from_vec(
+        &[n],
+        (0..n).map(|i| s + T::from_usize(i) * d).collect(),
+    ))
 }
 
 pub(crate) fn cast(x: &Tensor, to: DType) -> Tensor {

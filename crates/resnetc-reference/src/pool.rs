@@ -8,12 +8,20 @@ use resnetc_ir::{AvgPool, Tensor};
 
 use crate::conv::{geometry, Axis};
 use crate::error::EvalError;
-use crate::util::{axes, check_size, dims, from_vec, int_list, invalid, map_float, row_major, Float};
+use crate::util::{
+    axes, check_size, dims, from_vec, int_list, invalid, map_float, row_major, Float,
+};
 
 pub(crate) fn global_average_pool(x: &Tensor) -> Result<Tensor, EvalError> {
     const OP: &str = "GlobalAveragePool";
     if x.rank() < 3 {
-        return Err(invalid(OP, format!("input must have rank >= 3 (N, C, spatial...), got shape {}", dims(x.shape()))));
+        return Err(invalid(
+            OP,
+            format!(
+                "input must have rank >= 3 (N, C, spatial...), got shape {}",
+                dims(x.shape())
+            ),
+        ));
     }
     Ok(map_float!(OP, "input", x, a => gap(a)))
 }
@@ -27,7 +35,9 @@ fn gap<T: Float>(x: &ArcArray<T, IxDyn>) -> ArcArray<T, IxDyn> {
     let sums: Vec<T> = if plane == 0 {
         vec![T::zero() / T::zero(); shape[0] * shape[1]]
     } else {
-        data.chunks_exact(plane).map(|p| mean(p.iter().copied(), plane)).collect()
+        data.chunks_exact(plane)
+            .map(|p| mean(p.iter().copied(), plane))
+            .collect()
     };
     from_vec(&out_shape, sums)
 }
@@ -39,7 +49,13 @@ fn mean<T: Float>(values: impl Iterator<Item = T>, count: usize) -> T {
 pub(crate) fn average_pool(p: &AvgPool, x: &Tensor) -> Result<Tensor, EvalError> {
     const OP: &str = "AveragePool";
     let &[_, _, h, w] = x.shape() else {
-        return Err(invalid(OP, format!("only 2-D pooling over NCHW is supported, got shape {}", dims(x.shape()))));
+        return Err(invalid(
+            OP,
+            format!(
+                "only 2-D pooling over NCHW is supported, got shape {}",
+                dims(x.shape())
+            ),
+        ));
     };
     // Pooling geometry is convolution geometry with dilation 1, except for ceil_mode, whose extra
     // output is computed here.
@@ -58,7 +74,12 @@ pub(crate) fn average_pool(p: &AvgPool, x: &Tensor) -> Result<Tensor, EvalError>
     Ok(map_float!(OP, "input", x, a => avg_pool(p, a, [ay, ax], [pads[2], pads[3]])?))
 }
 
-fn avg_pool<T: Float>(p: &AvgPool, x: &ArcArray<T, IxDyn>, [ay, ax]: [Axis; 2], end_pads: [usize; 2]) -> Result<ArcArray<T, IxDyn>, EvalError> {
+fn avg_pool<T: Float>(
+    p: &AvgPool,
+    x: &ArcArray<T, IxDyn>,
+    [ay, ax]: [Axis; 2],
+    end_pads: [usize; 2],
+) -> Result<ArcArray<T, IxDyn>, EvalError> {
     let (n, c) = (x.shape()[0], x.shape()[1]);
     let (h, w, oh, ow) = (ay.len, ax.len, ay.out, ax.out);
     check_size("AveragePool", &[n, c, oh, ow])?;
@@ -74,7 +95,10 @@ fn avg_pool<T: Float>(p: &AvgPool, x: &ArcArray<T, IxDyn>, [ay, ax]: [Axis; 2], 
     };
     if h * w == 0 {
         // No input elements at all: every window is empty.
-        return Ok(from_vec(&[n, c, oh, ow], vec![T::zero() / T::zero(); n * c * oh * ow]));
+        return Ok(from_vec(
+            &[n, c, oh, ow],
+            vec![T::zero() / T::zero(); n * c * oh * ow],
+        ));
     }
     let data = row_major(x);
     let mut out = Vec::with_capacity(n * c * oh * ow);
@@ -83,8 +107,14 @@ fn avg_pool<T: Float>(p: &AvgPool, x: &ArcArray<T, IxDyn>, [ay, ax]: [Axis; 2], 
             let (rows, padded_h) = window(&ay, end_pads[0], oy);
             for ox in 0..ow {
                 let (cols, padded_w) = window(&ax, end_pads[1], ox);
-                let values = rows.clone().flat_map(|y| plane[y * w..][cols.clone()].iter().copied());
-                let count = if p.count_include_pad { padded_h * padded_w } else { rows.len() * cols.len() };
+                let values = rows
+                    .clone()
+                    .flat_map(|y| plane[y * w..][cols.clone()].iter().copied());
+                let count = if p.count_include_pad {
+                    padded_h * padded_w
+                } else {
+                    rows.len() * cols.len()
+                };
                 out.push(mean(values, count));
             }
         }
@@ -92,7 +122,12 @@ fn avg_pool<T: Float>(p: &AvgPool, x: &ArcArray<T, IxDyn>, [ay, ax]: [Axis; 2], 
     Ok(from_vec(&[n, c, oh, ow], out))
 }
 
-pub(crate) fn reduce_mean(keepdims: bool, noop_with_empty_axes: bool, x: &Tensor, axes_input: Option<&Tensor>) -> Result<Tensor, EvalError> {
+pub(crate) fn reduce_mean(
+    keepdims: bool,
+    noop_with_empty_axes: bool,
+    x: &Tensor,
+    axes_input: Option<&Tensor>,
+) -> Result<Tensor, EvalError> {
     const OP: &str = "ReduceMean";
     let list = match axes_input {
         Some(t) => int_list(OP, "axes", t)?,
@@ -109,9 +144,17 @@ pub(crate) fn reduce_mean(keepdims: bool, noop_with_empty_axes: bool, x: &Tensor
     Ok(map_float!(OP, "input", x, a => reduce(a, &reduced, keepdims)))
 }
 
-fn reduce<T: Float>(x: &ArcArray<T, IxDyn>, reduced: &[usize], keepdims: bool) -> ArcArray<T, IxDyn> {
+fn reduce<T: Float>(
+    x: &ArcArray<T, IxDyn>,
+    reduced: &[usize],
+    keepdims: bool,
+) -> ArcArray<T, IxDyn> {
     let shape = x.shape();
-    let kept_shape: Vec<usize> = shape.iter().enumerate().map(|(i, &d)| if reduced.contains(&i) { 1 } else { d }).collect();
+    let kept_shape: Vec<usize> = shape
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| if reduced.contains(&i) { 1 } else { d })
+        .collect();
     let count: usize = reduced.iter().map(|&i| shape[i]).product();
     // One pass over the input in row-major order, adding each element to its output slot, so every
     // output's sum runs over its elements in row-major order.
@@ -129,7 +172,12 @@ fn reduce<T: Float>(x: &ArcArray<T, IxDyn>, reduced: &[usize], keepdims: bool) -
     let out_shape: Vec<usize> = if keepdims {
         kept_shape
     } else {
-        shape.iter().enumerate().filter(|(i, _)| !reduced.contains(i)).map(|(_, &d)| d).collect()
+        shape
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !reduced.contains(i))
+            .map(|(_, &d)| d)
+            .collect()
     };
     from_vec(&out_shape, sums.into_iter().collect())
 }

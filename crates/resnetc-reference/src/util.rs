@@ -59,7 +59,11 @@ elem!(i64, I64, I64, 0, |x| x);
 elem!(bool, Bool, Bool, false, |x| x as u8);
 
 /// The array inside `t` if it holds `T`s, else an error naming `what`.
-pub(crate) fn typed<'a, T: Elem>(op: &'static str, what: &'static str, t: &'a Tensor) -> Result<&'a ArcArray<T, IxDyn>, EvalError> {
+pub(crate) fn typed<'a, T: Elem>(
+    op: &'static str,
+    what: &'static str,
+    t: &'a Tensor,
+) -> Result<&'a ArcArray<T, IxDyn>, EvalError> {
     T::get(t).ok_or_else(|| dtype_error(op, what, t.dtype(), T::DTYPE.name()))
 }
 
@@ -107,18 +111,38 @@ macro_rules! map_float {
         match $t {
             Tensor::F32($a) => Tensor::F32($body),
             Tensor::F64($a) => Tensor::F64($body),
-            other => return Err($crate::util::dtype_error($op, $what, other.dtype(), "f32 or f64")),
+            other => {
+                return Err($crate::util::dtype_error(
+                    $op,
+                    $what,
+                    other.dtype(),
+                    "f32 or f64",
+                ))
+            }
         }
     };
 }
 pub(crate) use map_float;
 
 pub(crate) fn invalid(op: &'static str, message: impl Into<String>) -> EvalError {
-    EvalError::Invalid { op, message: message.into() }
+    EvalError::Invalid {
+        op,
+        message: message.into(),
+    }
 }
 
-pub(crate) fn dtype_error(op: &'static str, what: &'static str, got: DType, expected: impl Into<String>) -> EvalError {
-    EvalError::DType { op, what, got, expected: expected.into() }
+pub(crate) fn dtype_error(
+    op: &'static str,
+    what: &'static str,
+    got: DType,
+    expected: impl Into<String>,
+) -> EvalError {
+    EvalError::DType {
+        op,
+        what,
+        got,
+        expected: expected.into(),
+    }
 }
 
 /// Refuses a result shape with more than [`MAX_ELEMENTS`] elements.
@@ -130,15 +154,30 @@ pub(crate) fn check_size_u64(op: &'static str, shape: &[u64]) -> Result<(), Eval
     let n = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d));
     match n {
         Some(n) if n <= MAX_ELEMENTS => Ok(()),
-        _ => Err(EvalError::TooLarge { op, shape: shape.to_vec() }),
+        _ => Err(EvalError::TooLarge {
+            op,
+            shape: shape.to_vec(),
+        }),
     }
 }
 
 /// The contents of an integer tensor of rank 0 or 1 (a shape, axes, pads, indices list).
-pub(crate) fn int_list(op: &'static str, what: &'static str, t: &Tensor) -> Result<Vec<i64>, EvalError> {
-    let Some(v) = t.as_i64s() else { return Err(dtype_error(op, what, t.dtype(), "i32 or i64")) };
+pub(crate) fn int_list(
+    op: &'static str,
+    what: &'static str,
+    t: &Tensor,
+) -> Result<Vec<i64>, EvalError> {
+    let Some(v) = t.as_i64s() else {
+        return Err(dtype_error(op, what, t.dtype(), "i32 or i64"));
+    };
     if t.rank() > 1 {
-        return Err(invalid(op, format!("{what} must be a scalar or 1-D, got shape {}", dims(t.shape()))));
+        return Err(invalid(
+            op,
+            format!(
+                "{what} must be a scalar or 1-D, got shape {}",
+                dims(t.shape())
+            ),
+        ));
     }
     Ok(v)
 }
@@ -154,7 +193,10 @@ pub(crate) fn axes(op: &'static str, list: &[i64], rank: usize) -> Result<Vec<us
     for &a in list {
         let a = axis(op, "axes", a, rank)?;
         if out.contains(&a) {
-            return Err(invalid(op, format!("axes {} name axis {a} twice", dims(list))));
+            return Err(invalid(
+                op,
+                format!("axes {} name axis {a} twice", dims(list)),
+            ));
         }
         out.push(a);
     }
@@ -162,10 +204,23 @@ pub(crate) fn axes(op: &'static str, list: &[i64], rank: usize) -> Result<Vec<us
 }
 
 /// A row-major copy of `a` with a new shape of the same element count.
-pub(crate) fn reshaped<T: Clone>(op: &'static str, a: &ArcArray<T, IxDyn>, shape: &[usize]) -> Result<ArcArray<T, IxDyn>, EvalError> {
+pub(crate) fn reshaped<T: Clone>(
+    op: &'static str,
+    a: &ArcArray<T, IxDyn>,
+    shape: &[usize],
+) -> Result<ArcArray<T, IxDyn>, EvalError> {
     a.to_shape(IxDyn(shape))
         .map(|v| v.into_owned().into_shared())
-        .map_err(|e| invalid(op, format!("cannot view shape {} as {}: {e}", dims(a.shape()), dims(shape))))
+        .map_err(|e| {
+            invalid(
+                op,
+                format!(
+                    "cannot view shape {} as {}: {e}",
+                    dims(a.shape()),
+                    dims(shape)
+                ),
+            )
+        })
 }
 
 /// The elements of `a` in row-major order as one slice, copying only if `a` is not laid out that way.
@@ -179,7 +234,9 @@ pub(crate) fn row_major<T: Clone>(a: &ArcArray<T, IxDyn>) -> std::borrow::Cow<'_
 /// Builds an array from a row-major buffer whose length the caller computed from `shape`.
 pub(crate) fn from_vec<T: Clone>(shape: &[usize], data: Vec<T>) -> ArcArray<T, IxDyn> {
     debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-    ArrayD::from_shape_vec(IxDyn(shape), data).expect("buffer length matches the shape").into_shared()
+    ArrayD::from_shape_vec(IxDyn(shape), data)
+        .expect("buffer length matches the shape")
+        .into_shared()
 }
 
 /// Writes a shape or integer list compactly, as `[2,3,-1]`.

@@ -32,20 +32,36 @@ fn padding() -> impl Strategy<Value = Padding> {
 
 fn case() -> impl Strategy<Value = Case> {
     let pair = |lo: usize, hi: usize| [lo..=hi, lo..=hi];
-    (1usize..=2, 1usize..=3, 1usize..=3, 1usize..=3, pair(1, 7), pair(1, 3), pair(1, 3), pair(1, 2), padding(), any::<bool>(), any::<u64>())
-        .prop_map(|(batch, group, cin_g, cout_g, hw, kernel, strides, dilations, padding, bias, seed)| Case {
-            batch,
-            group,
-            cin_g,
-            cout_g,
-            hw,
-            kernel,
-            strides,
-            dilations,
-            padding,
-            bias,
-            seed,
-        })
+    (
+        1usize..=2,
+        1usize..=3,
+        1usize..=3,
+        1usize..=3,
+        pair(1, 7),
+        pair(1, 3),
+        pair(1, 3),
+        pair(1, 2),
+        padding(),
+        any::<bool>(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(batch, group, cin_g, cout_g, hw, kernel, strides, dilations, padding, bias, seed)| {
+                Case {
+                    batch,
+                    group,
+                    cin_g,
+                    cout_g,
+                    hw,
+                    kernel,
+                    strides,
+                    dilations,
+                    padding,
+                    bias,
+                    seed,
+                }
+            },
+        )
         .prop_filter("the window must fit in the padded input", |c| {
             let pads = c.padding.resolve(c.hw, c.kernel, c.strides, c.dilations);
             (0..2).all(|i| c.hw[i] + pads[i] + pads[i + 2] > (c.kernel[i] - 1) * c.dilations[i])

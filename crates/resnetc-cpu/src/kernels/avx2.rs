@@ -50,7 +50,11 @@ unsafe fn strip<const P: usize, const SW: usize>(a: &StripArgs, out: &mut [f32])
     let x = a.x.as_ptr();
     let w = a.w.as_ptr();
     for icb in 0..a.icb {
-        let lanes = if icb + 1 == a.icb { a.lanes_last } else { BLOCK };
+        let lanes = if icb + 1 == a.icb {
+            a.lanes_last
+        } else {
+            BLOCK
+        };
         for ky in 0..a.kh {
             for kx in 0..a.kw {
                 let xoff = a.x_off + icb * a.x_cb_stride + ky * a.x_row_stride + kx * BLOCK;

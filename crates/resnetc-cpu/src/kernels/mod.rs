@@ -69,13 +69,23 @@ impl StripArgs<'_> {
     /// Panics unless every index a `p`-pixel strip reads lies inside its slice; the SIMD kernels
     /// call it before using unchecked loads.
     pub(crate) fn check(&self, p: usize, out: &[f32]) {
-        assert!(self.icb > 0 && self.kh > 0 && self.kw > 0 && self.lanes_last >= 1 && self.lanes_last <= BLOCK);
+        assert!(
+            self.icb > 0
+                && self.kh > 0
+                && self.kw > 0
+                && self.lanes_last >= 1
+                && self.lanes_last <= BLOCK
+        );
         let last_x = self.x_off
             + (self.icb - 1) * self.x_cb_stride
             + (self.kh - 1) * self.x_row_stride
             + ((p - 1) * self.sw + self.kw - 1) * BLOCK
             + BLOCK;
-        assert!(last_x <= self.x.len(), "strip reads input up to {last_x}, have {}", self.x.len());
+        assert!(
+            last_x <= self.x.len(),
+            "strip reads input up to {last_x}, have {}",
+            self.x.len()
+        );
         assert!(self.w.len() >= self.icb * self.kh * self.kw * BLOCK * BLOCK);
         assert!(self.bias.len() >= BLOCK);
         if let Some((r, stride)) = self.res {
@@ -106,7 +116,9 @@ pub(crate) fn strip_fn(isa: Isa, p: usize, sw: usize) -> StripFn {
 pub(crate) fn strips(w: usize, max: usize) -> impl Iterator<Item = (usize, usize)> {
     let n = w.div_ceil(max).max(1);
     let (base, extra) = (w / n, w % n);
-    (0..n).filter(move |_| w > 0).map(move |i| (i * base + i.min(extra), base + (i < extra) as usize))
+    (0..n)
+        .filter(move |_| w > 0)
+        .map(move |i| (i * base + i.min(extra), base + (i < extra) as usize))
 }
 
 /// Computes the output rows `first_row..first_row + out.len() / row_len` of a convolution over a
@@ -114,7 +126,14 @@ pub(crate) fn strips(w: usize, max: usize) -> impl Iterator<Item = (usize, usize
 /// halo rows and columns are written as zeros. `x` and `res` hold the whole batch. Kernels with a
 /// Winograd form compute pairs of rows that start at an even output row and both lie in `out`
 /// that way, and the other rows directly.
-pub(crate) fn conv_rows(isa: Isa, k: &ConvKernel, x: &[f32], res: Option<&[f32]>, out: &mut [f32], first_row: usize) {
+pub(crate) fn conv_rows(
+    isa: Isa,
+    k: &ConvKernel,
+    x: &[f32],
+    res: Option<&[f32]>,
+    out: &mut [f32],
+    first_row: usize,
+) {
     thread_local! {
         /// Winograd's transformed input tiles, grown to the largest convolution this thread has run.
         static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -122,7 +141,15 @@ pub(crate) fn conv_rows(isa: Isa, k: &ConvKernel, x: &[f32], res: Option<&[f32]>
     SCRATCH.with(|cell| conv_rows_with(isa, k, x, res, out, first_row, &mut cell.borrow_mut()));
 }
 
-fn conv_rows_with(isa: Isa, k: &ConvKernel, x: &[f32], res: Option<&[f32]>, out: &mut [f32], first_row: usize, scratch: &mut Vec<f32>) {
+fn conv_rows_with(
+    isa: Isa,
+    k: &ConvKernel,
+    x: &[f32],
+    res: Option<&[f32]>,
+    out: &mut [f32],
+    first_row: usize,
+    scratch: &mut Vec<f32>,
+) {
     let ob = k.out;
     let hp = ob.hp();
     let row_len = ob.wp() * BLOCK;
@@ -155,16 +182,38 @@ fn conv_rows_with(isa: Isa, k: &ConvKernel, x: &[f32], res: Option<&[f32]>, out:
                     row[(ob.halo + ob.w) * BLOCK..].fill(0.0);
                 }
             }
-            let args = winograd::PairArgs { isa, k, x_img, r_img };
-            let map = winograd::RowMap { base: 0, plane: hp * row_len, row: row_len };
+            let args = winograd::PairArgs {
+                isa,
+                k,
+                x_img,
+                r_img,
+            };
+            let map = winograd::RowMap {
+                base: 0,
+                plane: hp * row_len,
+                row: row_len,
+            };
             for oy in (0..ob.h - 1).step_by(2) {
-                let map = winograd::RowMap { base: (ob.halo + oy) * row_len, ..map };
+                let map = winograd::RowMap {
+                    base: (ob.halo + oy) * row_len,
+                    ..map
+                };
                 winograd::row_pair(&args, 0..k.ocb, oy, img, map, &mut gathered, scratch);
             }
             if ob.h % 2 == 1 {
                 let oy = ob.h - 1;
                 for (cb, plane) in img.chunks_exact_mut(hp * row_len).enumerate() {
-                    direct_row(k, &fns, max, x_img, r_img, cb, oy, &mut plane[(ob.halo + oy) * row_len..][..row_len], &mut gathered);
+                    direct_row(
+                        k,
+                        &fns,
+                        max,
+                        x_img,
+                        r_img,
+                        cb,
+                        oy,
+                        &mut plane[(ob.halo + oy) * row_len..][..row_len],
+                        &mut gathered,
+                    );
                 }
             }
         }
@@ -192,8 +241,17 @@ fn conv_rows_with(isa: Isa, k: &ConvKernel, x: &[f32], res: Option<&[f32]>, out:
                 row[..ob.halo * BLOCK].fill(0.0);
                 row[(ob.halo + ob.w) * BLOCK..].fill(0.0);
             }
-            let args = winograd::PairArgs { isa, k, x_img, r_img };
-            let map = winograd::RowMap { base: i * row_len, plane: 0, row: row_len };
+            let args = winograd::PairArgs {
+                isa,
+                k,
+                x_img,
+                r_img,
+            };
+            let map = winograd::RowMap {
+                base: i * row_len,
+                plane: 0,
+                row: row_len,
+            };
             winograd::row_pair(&args, cb..cb + 1, oy, out, map, &mut gathered, scratch);
             i += 2;
             continue;
@@ -230,7 +288,13 @@ fn direct_row(
             Some(rk) if !r_img.is_empty() => residual_source(rk, r_img, cb, oy, x0, p, gathered),
             _ => None,
         };
-        let res_arg = src.map(|(from_scratch, off, stride)| if from_scratch { (&gathered[..], stride) } else { (&r_img[off..], stride) });
+        let res_arg = src.map(|(from_scratch, off, stride)| {
+            if from_scratch {
+                (&gathered[..], stride)
+            } else {
+                (&r_img[off..], stride)
+            }
+        });
         let args = StripArgs {
             x: x_img,
             x_off: iy0 * ib.wp() * BLOCK + ix0 * BLOCK,
@@ -264,7 +328,9 @@ pub(crate) fn residual_source(
     gathered: &mut [f32; 2 * MAX_P * BLOCK],
 ) -> Option<(bool, usize, usize)> {
     let rb = rk.block;
-    let at = |rcb: usize, y: usize, x: usize| ((rcb * rb.hp() + y + rb.halo) * rb.wp() + x + rb.halo) * BLOCK;
+    let at = |rcb: usize, y: usize, x: usize| {
+        ((rcb * rb.hp() + y + rb.halo) * rb.wp() + x + rb.halo) * BLOCK
+    };
     match rk.read {
         ResidualRead2::Direct => Some((false, at(cb, oy, x0), BLOCK)),
         ResidualRead2::Subsampled { stride, pad_before } => {
@@ -273,7 +339,11 @@ pub(crate) fn residual_source(
                 if cb < shift || cb - shift >= rb.blocks() {
                     return None;
                 }
-                Some((false, at(cb - shift, oy * stride, x0 * stride), stride * BLOCK))
+                Some((
+                    false,
+                    at(cb - shift, oy * stride, x0 * stride),
+                    stride * BLOCK,
+                ))
             } else {
                 let lo = cb * BLOCK;
                 if lo + BLOCK <= pad_before || lo >= pad_before + rb.c {
@@ -299,7 +369,10 @@ pub(crate) fn residual_source(
 /// Plain NCHW images `[c][h][w]` into blocked ones with a zero halo.
 pub(crate) fn to_blocked(src: &[f32], dst: &mut [f32], b: Block) {
     let (c, h, w) = (b.c, b.h, b.w);
-    for (s, d) in src.chunks_exact(c * h * w).zip(dst.chunks_exact_mut(b.floats())) {
+    for (s, d) in src
+        .chunks_exact(c * h * w)
+        .zip(dst.chunks_exact_mut(b.floats()))
+    {
         d.fill(0.0);
         for ch in 0..c {
             let (cb, lane) = (ch / BLOCK, ch % BLOCK);
@@ -316,7 +389,10 @@ pub(crate) fn to_blocked(src: &[f32], dst: &mut [f32], b: Block) {
 /// Blocked images back to plain NCHW.
 pub(crate) fn to_plain(src: &[f32], dst: &mut [f32], b: Block) {
     let (c, h, w) = (b.c, b.h, b.w);
-    for (s, d) in src.chunks_exact(b.floats()).zip(dst.chunks_exact_mut(c * h * w)) {
+    for (s, d) in src
+        .chunks_exact(b.floats())
+        .zip(dst.chunks_exact_mut(c * h * w))
+    {
         for ch in 0..c {
             let (cb, lane) = (ch / BLOCK, ch % BLOCK);
             for y in 0..h {
@@ -337,7 +413,8 @@ pub(crate) fn global_avg_pool(src: &[f32], dst: &mut [f32], b: Block) {
         for cb in 0..b.blocks() {
             let mut sum = [0f32; BLOCK];
             for y in 0..b.h {
-                let row = &s[((cb * b.hp() + y + b.halo) * b.wp() + b.halo) * BLOCK..][..b.w * BLOCK];
+                let row =
+                    &s[((cb * b.hp() + y + b.halo) * b.wp() + b.halo) * BLOCK..][..b.w * BLOCK];
                 for px in row.chunks_exact(BLOCK) {
                     for (a, &v) in sum.iter_mut().zip(px) {
                         *a += v;
@@ -373,7 +450,12 @@ pub(crate) fn gemm(src: &[f32], dst: &mut [f32], g: &GemmKernel) {
 /// The epilogue on one strip's sums, in scalar code (the portable kernel, and the SIMD kernels'
 /// reference in the unit tests).
 #[inline(always)]
-pub(crate) fn epilogue_scalar(acc: &mut [f32], bias: &[f32], res: Option<(&[f32], usize)>, post: &[Post]) {
+pub(crate) fn epilogue_scalar(
+    acc: &mut [f32],
+    bias: &[f32],
+    res: Option<(&[f32], usize)>,
+    post: &[Post],
+) {
     for (q, px) in acc.chunks_exact_mut(BLOCK).enumerate() {
         for (v, &b) in px.iter_mut().zip(bias) {
             *v += b;
@@ -412,7 +494,10 @@ mod tests {
                 assert_eq!(s.len(), w.div_ceil(max));
             }
         }
-        assert_eq!(strips(32, 6).map(|s| s.1).collect::<Vec<_>>(), [6, 6, 5, 5, 5, 5]);
+        assert_eq!(
+            strips(32, 6).map(|s| s.1).collect::<Vec<_>>(),
+            [6, 6, 5, 5, 5, 5]
+        );
         assert_eq!(strips(8, 6).map(|s| s.1).collect::<Vec<_>>(), [4, 4]);
         assert_eq!(strips(32, 16).map(|s| s.1).collect::<Vec<_>>(), [16, 16]);
     }

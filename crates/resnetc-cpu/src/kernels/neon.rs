@@ -47,7 +47,11 @@ unsafe fn strip<const P: usize, const SW: usize>(a: &StripArgs, out: &mut [f32])
     let x = a.x.as_ptr();
     let w = a.w.as_ptr();
     for icb in 0..a.icb {
-        let lanes = if icb + 1 == a.icb { a.lanes_last } else { BLOCK };
+        let lanes = if icb + 1 == a.icb {
+            a.lanes_last
+        } else {
+            BLOCK
+        };
         for ky in 0..a.kh {
             for kx in 0..a.kw {
                 let xoff = a.x_off + icb * a.x_cb_stride + ky * a.x_row_stride + kx * BLOCK;
@@ -57,7 +61,12 @@ unsafe fn strip<const P: usize, const SW: usize>(a: &StripArgs, out: &mut [f32])
                     // and the weights' `woff + 255`, by the slices' lengths.
                     unsafe {
                         let wl = w.add(woff + l * BLOCK);
-                        let wv = [vld1q_f32(wl), vld1q_f32(wl.add(4)), vld1q_f32(wl.add(8)), vld1q_f32(wl.add(12))];
+                        let wv = [
+                            vld1q_f32(wl),
+                            vld1q_f32(wl.add(4)),
+                            vld1q_f32(wl.add(8)),
+                            vld1q_f32(wl.add(12)),
+                        ];
                         for (q, acc) in acc.iter_mut().enumerate() {
                             let b = vld1q_dup_f32(x.add(xoff + q * sw * BLOCK + l));
                             for (s, &wj) in acc.iter_mut().zip(&wv) {
@@ -73,11 +82,21 @@ unsafe fn strip<const P: usize, const SW: usize>(a: &StripArgs, out: &mut [f32])
     // output (`16·P`) by their slices' lengths.
     unsafe {
         let bp = a.bias.as_ptr();
-        let bias = [vld1q_f32(bp), vld1q_f32(bp.add(4)), vld1q_f32(bp.add(8)), vld1q_f32(bp.add(12))];
+        let bias = [
+            vld1q_f32(bp),
+            vld1q_f32(bp.add(4)),
+            vld1q_f32(bp.add(8)),
+            vld1q_f32(bp.add(12)),
+        ];
         let zero = vdupq_n_f32(0.0);
         let o = out.as_mut_ptr();
         for (q, acc) in acc.iter().enumerate() {
-            let mut v = [vaddq_f32(acc[0], bias[0]), vaddq_f32(acc[1], bias[1]), vaddq_f32(acc[2], bias[2]), vaddq_f32(acc[3], bias[3])];
+            let mut v = [
+                vaddq_f32(acc[0], bias[0]),
+                vaddq_f32(acc[1], bias[1]),
+                vaddq_f32(acc[2], bias[2]),
+                vaddq_f32(acc[3], bias[3]),
+            ];
             for step in a.post {
                 match step {
                     Post::Residual => {

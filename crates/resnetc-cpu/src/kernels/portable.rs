@@ -21,7 +21,11 @@ pub(super) fn strip_fn(p: usize) -> StripFn {
 fn strip<const P: usize>(a: &StripArgs, out: &mut [f32]) {
     let mut acc = [[0f32; BLOCK]; P];
     for icb in 0..a.icb {
-        let lanes = if icb + 1 == a.icb { a.lanes_last } else { BLOCK };
+        let lanes = if icb + 1 == a.icb {
+            a.lanes_last
+        } else {
+            BLOCK
+        };
         for ky in 0..a.kh {
             for kx in 0..a.kw {
                 let wbase = ((icb * a.kh + ky) * a.kw + kx) * BLOCK * BLOCK;

@@ -26,7 +26,12 @@ const XI: usize = 16;
 
 /// `U = G·g·Gᵀ` of OIHW 3×3 weights, packed `[16][ocb][icb][16 input lanes][16 output channels]`.
 pub(crate) fn transform_weights(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
-    const G: [[f64; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
+    const G: [[f64; 3]; 4] = [
+        [1.0, 0.0, 0.0],
+        [0.5, 0.5, 0.5],
+        [0.5, -0.5, 0.5],
+        [0.0, 0.0, 1.0],
+    ];
     let (ocb, icb) = (cout.div_ceil(BLOCK), cin.div_ceil(BLOCK));
     let mut u = vec![0f32; XI * ocb * icb * BLOCK * BLOCK];
     for o in 0..cout {
@@ -40,7 +45,10 @@ pub(crate) fn transform_weights(w: &[f32], cout: usize, cin: usize) -> Vec<f32> 
                             s += gar * g[r * 3 + c] as f64 * gbc;
                         }
                     }
-                    let at = ((((a * 4 + b) * ocb + o / BLOCK) * icb + i / BLOCK) * BLOCK + i % BLOCK) * BLOCK + o % BLOCK;
+                    let at = ((((a * 4 + b) * ocb + o / BLOCK) * icb + i / BLOCK) * BLOCK
+                        + i % BLOCK)
+                        * BLOCK
+                        + o % BLOCK;
                     u[at] = s as f32;
                 }
             }
@@ -68,7 +76,15 @@ pub(super) struct PairArgs<'a> {
 
 /// Output rows `oy` and `oy + 1` of the channel blocks `cbs` (halo columns already written), the
 /// input transformed once for all of them. `v` is scratch, grown as needed.
-pub(super) fn row_pair(a: &PairArgs, cbs: Range<usize>, oy: usize, out: &mut [f32], map: RowMap, gathered: &mut [f32; 2 * MAX_P * BLOCK], v: &mut Vec<f32>) {
+pub(super) fn row_pair(
+    a: &PairArgs,
+    cbs: Range<usize>,
+    oy: usize,
+    out: &mut [f32],
+    map: RowMap,
+    gathered: &mut [f32; 2 * MAX_P * BLOCK],
+    v: &mut Vec<f32>,
+) {
     match a.isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the plan hands out Isa::Avx512 only where `is_x86_feature_detected!("avx512f")`.
@@ -82,13 +98,29 @@ pub(super) fn row_pair(a: &PairArgs, cbs: Range<usize>, oy: usize, out: &mut [f3
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn row_pair_avx512(a: &PairArgs, cbs: Range<usize>, oy: usize, out: &mut [f32], map: RowMap, gathered: &mut [f32; 2 * MAX_P * BLOCK], v: &mut Vec<f32>) {
+unsafe fn row_pair_avx512(
+    a: &PairArgs,
+    cbs: Range<usize>,
+    oy: usize,
+    out: &mut [f32],
+    map: RowMap,
+    gathered: &mut [f32; 2 * MAX_P * BLOCK],
+    v: &mut Vec<f32>,
+) {
     row_pair_impl(a, cbs, oy, out, map, gathered, v)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn row_pair_avx2(a: &PairArgs, cbs: Range<usize>, oy: usize, out: &mut [f32], map: RowMap, gathered: &mut [f32; 2 * MAX_P * BLOCK], v: &mut Vec<f32>) {
+unsafe fn row_pair_avx2(
+    a: &PairArgs,
+    cbs: Range<usize>,
+    oy: usize,
+    out: &mut [f32],
+    map: RowMap,
+    gathered: &mut [f32; 2 * MAX_P * BLOCK],
+    v: &mut Vec<f32>,
+) {
     row_pair_impl(a, cbs, oy, out, map, gathered, v)
 }
 
@@ -125,9 +157,20 @@ fn lanes_at(s: &[f32], at: usize) -> &Lanes {
 }
 
 #[inline(always)]
-fn row_pair_impl(a: &PairArgs, cbs: Range<usize>, oy: usize, out: &mut [f32], map: RowMap, gathered: &mut [f32; 2 * MAX_P * BLOCK], v: &mut Vec<f32>) {
+fn row_pair_impl(
+    a: &PairArgs,
+    cbs: Range<usize>,
+    oy: usize,
+    out: &mut [f32],
+    map: RowMap,
+    gathered: &mut [f32; 2 * MAX_P * BLOCK],
+    v: &mut Vec<f32>,
+) {
     let (isa, k, x_img, r_img) = (a.isa, a.k, a.x_img, a.r_img);
-    let u = k.winograd.as_deref().expect("row_pair is only called for kernels with a Winograd form");
+    let u = k
+        .winograd
+        .as_deref()
+        .expect("row_pair is only called for kernels with a Winograd form");
     let (ib, ob, icb) = (k.input, k.out, k.icb);
     let max = max_strip(isa);
     let in_plane = ib.hp() * ib.wp() * BLOCK;
@@ -194,16 +237,30 @@ fn row_pair_impl(a: &PairArgs, cbs: Range<usize>, oy: usize, out: &mut [f32], ma
                 }
                 for dy in 0..2 {
                     let y = at(&cols[0][dy], &cols[1][dy], &cols[2][dy], &cols[3][dy]);
-                    out[row_at(dy) + x0 + 2 * t * BLOCK..][..2 * BLOCK].copy_from_slice(y.as_flattened());
+                    out[row_at(dy) + x0 + 2 * t * BLOCK..][..2 * BLOCK]
+                        .copy_from_slice(y.as_flattened());
                 }
             }
             for dy in 0..2 {
                 let src = match &k.residual {
-                    Some(rk) if !r_img.is_empty() => residual_source(rk, r_img, cb, oy + dy, 2 * t0, 2 * p, gathered),
+                    Some(rk) if !r_img.is_empty() => {
+                        residual_source(rk, r_img, cb, oy + dy, 2 * t0, 2 * p, gathered)
+                    }
                     _ => None,
                 };
-                let res = src.map(|(from_scratch, off, stride)| if from_scratch { (&gathered[..], stride) } else { (&r_img[off..], stride) });
-                epilogue_scalar(&mut out[row_at(dy) + x0..][..2 * p * BLOCK], bias, res, &k.post);
+                let res = src.map(|(from_scratch, off, stride)| {
+                    if from_scratch {
+                        (&gathered[..], stride)
+                    } else {
+                        (&r_img[off..], stride)
+                    }
+                });
+                epilogue_scalar(
+                    &mut out[row_at(dy) + x0..][..2 * p * BLOCK],
+                    bias,
+                    res,
+                    &k.post,
+                );
             }
         }
     }

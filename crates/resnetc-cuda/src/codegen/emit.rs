@@ -245,7 +245,14 @@ pub(crate) struct ConvKernel {
 /// The tap table of a `kh × kw` window over a `cin × h × w` input: for each k of the reduction,
 /// padded to `kp`, `(ci·h·w + kh·w + kw) << 6 | (kh·KW + kw)`, and tap 63 (never inside) past the end.
 /// Tables depend only on these sizes, so layers share them.
-pub(crate) fn tap_table(name: &str, cin: usize, h: usize, w: usize, kernel: [usize; 2], kp: usize) -> String {
+pub(crate) fn tap_table(
+    name: &str,
+    cin: usize,
+    h: usize,
+    w: usize,
+    kernel: [usize; 2],
+    kp: usize,
+) -> String {
     let [kh, kw] = kernel;
     let k = cin * kh * kw;
     let vals: Vec<String> = (0..kp)
@@ -258,7 +265,9 @@ pub(crate) fn tap_table(name: &str, cin: usize, h: usize, w: usize, kernel: [usi
             ((delta << 6) | r).to_string()
         })
         .collect();
-    let mut s = format!("// taps of a {kh}x{kw} window over {cin}x{h}x{w}\n__constant__ int {name}[{kp}] = {{\n");
+    let mut s = format!(
+        "// taps of a {kh}x{kw} window over {cin}x{h}x{w}\n__constant__ int {name}[{kp}] = {{\n"
+    );
     for line in vals.chunks(16) {
         let _ = writeln!(s, "  {},", line.join(", "));
     }
@@ -342,12 +351,17 @@ impl ConvKernel {
             t.tm,
             t.tn,
             t.threads(),
-            self.batch.map_or_else(String::new, |b| format!(", batch {b}"))
+            self.batch
+                .map_or_else(String::new, |b| format!(", batch {b}"))
         );
         let _ = writeln!(s, "struct {name}_epi {{");
         let p = self.oh * self.ow;
         for vector in [true, false] {
-            let (ty, lanes): (&str, &[&str]) = if vector { ("float4", &["x", "y", "z", "w"]) } else { ("float", &[""]) };
+            let (ty, lanes): (&str, &[&str]) = if vector {
+                ("float4", &["x", "y", "z", "w"])
+            } else {
+                ("float", &[""])
+            };
             let f = if vector { "apply4" } else { "apply1" };
             let _ = writeln!(
                 s,
@@ -360,7 +374,13 @@ impl ConvKernel {
                     format!("v.{l}")
                 }
             };
-            let each = |f: &dyn Fn(&str) -> String| lanes.iter().map(|l| f(&lane(l))).collect::<Vec<_>>().join(" ");
+            let each = |f: &dyn Fn(&str) -> String| {
+                lanes
+                    .iter()
+                    .map(|l| f(&lane(l)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
             if self.bias {
                 let _ = writeln!(s, "    const float b = __ldg(bias + c);");
                 let _ = writeln!(s, "    {}", each(&|v| format!("{v} += b;")));
@@ -374,14 +394,31 @@ impl ConvKernel {
                                 "    {{ const float4 r = __ldg(reinterpret_cast<const float4*>(res + (n * {} + c) * {p} + p));",
                                 self.cout
                             );
-                            let _ = writeln!(s, "      v.x += r.x; v.y += r.y; v.z += r.z; v.w += r.w; }}");
+                            let _ = writeln!(
+                                s,
+                                "      v.x += r.x; v.y += r.y; v.z += r.z; v.w += r.w; }}"
+                            );
                         } else {
-                            let _ = writeln!(s, "    v += __ldg(res + (n * {} + c) * {p} + p);", self.cout);
+                            let _ = writeln!(
+                                s,
+                                "    v += __ldg(res + (n * {} + c) * {p} + p);",
+                                self.cout
+                            );
                         }
                     }
-                    EpiStep::AddSubsampled { channels, h, w, stride, pad } => {
+                    EpiStep::AddSubsampled {
+                        channels,
+                        h,
+                        w,
+                        stride,
+                        pad,
+                    } => {
                         let _ = writeln!(s, "    if (c >= {pad} && c < {}) {{", pad + channels);
-                        let _ = writeln!(s, "      const float* r = res + (n * {channels} + (c - {pad})) * {};", h * w);
+                        let _ = writeln!(
+                            s,
+                            "      const float* r = res + (n * {channels} + (c - {pad})) * {};",
+                            h * w
+                        );
                         for (q, l) in lanes.iter().enumerate() {
                             let _ = writeln!(
                                 s,
@@ -394,7 +431,8 @@ impl ConvKernel {
                         let _ = writeln!(s, "    }}");
                     }
                     EpiStep::Relu => {
-                        let _ = writeln!(s, "    {}", each(&|v| format!("{v} = fmaxf({v}, 0.0f);")));
+                        let _ =
+                            writeln!(s, "    {}", each(&|v| format!("{v} = fmaxf({v}, 0.0f);")));
                     }
                 }
             }
@@ -453,7 +491,12 @@ impl HeadKernel {
 
     pub fn emit(&self, name: &str) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "// {}; one block of {} threads per image", self.describe(), self.threads);
+        let _ = writeln!(
+            s,
+            "// {}; one block of {} threads per image",
+            self.describe(),
+            self.threads
+        );
         let _ = writeln!(
             s,
             "extern \"C\" __global__ void __launch_bounds__({t}) {name}(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, float* __restrict__ y, int batch) {{",
@@ -464,7 +507,14 @@ impl HeadKernel {
         let _ = writeln!(
             s,
             "  rnc::head<{}, {}, {}, {}, {}, {}>(x, w, bias, y, {}, {});",
-            self.channels, self.pixels, self.pool, self.nout, self.threads, self.bias, self.alpha, self.beta
+            self.channels,
+            self.pixels,
+            self.pool,
+            self.nout,
+            self.threads,
+            self.bias,
+            self.alpha,
+            self.beta
         );
         let _ = writeln!(s, "}}");
         s

@@ -11,7 +11,9 @@ mod tile;
 
 use std::collections::{HashMap, HashSet};
 
-use resnetc_ir::{DType, Dim, Epilogue, Graph, GraphInfo, NodeId, Op, ResidualRead, Tensor, ValueRef};
+use resnetc_ir::{
+    DType, Dim, Epilogue, Graph, GraphInfo, NodeId, Op, ResidualRead, Tensor, ValueRef,
+};
 
 use crate::plan::{Arg, BufferDesc, CudaProgram, IoDesc, Step, Variant};
 use crate::CudaError;
@@ -31,18 +33,36 @@ pub struct GenOptions {
 
 impl Default for GenOptions {
     fn default() -> GenOptions {
-        GenOptions { batch: None, sm_count: 132 }
+        GenOptions {
+            batch: None,
+            sm_count: 132,
+        }
     }
 }
 
 /// Lowers `graph` (validated: `info` is `validate(graph)`'s result) to CUDA, with default options
 /// apart from the batch.
-pub fn generate(graph: &Graph, info: &GraphInfo, batch: Option<usize>) -> Result<CudaProgram, CudaError> {
-    generate_with(graph, info, &GenOptions { batch, ..GenOptions::default() })
+pub fn generate(
+    graph: &Graph,
+    info: &GraphInfo,
+    batch: Option<usize>,
+) -> Result<CudaProgram, CudaError> {
+    generate_with(
+        graph,
+        info,
+        &GenOptions {
+            batch,
+            ..GenOptions::default()
+        },
+    )
 }
 
 /// Lowers `graph` to CUDA.
-pub fn generate_with(graph: &Graph, info: &GraphInfo, opts: &GenOptions) -> Result<CudaProgram, CudaError> {
+pub fn generate_with(
+    graph: &Graph,
+    info: &GraphInfo,
+    opts: &GenOptions,
+) -> Result<CudaProgram, CudaError> {
     Lower::new(graph, info, opts)?.run()
 }
 
@@ -86,7 +106,11 @@ fn site(graph: &Graph, id: NodeId) -> (String, &'static str) {
 }
 
 impl<'a> Lower<'a> {
-    fn new(graph: &'a Graph, info: &'a GraphInfo, opts: &'a GenOptions) -> Result<Lower<'a>, CudaError> {
+    fn new(
+        graph: &'a Graph,
+        info: &'a GraphInfo,
+        opts: &'a GenOptions,
+    ) -> Result<Lower<'a>, CudaError> {
         if graph.inputs.len() != 1 || graph.outputs.len() != 1 {
             return Err(CudaError::Interface(format!(
                 "the CUDA backend runs graphs with one input and one output; this one has {} and {}",
@@ -95,14 +119,23 @@ impl<'a> Lower<'a> {
             )));
         }
         let input = graph.inputs[0];
-        let ty = info.ty(input.into()).ok_or_else(|| CudaError::UnknownType { node: site(graph, input).0, what: "output".into() })?;
+        let ty = info
+            .ty(input.into())
+            .ok_or_else(|| CudaError::UnknownType {
+                node: site(graph, input).0,
+                what: "output".into(),
+            })?;
         if ty.dtype != DType::F32 || ty.rank() != 4 || ty.concrete_tail().is_none() {
-            return Err(CudaError::Interface(format!("the input must be float32 NCHW with fixed C, H and W, got {ty}")));
+            return Err(CudaError::Interface(format!(
+                "the input must be float32 NCHW with fixed C, H and W, got {ty}"
+            )));
         }
         let batch = match (opts.batch, &ty.shape[0]) {
             (Some(0), _) => return Err(CudaError::Batch("the batch must be at least 1".into())),
             (Some(b), Dim::Fixed(n)) if b != *n => {
-                return Err(CudaError::Batch(format!("the model's batch is fixed at {n}; it cannot be compiled for batch {b}")))
+                return Err(CudaError::Batch(format!(
+                    "the model's batch is fixed at {n}; it cannot be compiled for batch {b}"
+                )))
             }
             (Some(b), _) => Some(b),
             (None, Dim::Fixed(n)) => Some(*n),
@@ -125,28 +158,54 @@ impl<'a> Lower<'a> {
 
     fn unsupported(&self, id: NodeId, reason: impl Into<String>) -> CudaError {
         let (node, op) = site(self.graph, id);
-        CudaError::Unsupported { node, op, reason: reason.into() }
+        CudaError::Unsupported {
+            node,
+            op,
+            reason: reason.into(),
+        }
     }
 
     /// The per-image shape of a value (all but the batch dimension), which must be float32.
     fn shape(&self, id: NodeId, v: ValueRef, what: &str) -> Result<Vec<usize>, CudaError> {
-        let ty = self.info.ty(v).ok_or_else(|| CudaError::UnknownType { node: site(self.graph, id).0, what: what.into() })?;
+        let ty = self.info.ty(v).ok_or_else(|| CudaError::UnknownType {
+            node: site(self.graph, id).0,
+            what: what.into(),
+        })?;
         if ty.dtype != DType::F32 {
-            return Err(self.unsupported(id, format!("its {what} is {}, only float32 is supported", ty.dtype)));
+            return Err(self.unsupported(
+                id,
+                format!("its {what} is {}, only float32 is supported", ty.dtype),
+            ));
         }
         if ty.rank() == 0 {
-            return Err(self.unsupported(id, format!("its {what} is a scalar, expected a batch of tensors")));
+            return Err(self.unsupported(
+                id,
+                format!("its {what} is a scalar, expected a batch of tensors"),
+            ));
         }
-        ty.concrete_tail().ok_or_else(|| self.unsupported(id, format!("its {what} has a symbolic dimension besides the batch")))
+        ty.concrete_tail().ok_or_else(|| {
+            self.unsupported(
+                id,
+                format!("its {what} has a symbolic dimension besides the batch"),
+            )
+        })
     }
 
-    fn constant(&self, id: NodeId, slot: usize, what: &str) -> Result<Option<&'a Tensor>, CudaError> {
+    fn constant(
+        &self,
+        id: NodeId,
+        slot: usize,
+        what: &str,
+    ) -> Result<Option<&'a Tensor>, CudaError> {
         let Some(v) = self.graph.input(id, slot) else {
             return Ok(None);
         };
         match self.graph.op(v.node) {
             Op::Constant(t) if t.dtype() == DType::F32 => Ok(Some(t)),
-            _ => Err(self.unsupported(id, format!("its {what} (input {slot}) must be a float32 constant"))),
+            _ => Err(self.unsupported(
+                id,
+                format!("its {what} (input {slot}) must be a float32 constant"),
+            )),
         }
     }
 
@@ -154,7 +213,8 @@ impl<'a> Lower<'a> {
     fn push_weights(&mut self, data: &[f32]) -> usize {
         let offset = self.weights.len();
         self.weights.extend_from_slice(data);
-        self.weights.resize(self.weights.len().next_multiple_of(4), 0.0);
+        self.weights
+            .resize(self.weights.len().next_multiple_of(4), 0.0);
         offset
     }
 
@@ -171,7 +231,15 @@ impl<'a> Lower<'a> {
     }
 
     /// The name of the tap table for a window over an input, emitting it on first use.
-    fn taps(&mut self, id: NodeId, cin: usize, h: usize, w: usize, kernel: [usize; 2], kp: usize) -> Result<String, CudaError> {
+    fn taps(
+        &mut self,
+        id: NodeId,
+        cin: usize,
+        h: usize,
+        w: usize,
+        kernel: [usize; 2],
+        kp: usize,
+    ) -> Result<String, CudaError> {
         let key = [cin, h, w, kernel[0], kernel[1]];
         if let Some((name, _)) = self.tap_tables.get(&key) {
             return Ok(name.clone());
@@ -179,7 +247,10 @@ impl<'a> Lower<'a> {
         // CUDA gives a module 64 KiB of constant memory; leave room for kernel parameters.
         self.constant_bytes += 4 * kp;
         if self.constant_bytes > 48 * 1024 {
-            return Err(self.unsupported(id, "the model's convolutions need more than 48 KiB of tap tables in constant memory"));
+            return Err(self.unsupported(
+                id,
+                "the model's convolutions need more than 48 KiB of tap tables in constant memory",
+            ));
         }
         let name = format!("t{}_taps", self.tap_tables.len());
         let text = tap_table(&name, cin, h, w, kernel, kp);
@@ -227,7 +298,9 @@ impl<'a> Lower<'a> {
                 if self.only_reader(a, id) {
                     self.absorbed.insert(a.node);
                     if let Some(x) = graph.input(a.node, 0) {
-                        if matches!(graph.op(x.node), Op::GlobalAveragePool) && self.only_reader(x, a.node) {
+                        if matches!(graph.op(x.node), Op::GlobalAveragePool)
+                            && self.only_reader(x, a.node)
+                        {
                             self.absorbed.insert(x.node);
                         }
                     }
@@ -241,10 +314,17 @@ impl<'a> Lower<'a> {
         !self.graph.is_graph_output(v) && self.graph.users(v).iter().all(|&(u, _)| u == reader)
     }
 
-    fn lower_conv(&mut self, id: NodeId, conv: &resnetc_ir::Conv, epilogue: &[Epilogue]) -> Result<(), CudaError> {
+    fn lower_conv(
+        &mut self,
+        id: NodeId,
+        conv: &resnetc_ir::Conv,
+        epilogue: &[Epilogue],
+    ) -> Result<(), CudaError> {
         let graph = self.graph;
         let out = ValueRef::new(id, 0);
-        let x = graph.input(id, 0).ok_or_else(|| self.unsupported(id, "input 0 is missing"))?;
+        let x = graph
+            .input(id, 0)
+            .ok_or_else(|| self.unsupported(id, "input 0 is missing"))?;
         let xs = self.shape(id, x, "input")?;
         let ys = self.shape(id, out, "output")?;
         if xs.len() != 3 || ys.len() != 3 {
@@ -257,8 +337,12 @@ impl<'a> Lower<'a> {
         let (cout, oh, ow) = (ys[0], ys[1], ys[2]);
         let [kh, kw] = conv.kernel;
         let [sh, sw] = conv.strides;
-        let pads = conv.padding.resolve([h, w], conv.kernel, conv.strides, conv.dilations);
-        let expect = |i: usize, k: usize, s: usize, lo: usize, hi: usize| (i + lo + hi).checked_sub(k).map(|d| d / s.max(1) + 1);
+        let pads = conv
+            .padding
+            .resolve([h, w], conv.kernel, conv.strides, conv.dilations);
+        let expect = |i: usize, k: usize, s: usize, lo: usize, hi: usize| {
+            (i + lo + hi).checked_sub(k).map(|d| d / s.max(1) + 1)
+        };
         if sh == 0
             || sw == 0
             || kh == 0
@@ -266,20 +350,40 @@ impl<'a> Lower<'a> {
             || expect(h, kh, sh, pads[0], pads[2]) != Some(oh)
             || expect(w, kw, sw, pads[1], pads[3]) != Some(ow)
         {
-            return Err(self.unsupported(id, "its output size does not follow from the input, kernel, strides and padding"));
+            return Err(self.unsupported(
+                id,
+                "its output size does not follow from the input, kernel, strides and padding",
+            ));
         }
-        let wt = self.constant(id, 1, "weights")?.ok_or_else(|| self.unsupported(id, "the weights are missing"))?;
+        let wt = self
+            .constant(id, 1, "weights")?
+            .ok_or_else(|| self.unsupported(id, "the weights are missing"))?;
         if wt.shape() != [cout, cin, kh, kw] {
-            return Err(self.unsupported(id, format!("weights of shape {:?}, expected [{cout}, {cin}, {kh}, {kw}]", wt.shape())));
+            return Err(self.unsupported(
+                id,
+                format!(
+                    "weights of shape {:?}, expected [{cout}, {cin}, {kh}, {kw}]",
+                    wt.shape()
+                ),
+            ));
         }
         // 32-bit indexing within an image; 2^24 keeps every per-image product far from overflow.
-        if [cin * h * w, cout * oh * ow, cin * kh * kw * cout].iter().any(|&n| n >= 1 << 24) {
-            return Err(self.unsupported(id, "the layer is larger than the CUDA kernels index (2^24 elements per image)"));
+        if [cin * h * w, cout * oh * ow, cin * kh * kw * cout]
+            .iter()
+            .any(|&n| n >= 1 << 24)
+        {
+            return Err(self.unsupported(
+                id,
+                "the layer is larger than the CUDA kernels index (2^24 elements per image)",
+            ));
         }
         // Tap masks are 64-bit with tap 63 marking padding; table entries are (offset << 6 | tap),
         // which fits an int since offsets are below 2^24.
         if kh * kw >= 64 {
-            return Err(self.unsupported(id, format!("a {kh}x{kw} kernel has more than the 63 taps the CUDA kernels track")));
+            return Err(self.unsupported(
+                id,
+                format!("a {kh}x{kw} kernel has more than the 63 taps the CUDA kernels track"),
+            ));
         }
 
         // The bias only counts as the first epilogue step (the reference executor's rule).
@@ -288,16 +392,23 @@ impl<'a> Lower<'a> {
         let mut residual = None;
         for e in epilogue.iter().skip(bias as usize) {
             match e {
-                Epilogue::Bias => return Err(self.unsupported(id, "the bias must be the first epilogue step")),
+                Epilogue::Bias => {
+                    return Err(self.unsupported(id, "the bias must be the first epilogue step"))
+                }
                 Epilogue::Relu => steps.push(EpiStep::Relu),
                 Epilogue::AddResidual(read) => {
-                    let r = graph.input(id, 3).ok_or_else(|| self.unsupported(id, "the epilogue adds a residual but input 3 is absent"))?;
+                    let r = graph.input(id, 3).ok_or_else(|| {
+                        self.unsupported(id, "the epilogue adds a residual but input 3 is absent")
+                    })?;
                     let rs = self.shape(id, r, "residual")?;
                     residual = Some(r);
                     match *read {
                         ResidualRead::Direct => {
                             if rs != ys {
-                                return Err(self.unsupported(id, format!("residual {rs:?} differs from the output {ys:?}")));
+                                return Err(self.unsupported(
+                                    id,
+                                    format!("residual {rs:?} differs from the output {ys:?}"),
+                                ));
                             }
                             steps.push(EpiStep::AddDirect);
                         }
@@ -310,7 +421,13 @@ impl<'a> Lower<'a> {
                             if !ok {
                                 return Err(self.unsupported(id, format!("a subsampled residual {rs:?} (stride {stride}, {pad_before} channels before) does not fit the output {ys:?}")));
                             }
-                            steps.push(EpiStep::AddSubsampled { channels: rs[0], h: rs[1], w: rs[2], stride, pad: pad_before });
+                            steps.push(EpiStep::AddSubsampled {
+                                channels: rs[0],
+                                h: rs[1],
+                                w: rs[2],
+                                stride,
+                                pad: pad_before,
+                            });
                         }
                     }
                 }
@@ -335,12 +452,20 @@ impl<'a> Lower<'a> {
         let w_off = self.push_weights(&blob);
         let taps = self.taps(id, cin, h, w, [kh, kw], kp)?;
         let bias_arg = if bias {
-            let b = self.constant(id, 2, "bias")?.ok_or_else(|| self.unsupported(id, "the epilogue adds a bias but input 2 is absent"))?;
+            let b = self.constant(id, 2, "bias")?.ok_or_else(|| {
+                self.unsupported(id, "the epilogue adds a bias but input 2 is absent")
+            })?;
             if b.len() != cout {
-                return Err(self.unsupported(id, format!("a bias of {} values for {cout} channels", b.len())));
+                return Err(self.unsupported(
+                    id,
+                    format!("a bias of {} values for {cout} channels", b.len()),
+                ));
             }
             let data: Vec<f32> = b.as_f32().expect("checked f32").iter().copied().collect();
-            PendingArg::Weights { offset: self.push_weights(&data), len: cout }
+            PendingArg::Weights {
+                offset: self.push_weights(&data),
+                len: cout,
+            }
         } else {
             PendingArg::Null
         };
@@ -369,7 +494,10 @@ impl<'a> Lower<'a> {
         let tiles: Vec<(Tile, usize)> = match self.batch {
             Some(b) => vec![(tile::choose(&ladder, b as u64 * pixels, coutp, target), 1)],
             None => {
-                let mut v: Vec<(Tile, usize)> = ladder.iter().map(|t| (*t, tile::min_batch(t, pixels, coutp, target))).collect();
+                let mut v: Vec<(Tile, usize)> = ladder
+                    .iter()
+                    .map(|t| (*t, tile::min_batch(t, pixels, coutp, target)))
+                    .collect();
                 // Keep only tiles that some batch would choose, and let the last take every batch.
                 v.dedup_by_key(|(_, b)| *b);
                 if let Some(last) = v.last_mut() {
@@ -398,7 +526,10 @@ impl<'a> Lower<'a> {
             variants,
             args: vec![
                 PendingArg::Value(x),
-                PendingArg::Weights { offset: w_off, len: kp * coutp },
+                PendingArg::Weights {
+                    offset: w_off,
+                    len: kp * coutp,
+                },
                 bias_arg,
                 res_arg,
                 PendingArg::Value(out),
@@ -411,17 +542,28 @@ impl<'a> Lower<'a> {
 
     fn lower_head(&mut self, id: NodeId) -> Result<(), CudaError> {
         let graph = self.graph;
-        let Op::Gemm(g) = graph.op(id) else { unreachable!("called on Gemm nodes") };
+        let Op::Gemm(g) = graph.op(id) else {
+            unreachable!("called on Gemm nodes")
+        };
         let out = ValueRef::new(id, 0);
-        let a = graph.input(id, 0).ok_or_else(|| self.unsupported(id, "input A is missing"))?;
+        let a = graph
+            .input(id, 0)
+            .ok_or_else(|| self.unsupported(id, "input A is missing"))?;
         // A is Flatten(x) or Flatten(GlobalAveragePool(x)), absorbed by find_heads.
         if !self.absorbed.contains(&a.node) {
-            return Err(self.unsupported(id, "A must come from a Flatten(axis=1) read only by this Gemm (the classifier head)"));
+            return Err(self.unsupported(
+                id,
+                "A must come from a Flatten(axis=1) read only by this Gemm (the classifier head)",
+            ));
         }
-        let mut x = graph.input(a.node, 0).ok_or_else(|| self.unsupported(a.node, "its input is missing"))?;
+        let mut x = graph
+            .input(a.node, 0)
+            .ok_or_else(|| self.unsupported(a.node, "its input is missing"))?;
         let pool = self.absorbed.contains(&x.node);
         if pool {
-            x = graph.input(x.node, 0).ok_or_else(|| self.unsupported(x.node, "its input is missing"))?;
+            x = graph
+                .input(x.node, 0)
+                .ok_or_else(|| self.unsupported(x.node, "its input is missing"))?;
         }
         let xs = self.shape(id, x, "features")?;
         let (channels, pixels) = match (pool, xs.as_slice()) {
@@ -436,12 +578,18 @@ impl<'a> Lower<'a> {
         if !g.alpha.is_finite() || !g.beta.is_finite() {
             return Err(self.unsupported(id, "alpha and beta must be finite"));
         }
-        let b = self.constant(id, 1, "B")?.ok_or_else(|| self.unsupported(id, "B is missing"))?;
+        let b = self
+            .constant(id, 1, "B")?
+            .ok_or_else(|| self.unsupported(id, "B is missing"))?;
         let (rows, cols) = match b.shape() {
             [r, c] => (*r, *c),
             s => return Err(self.unsupported(id, format!("B of shape {s:?}, expected a matrix"))),
         };
-        let (kdim, nout) = if g.trans_b { (cols, rows) } else { (rows, cols) };
+        let (kdim, nout) = if g.trans_b {
+            (cols, rows)
+        } else {
+            (rows, cols)
+        };
         if kdim != features {
             return Err(self.unsupported(id, format!("B has {kdim} rows for {features} features")));
         }
@@ -454,7 +602,11 @@ impl<'a> Lower<'a> {
         let mut wblob = vec![0.0f32; nout * features];
         for j in 0..nout {
             for f in 0..features {
-                wblob[j * features + f] = if g.trans_b { bsrc[j * cols + f] } else { bsrc[f * cols + j] };
+                wblob[j * features + f] = if g.trans_b {
+                    bsrc[j * cols + f]
+                } else {
+                    bsrc[f * cols + j]
+                };
             }
         }
         let w_off = self.push_weights(&wblob);
@@ -466,22 +618,36 @@ impl<'a> Lower<'a> {
                     [] => 1,
                     [n] => *n,
                     [1, n] => *n,
-                    s => return Err(self.unsupported(id, format!("C of shape {s:?} must be one row (shape [N] or [1, N])"))),
+                    s => {
+                        return Err(self.unsupported(
+                            id,
+                            format!("C of shape {s:?} must be one row (shape [N] or [1, N])"),
+                        ))
+                    }
                 };
                 let vals: Vec<f32> = c.as_f32().expect("checked f32").iter().copied().collect();
                 let row: Vec<f32> = match per_row {
                     1 => vec![vals[0]; nout],
                     n if n == nout => vals,
-                    n => return Err(self.unsupported(id, format!("C has {n} values for {nout} outputs"))),
+                    n => {
+                        return Err(
+                            self.unsupported(id, format!("C has {n} values for {nout} outputs"))
+                        )
+                    }
                 };
-                PendingArg::Weights { offset: self.push_weights(&row), len: nout }
+                PendingArg::Weights {
+                    offset: self.push_weights(&row),
+                    len: nout,
+                }
             }
         };
         let ys = self.shape(id, out, "output")?;
         if ys != [nout] {
             return Err(self.unsupported(id, format!("output {ys:?}, expected [{nout}]")));
         }
-        let threads = if pool { channels.max(nout) } else { nout }.next_multiple_of(32).clamp(32, 256);
+        let threads = if pool { channels.max(nout) } else { nout }
+            .next_multiple_of(32)
+            .clamp(32, 256);
         let spec = HeadKernel {
             channels,
             pixels,
@@ -495,10 +661,20 @@ impl<'a> Lower<'a> {
         let name = self.kernel("head", |n| spec.emit(n));
         self.steps.push(PendingStep {
             what: spec.describe(),
-            variants: vec![Variant { kernel: name, min_batch: 1, block: threads as u32, rows_per_image: 1, rows_per_block: 1, grid_y: 1 }],
+            variants: vec![Variant {
+                kernel: name,
+                min_batch: 1,
+                block: threads as u32,
+                rows_per_image: 1,
+                rows_per_block: 1,
+                grid_y: 1,
+            }],
             args: vec![
                 PendingArg::Value(x),
-                PendingArg::Weights { offset: w_off, len: nout * features },
+                PendingArg::Weights {
+                    offset: w_off,
+                    len: nout * features,
+                },
                 bias_arg,
                 PendingArg::Value(out),
                 PendingArg::Batch,
@@ -514,9 +690,16 @@ impl<'a> Lower<'a> {
         let input: ValueRef = graph.inputs[0].into();
         let output = graph.outputs[0].value;
         if !self.steps.iter().any(|s| s.output == output) {
-            return Err(CudaError::Interface("the graph output is not computed by any kernel (is the graph empty?)".into()));
+            return Err(CudaError::Interface(
+                "the graph output is not computed by any kernel (is the graph empty?)".into(),
+            ));
         }
-        let per_image = |v: ValueRef| -> usize { self.info.ty(v).and_then(|t| t.concrete_tail()).map_or(0, |s| s.iter().product()) };
+        let per_image = |v: ValueRef| -> usize {
+            self.info
+                .ty(v)
+                .and_then(|t| t.concrete_tail())
+                .map_or(0, |s| s.iter().product())
+        };
 
         let mut last_read: HashMap<ValueRef, usize> = HashMap::new();
         for (k, s) in self.steps.iter().enumerate() {
@@ -538,9 +721,15 @@ impl<'a> Lower<'a> {
             for a in &s.args {
                 args.push(match a {
                     PendingArg::Value(v) => Arg::Buffer(*of_value.get(v).ok_or_else(|| {
-                        CudaError::Interface(format!("internal error: step '{}' reads a value no earlier step computes", s.what))
+                        CudaError::Interface(format!(
+                            "internal error: step '{}' reads a value no earlier step computes",
+                            s.what
+                        ))
                     })?),
-                    PendingArg::Weights { offset, len } => Arg::Weights { offset: *offset, len: *len },
+                    PendingArg::Weights { offset, len } => Arg::Weights {
+                        offset: *offset,
+                        len: *len,
+                    },
                     PendingArg::Null => Arg::Null,
                     PendingArg::Batch => Arg::Batch,
                 });
@@ -557,7 +746,11 @@ impl<'a> Lower<'a> {
                     }
                 }
             }
-            steps.push(Step { what: s.what.clone(), variants: s.variants.clone(), args });
+            steps.push(Step {
+                what: s.what.clone(),
+                variants: s.variants.clone(),
+                args,
+            });
         }
 
         let mut source = String::new();
@@ -566,7 +759,8 @@ impl<'a> Lower<'a> {
             "// {} steps, {} kernels, batch {}.\n\n",
             steps.len(),
             self.kernels.len(),
-            self.batch.map_or_else(|| "dynamic".to_string(), |b| b.to_string())
+            self.batch
+                .map_or_else(|| "dynamic".to_string(), |b| b.to_string())
         ));
         source.push_str(emit::PRELUDE);
         let mut tables: Vec<&(String, String)> = self.tap_tables.values().collect();
@@ -579,14 +773,25 @@ impl<'a> Lower<'a> {
             source.push('\n');
             source.push_str(text);
         }
-        let shape_of = |v: ValueRef| self.info.ty(v).and_then(|t| t.concrete_tail()).unwrap_or_default();
+        let shape_of = |v: ValueRef| {
+            self.info
+                .ty(v)
+                .and_then(|t| t.concrete_tail())
+                .unwrap_or_default()
+        };
         Ok(CudaProgram {
             source,
             kernels: self.kernels.iter().map(|(n, _)| n.clone()).collect(),
             steps,
             buffers,
-            input: IoDesc { buffer: of_value[&input], shape: shape_of(input) },
-            output: IoDesc { buffer: of_value[&output], shape: shape_of(graph.outputs[0].value) },
+            input: IoDesc {
+                buffer: of_value[&input],
+                shape: shape_of(input),
+            },
+            output: IoDesc {
+                buffer: of_value[&output],
+                shape: shape_of(graph.outputs[0].value),
+            },
             weights: self.weights,
             batch: self.batch,
         })
@@ -596,8 +801,18 @@ impl<'a> Lower<'a> {
 /// A buffer for a value of `size` floats per image: the smallest free buffer that fits, else the
 /// largest free one grown, else a new one.
 fn take(size: usize, free: &mut Vec<usize>, buffers: &mut Vec<BufferDesc>) -> usize {
-    let fit = free.iter().enumerate().filter(|(_, &b)| buffers[b].elems_per_image >= size).min_by_key(|(_, &b)| buffers[b].elems_per_image);
-    let pick = fit.or_else(|| free.iter().enumerate().max_by_key(|(_, &b)| buffers[b].elems_per_image)).map(|(i, _)| i);
+    let fit = free
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| buffers[b].elems_per_image >= size)
+        .min_by_key(|(_, &b)| buffers[b].elems_per_image);
+    let pick = fit
+        .or_else(|| {
+            free.iter()
+                .enumerate()
+                .max_by_key(|(_, &b)| buffers[b].elems_per_image)
+        })
+        .map(|(i, _)| i);
     match pick {
         Some(i) => {
             let b = free.swap_remove(i);
@@ -605,7 +820,9 @@ fn take(size: usize, free: &mut Vec<usize>, buffers: &mut Vec<BufferDesc>) -> us
             b
         }
         None => {
-            buffers.push(BufferDesc { elems_per_image: size });
+            buffers.push(BufferDesc {
+                elems_per_image: size,
+            });
             buffers.len() - 1
         }
     }

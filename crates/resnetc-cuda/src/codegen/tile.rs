@@ -59,7 +59,13 @@ impl Tile {
 
 /// The tiles a layer with `coutp` padded output channels may use, largest first.
 pub(crate) fn ladder(coutp: usize) -> Vec<Tile> {
-    let t = |bm, bn, tm, tn| Tile { bm, bn, bk: 16, tm, tn };
+    let t = |bm, bn, tm, tn| Tile {
+        bm,
+        bn,
+        bk: 16,
+        tm,
+        tn,
+    };
     let bn = if coutp.is_multiple_of(64) {
         64
     } else if coutp.is_multiple_of(32) {
@@ -81,7 +87,10 @@ pub(crate) fn ladder(coutp: usize) -> Vec<Tile> {
 /// The tile for `rows` output pixels: the first of the ladder giving at least `target_blocks` blocks,
 /// else the smallest.
 pub(crate) fn choose(ladder: &[Tile], rows: u64, coutp: usize, target_blocks: u64) -> Tile {
-    *ladder.iter().find(|t| t.blocks(rows, coutp) >= target_blocks).unwrap_or(ladder.last().expect("ladders are not empty"))
+    *ladder
+        .iter()
+        .find(|t| t.blocks(rows, coutp) >= target_blocks)
+        .unwrap_or(ladder.last().expect("ladders are not empty"))
 }
 
 /// The smallest batch for which [`choose`] picks `tile` or a larger one: `tile` gives at least

@@ -15,7 +15,9 @@ pub fn repo() -> PathBuf {
 
 /// `../shared` beside the repository (or `RESNETC_SHARED`); tests that need it fail when it is absent.
 pub fn shared() -> PathBuf {
-    let dir = std::env::var_os("RESNETC_SHARED").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared"));
+    let dir = std::env::var_os("RESNETC_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared"));
     assert!(
         dir.join("README.md").exists(),
         "the shared data folder {} is missing: these tests read the pretrained models from it \
@@ -58,9 +60,14 @@ pub fn fixtures() -> Vec<Fixture> {
     struct Manifest {
         models: Vec<Fixture>,
     }
-    let text = std::fs::read_to_string(repo().join("fixtures/manifest.json")).expect("fixtures/manifest.json");
+    let text = std::fs::read_to_string(repo().join("fixtures/manifest.json"))
+        .expect("fixtures/manifest.json");
     let m: Manifest = serde_json::from_str(&text).expect("manifest parses");
-    assert!(m.models.len() >= 20, "the manifest lists {} fixtures", m.models.len());
+    assert!(
+        m.models.len() >= 20,
+        "the manifest lists {} fixtures",
+        m.models.len()
+    );
     m.models
 }
 
@@ -70,12 +77,28 @@ pub fn read_npy(path: &Path) -> ArrayD<f32> {
 
 /// Loads a model at opt level 3 (the fused graph the CUDA backend lowers).
 pub fn load_fused(path: &Path) -> resnetc::Model {
-    resnetc::load_model(path, &PassOptions { level: 3, ..Default::default() }).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
+    resnetc::load_model(
+        path,
+        &PassOptions {
+            level: 3,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter().zip(b).map(|(x, y)| if x.is_nan() || y.is_nan() { f32::INFINITY } else { (x - y).abs() }).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            if x.is_nan() || y.is_nan() {
+                f32::INFINITY
+            } else {
+                (x - y).abs()
+            }
+        })
+        .fold(0.0, f32::max)
 }
 
 /// Runs `program` on the reference executor's twin: the generated kernels compiled as host C++.
@@ -85,8 +108,18 @@ pub struct Emulator {
 }
 
 pub fn cxx() -> String {
-    for c in [std::env::var("CXX").unwrap_or_default(), "g++".into(), "c++".into(), "clang++".into()] {
-        if !c.is_empty() && Command::new(&c).arg("--version").output().is_ok_and(|o| o.status.success()) {
+    for c in [
+        std::env::var("CXX").unwrap_or_default(),
+        "g++".into(),
+        "c++".into(),
+        "clang++".into(),
+    ] {
+        if !c.is_empty()
+            && Command::new(&c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        {
             return c;
         }
     }
@@ -112,17 +145,29 @@ impl Emulator {
             };
             dispatch.push_str(&format!("  if (name == \"{k}\") {{ {call}; return; }}\n"));
         }
-        dispatch.push_str("  fprintf(stderr, \"unknown kernel %s\\n\", name.c_str());\n  exit(2);\n}\n");
+        dispatch.push_str(
+            "  fprintf(stderr, \"unknown kernel %s\\n\", name.c_str());\n  exit(2);\n}\n",
+        );
         std::fs::write(dir.join("dispatch.inc"), dispatch).unwrap();
         let emu = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/emu");
         let exe = dir.join("emu");
         let mut cmd = Command::new(cxx());
-        cmd.args(["-std=c++17", "-O2", "-w", "-o"]).arg(&exe).arg("-I").arg(&emu).arg("-I").arg(&dir).arg(emu.join("driver.cpp"));
+        cmd.args(["-std=c++17", "-O2", "-w", "-o"])
+            .arg(&exe)
+            .arg("-I")
+            .arg(&emu)
+            .arg("-I")
+            .arg(&dir)
+            .arg(emu.join("driver.cpp"));
         if asan || std::env::var_os("RESNETC_EMU_ASAN").is_some() {
             cmd.args(["-fsanitize=address", "-fno-omit-frame-pointer"]);
         }
         let out = cmd.output().expect("running the C++ compiler");
-        assert!(out.status.success(), "host compilation of the generated source failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "host compilation of the generated source failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Emulator { dir, exe }
     }
 
@@ -143,7 +188,15 @@ impl Emulator {
         ));
         for l in &plan {
             assert_eq!(l.block[1..], [1, 1]);
-            text.push_str(&format!("{} {} {} {} {} {}", l.kernel, l.grid[0], l.grid[1], l.grid[2], l.block[0], l.args.len()));
+            text.push_str(&format!(
+                "{} {} {} {} {} {}",
+                l.kernel,
+                l.grid[0],
+                l.grid[1],
+                l.grid[2],
+                l.block[0],
+                l.args.len()
+            ));
             for a in &l.args {
                 match a {
                     Arg::Buffer(b) => text.push_str(&format!(" B{b}")),
@@ -158,12 +211,29 @@ impl Emulator {
         let plan_path = self.dir.join(format!("plan-{tag}.txt"));
         std::fs::write(&plan_path, text).unwrap();
         let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-        let (w, i, o) =
-            (self.dir.join("weights.bin"), self.dir.join(format!("input-{tag}.bin")), self.dir.join(format!("output-{tag}.bin")));
+        let (w, i, o) = (
+            self.dir.join("weights.bin"),
+            self.dir.join(format!("input-{tag}.bin")),
+            self.dir.join(format!("output-{tag}.bin")),
+        );
         std::fs::write(&w, bytes(&program.weights)).unwrap();
         std::fs::write(&i, bytes(input)).unwrap();
-        let out = Command::new(&self.exe).arg(&plan_path).arg(&w).arg(&i).arg(&o).output().expect("running the emulator");
-        assert!(out.status.success(), "the emulated program failed: {}", String::from_utf8_lossy(&out.stderr));
-        std::fs::read(&o).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        let out = Command::new(&self.exe)
+            .arg(&plan_path)
+            .arg(&w)
+            .arg(&i)
+            .arg(&o)
+            .output()
+            .expect("running the emulator");
+        assert!(
+            out.status.success(),
+            "the emulated program failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read(&o)
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
     }
 }

@@ -33,7 +33,11 @@ pub fn iota(shape: &[usize]) -> Tensor {
 }
 
 pub fn f32s(t: &Tensor) -> Vec<f32> {
-    t.as_f32().unwrap_or_else(|| panic!("expected f32, got {}", t.dtype())).iter().copied().collect()
+    t.as_f32()
+        .unwrap_or_else(|| panic!("expected f32, got {}", t.dtype()))
+        .iter()
+        .copied()
+        .collect()
 }
 
 pub fn i64s(t: &Tensor) -> Vec<i64> {
@@ -51,7 +55,10 @@ pub fn eval(op: &Op, inputs: &[&Tensor]) -> Tensor {
 pub fn eval_err(op: &Op, inputs: &[&Tensor]) -> EvalError {
     let slots: Vec<Option<&Tensor>> = inputs.iter().map(|&t| Some(t)).collect();
     match eval_op(op, &slots) {
-        Ok(t) => panic!("{op} succeeded with shape {:?}, expected an error", t.shape()),
+        Ok(t) => panic!(
+            "{op} succeeded with shape {:?}, expected an error",
+            t.shape()
+        ),
         Err(e) => e,
     }
 }
@@ -61,8 +68,20 @@ pub fn check(t: &Tensor, shape: &[usize], values: &[f32]) {
     assert_eq!(f32s(t), values, "values");
 }
 
-pub fn conv(kernel: [usize; 2], strides: [usize; 2], dilations: [usize; 2], padding: Padding, group: usize) -> Op {
-    Op::Conv(Conv { kernel, strides, dilations, padding, group })
+pub fn conv(
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    dilations: [usize; 2],
+    padding: Padding,
+    group: usize,
+) -> Op {
+    Op::Conv(Conv {
+        kernel,
+        strides,
+        dilations,
+        padding,
+        group,
+    })
 }
 
 /// xorshift64*: a deterministic generator so tests need no seed management.
@@ -149,7 +168,11 @@ pub struct Builder {
 
 impl Builder {
     pub fn new(seed: u64) -> Builder {
-        Builder { g: Graph::new(), rng: Gen::new(seed), count: 0 }
+        Builder {
+            g: Graph::new(),
+            rng: Gen::new(seed),
+            count: 0,
+        }
     }
 
     fn name(&mut self, base: &str) -> String {
@@ -173,17 +196,38 @@ impl Builder {
     }
 
     /// Conv (no bias) → BatchNorm with generated statistics.
-    pub fn conv_bn(&mut self, x: NodeId, cin: usize, cout: usize, k: usize, stride: usize) -> NodeId {
+    pub fn conv_bn(
+        &mut self,
+        x: NodeId,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+    ) -> NodeId {
         let w = self.rng.tensor(&[cout, cin, k, k]);
         let scale = 1.0 / ((cin * k * k) as f32).sqrt();
         let w = Tensor::F32(w.as_f32().unwrap().mapv(|v| v * scale).into_shared());
         let w = self.constant(w);
         let p = (k - 1) / 2;
-        let c = self.node("conv", conv([k, k], [stride, stride], [1, 1], Padding::Explicit([p; 4]), 1), &[Some(x.into()), Some(w.into())]);
+        let c = self.node(
+            "conv",
+            conv(
+                [k, k],
+                [stride, stride],
+                [1, 1],
+                Padding::Explicit([p; 4]),
+                1,
+            ),
+            &[Some(x.into()), Some(w.into())],
+        );
         let params: Vec<NodeId> = (0..4)
             .map(|i| {
                 let v: Vec<f32> = (0..cout).map(|_| self.rng.next()).collect();
-                let v = if i == 0 || i == 3 { v.iter().map(|x| 1.0 + 0.5 * x).collect() } else { v.iter().map(|x| 0.1 * x).collect() };
+                let v = if i == 0 || i == 3 {
+                    v.iter().map(|x| 1.0 + 0.5 * x).collect()
+                } else {
+                    v.iter().map(|x| 0.1 * x).collect()
+                };
                 self.constant(f32t(&[cout], v))
             })
             .collect();
@@ -201,7 +245,8 @@ impl Builder {
 /// generated weights, input `f32[batch,3,32,32]`, output `f32[batch,classes]`.
 pub fn cifar_resnet(n: usize, classes: usize, batch: usize, seed: u64) -> Graph {
     let mut b = Builder::new(seed);
-    let x = b.g.add_input("input", TensorType::fixed(DType::F32, &[batch, 3, 32, 32]));
+    let x =
+        b.g.add_input("input", TensorType::fixed(DType::F32, &[batch, 3, 32, 32]));
     let stem = b.conv_bn(x, 3, 16, 3, 1);
     let mut cur = b.relu(stem);
     let mut cin = 16;
@@ -211,8 +256,16 @@ pub fn cifar_resnet(n: usize, classes: usize, batch: usize, seed: u64) -> Graph 
             let c1 = b.conv_bn(cur, cin, cout, 3, stride);
             let r1 = b.relu(c1);
             let c2 = b.conv_bn(r1, cout, cout, 3, 1);
-            let shortcut = if stride != 1 || cin != cout { b.conv_bn(cur, cin, cout, 1, stride) } else { cur };
-            let sum = b.node("add", Op::Binary(resnetc_ir::BinOp::Add), &[Some(c2.into()), Some(shortcut.into())]);
+            let shortcut = if stride != 1 || cin != cout {
+                b.conv_bn(cur, cin, cout, 1, stride)
+            } else {
+                cur
+            };
+            let sum = b.node(
+                "add",
+                Op::Binary(resnetc_ir::BinOp::Add),
+                &[Some(c2.into()), Some(shortcut.into())],
+            );
             cur = b.relu(sum);
             cin = cout;
         }
@@ -221,8 +274,17 @@ pub fn cifar_resnet(n: usize, classes: usize, batch: usize, seed: u64) -> Graph 
     let flat = b.node("flatten", Op::Flatten { axis: 1 }, &[Some(pooled.into())]);
     let fc_w = b.random(&[classes, 64]);
     let fc_b = b.random(&[classes]);
-    let gemm = Op::Gemm(Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: true });
-    let logits = b.node("fc", gemm, &[Some(flat.into()), Some(fc_w.into()), Some(fc_b.into())]);
+    let gemm = Op::Gemm(Gemm {
+        alpha: 1.0,
+        beta: 1.0,
+        trans_a: false,
+        trans_b: true,
+    });
+    let logits = b.node(
+        "fc",
+        gemm,
+        &[Some(flat.into()), Some(fc_w.into()), Some(fc_b.into())],
+    );
     b.g.add_output("logits", logits.into());
     b.g
 }
