@@ -316,9 +316,8 @@ fn compile(
             weights,
         });
         eprintln!(
-            "generated CUDA for {} in {gen_ms:.0} ms; NVRTC took {nvrtc_ms:.0} ms ({})",
-            archs.join(", "),
-            "reported separately"
+            "generated CUDA for {} in {gen_ms:.0} ms; NVRTC took {nvrtc_ms:.0} ms (reported separately)",
+            archs.join(", ")
         );
     }
     let out = output.unwrap_or_else(|| model.with_extension("rnc"));

@@ -332,7 +332,7 @@ fn mutated_models_never_panic() {
             let k = (rng.next() as usize) % bytes.len();
             bytes[k] = rng.next() as u8;
         }
-        if rng.next() % 8 == 0 {
+        if rng.next().is_multiple_of(8) {
             bytes.truncate((rng.next() as usize) % bytes.len());
         }
         ran += survive(&bytes, true) as usize;

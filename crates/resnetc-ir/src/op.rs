@@ -313,6 +313,26 @@ fn fmt_pads(p: &Padding) -> String {
     }
 }
 
+/// Writes a convolution's geometry, shared by `Conv` and `FusedConv`.
+fn fmt_conv(f: &mut fmt::Formatter<'_>, name: &str, c: &Conv) -> fmt::Result {
+    write!(
+        f,
+        "{name} k={}x{} s={}x{} p={}",
+        c.kernel[0],
+        c.kernel[1],
+        c.strides[0],
+        c.strides[1],
+        fmt_pads(&c.padding)
+    )?;
+    if c.dilations != [1, 1] {
+        write!(f, " d={}x{}", c.dilations[0], c.dilations[1])?;
+    }
+    if c.group != 1 {
+        write!(f, " g={}", c.group)?;
+    }
+    Ok(())
+}
+
 /// Writes the op with its attributes, as the dump shows it (`Conv k=3x3 s=1x1 p=1,1,1,1`).
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -320,41 +340,10 @@ impl fmt::Display for Op {
         match self {
             Op::Input { index, ty } => write!(f, "Input #{index} {ty}"),
             Op::Constant(t) => write!(f, "Constant {}", crate::dump::tensor_summary(t)),
-            Op::Conv(c) => {
-                write!(
-                    f,
-                    "{name} k={}x{} s={}x{} p={}",
-                    c.kernel[0],
-                    c.kernel[1],
-                    c.strides[0],
-                    c.strides[1],
-                    fmt_pads(&c.padding)
-                )?;
-                if c.dilations != [1, 1] {
-                    write!(f, " d={}x{}", c.dilations[0], c.dilations[1])?;
-                }
-                if c.group != 1 {
-                    write!(f, " g={}", c.group)?;
-                }
-                Ok(())
-            }
+            Op::Conv(c) => fmt_conv(f, name, c),
             Op::BatchNorm { epsilon } => write!(f, "{name} eps={epsilon:e}"),
             Op::FusedConv { conv: c, epilogue } => {
-                write!(
-                    f,
-                    "{name} k={}x{} s={}x{} p={}",
-                    c.kernel[0],
-                    c.kernel[1],
-                    c.strides[0],
-                    c.strides[1],
-                    fmt_pads(&c.padding)
-                )?;
-                if c.dilations != [1, 1] {
-                    write!(f, " d={}x{}", c.dilations[0], c.dilations[1])?;
-                }
-                if c.group != 1 {
-                    write!(f, " g={}", c.group)?;
-                }
+                fmt_conv(f, name, c)?;
                 let steps: Vec<String> = epilogue
                     .iter()
                     .map(|e| match e {

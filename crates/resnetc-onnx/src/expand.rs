@@ -6,7 +6,7 @@
 use resnetc_ir::{Epilogue, Node, Op, ResidualRead, Tensor, TensorType};
 
 use crate::error::ExportError;
-use crate::export::{int, ints, padding_attrs, pair, string, Fresh};
+use crate::export::{conv_attrs, string, Fresh};
 use crate::proto::{GraphProto, NodeProto};
 use crate::tensor::tensor_to_proto;
 
@@ -153,14 +153,14 @@ pub(crate) fn expand(
             if with_bias {
                 conv_inputs.push(input(2)?);
             }
-            let mut attrs = vec![
-                ints("kernel_shape", pair(c.kernel)),
-                ints("strides", pair(c.strides)),
-                ints("dilations", pair(c.dilations)),
-            ];
-            padding_attrs(&c.padding, &mut attrs);
-            attrs.push(int("group", c.group as i64));
-            push(g, base.clone(), "Conv", conv_inputs, current.clone(), attrs);
+            push(
+                g,
+                base.clone(),
+                "Conv",
+                conv_inputs,
+                current.clone(),
+                conv_attrs(c),
+            );
             for (k, step) in steps.iter().enumerate() {
                 let next = if k + 1 == steps.len() {
                     out.clone()

@@ -349,16 +349,24 @@ pub(crate) fn padding_attrs(p: &Padding, out: &mut Vec<AttributeProto>) {
     }
 }
 
+/// A convolution's geometry as ONNX Conv attributes (shared by Conv, FusedConv and its expansion).
+pub(crate) fn conv_attrs(c: &resnetc_ir::Conv) -> Vec<AttributeProto> {
+    let mut a = vec![
+        ints("kernel_shape", pair(c.kernel)),
+        ints("strides", pair(c.strides)),
+        ints("dilations", pair(c.dilations)),
+    ];
+    padding_attrs(&c.padding, &mut a);
+    a.push(int("group", c.group as i64));
+    a
+}
+
 /// The attributes of `op` at `opset`.
 fn attributes(op: &Op, opset: u64) -> Result<Vec<AttributeProto>, String> {
     let mut a = Vec::new();
     match op {
         Op::Conv(c) => {
-            a.push(ints("kernel_shape", pair(c.kernel)));
-            a.push(ints("strides", pair(c.strides)));
-            a.push(ints("dilations", pair(c.dilations)));
-            padding_attrs(&c.padding, &mut a);
-            a.push(int("group", c.group as i64));
+            a.extend(conv_attrs(c));
         }
         Op::BatchNorm { epsilon } => a.push(float("epsilon", *epsilon)),
         Op::Gemm(g) => {
@@ -423,11 +431,7 @@ fn attributes(op: &Op, opset: u64) -> Result<Vec<AttributeProto>, String> {
             a.push(ints("perm", p.iter().map(|&x| x as i64).collect()))
         }
         Op::FusedConv { conv: c, epilogue } => {
-            a.push(ints("kernel_shape", pair(c.kernel)));
-            a.push(ints("strides", pair(c.strides)));
-            a.push(ints("dilations", pair(c.dilations)));
-            padding_attrs(&c.padding, &mut a);
-            a.push(int("group", c.group as i64));
+            a.extend(conv_attrs(c));
             let mut steps = Vec::new();
             for e in epilogue {
                 steps.push(
