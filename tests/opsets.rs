@@ -1,36 +1,16 @@
 //! Opset-aware import: operands that older opsets pass as attributes arrive as inputs in the IR, and
 //! the result computes the same as the modern form.
 
+mod common;
+
+use common::value_info;
 use prost::Message;
 use resnetc_ir::{Op, Tensor};
 use resnetc_onnx::proto::attribute_proto::AttributeType;
-use resnetc_onnx::proto::type_proto;
 use resnetc_onnx::proto::{
-    tensor_shape_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    ValueInfoProto,
 };
-
-fn vi(name: &str, dims: &[i64]) -> ValueInfoProto {
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(1),
-                shape: Some(TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|&d| tensor_shape_proto::Dimension {
-                            value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
-                            denotation: None,
-                        })
-                        .collect(),
-                }),
-            })),
-            denotation: None,
-        }),
-        ..Default::default()
-    }
-}
 
 fn ints(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto {
@@ -119,7 +99,7 @@ fn slice_and_pad_as_attributes_before_opsets_10_and_11() {
             ],
         ),
     ];
-    let bytes = model(9, nodes, vec![], vec![vi("x", &[1, 4])]);
+    let bytes = model(9, nodes, vec![], vec![value_info("x", &[1, 4])]);
     let y = run(&bytes, iota(&[1, 4]));
     assert_eq!(y.to_f64s(), vec![-1.0, 1.0, 2.0, -1.0, -1.0]);
 }
@@ -131,7 +111,7 @@ fn unsqueeze_squeeze_and_reduce_mean_axes_as_attributes() {
         node("ReduceMean", &["u"], "m", vec![ints("axes", &[2])]),
         node("Squeeze", &["m"], "y", vec![ints("axes", &[0, 2])]),
     ];
-    let bytes = model(11, nodes, vec![], vec![vi("x", &[2, 3])]);
+    let bytes = model(11, nodes, vec![], vec![value_info("x", &[2, 3])]);
     let y = run(&bytes, iota(&[2, 3]));
     assert_eq!(y.shape(), &[2]);
     assert_eq!(y.to_f64s(), vec![1.0, 4.0]);
@@ -160,7 +140,7 @@ fn an_initializer_also_listed_as_input_is_a_constant() {
         13,
         vec![node("Add", &["x", "w"], "y", vec![])],
         vec![w],
-        vec![vi("x", &[1, 4]), vi("w", &[1, 4])],
+        vec![value_info("x", &[1, 4]), value_info("w", &[1, 4])],
     );
     let g = resnetc_onnx::import_bytes(&bytes, None).unwrap();
     assert_eq!(g.inputs.len(), 1, "only x is an input");

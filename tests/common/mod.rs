@@ -126,3 +126,26 @@ pub fn assert_logits_close(what: &str, got: &ArrayD<f32>, expected: &ArrayD<f32>
 pub fn f32_of(t: &Tensor) -> ArrayD<f32> {
     t.as_f32().expect("float32 output").to_owned()
 }
+
+/// A float32 graph input or output with fixed dims, for tests that build ONNX models by hand.
+pub fn value_info(name: &str, dims: &[i64]) -> resnetc_onnx::proto::ValueInfoProto {
+    resnetc_onnx::proto::ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(resnetc_onnx::proto::TypeProto {
+            value: Some(resnetc_onnx::proto::type_proto::Value::TensorType(resnetc_onnx::proto::type_proto::Tensor {
+                elem_type: Some(1),
+                shape: Some(resnetc_onnx::proto::TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| resnetc_onnx::proto::tensor_shape_proto::Dimension {
+                            value: Some(resnetc_onnx::proto::tensor_shape_proto::dimension::Value::DimValue(d)),
+                            denotation: None,
+                        })
+                        .collect(),
+                }),
+            })),
+            denotation: None,
+        }),
+        ..Default::default()
+    }
+}
