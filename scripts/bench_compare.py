@@ -10,9 +10,9 @@ prints a table of ratios. Each engine runs in its own process (its own warm-up, 
     python3 scripts/bench_compare.py --models resnet56 --batches 64 --threads 2 --repeats 3
 
 resnetc: `resnetc bench MODEL --batch N --threads T --iters I --json` when the CLI has the
-subcommand, else the `bench` example of crates/resnetc-cpu (same function, same JSON).
+subcommand, else the root crate's `bench` example (same function, same JSON).
 onnxruntime: the CPU provider, ORT_ENABLE_ALL, intra_op_num_threads = T (inter_op 1).
-tract: the `tract_bench` example of crates/resnetc-cpu (feature `tract-bench`); it uses one thread
+tract: the root crate's `tract_bench` example (tract-onnx is already a dependency); it uses one thread
 whatever T is. `--no-tract` skips it.
 """
 
@@ -49,7 +49,7 @@ def resnetc_cmd(args):
         return [str(cli), "bench"]
     example = ROOT / "target/release/examples/bench"
     if not example.exists() or args.build:
-        subprocess.run(["cargo", "build", "--release", "-p", "resnetc-cpu", "--example", "bench"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "-p", "resnetc", "--example", "bench"], cwd=ROOT, check=True)
     return [str(example)]
 
 
@@ -61,7 +61,7 @@ def tract_cmd(args):
     if not example.exists() and debug.exists() and not args.build:
         return [str(debug)]
     if not example.exists() or args.build:
-        r = subprocess.run(["cargo", "build", "--release", "-p", "resnetc-cpu", "--features", "tract-bench", "--example", "tract_bench"], cwd=ROOT)
+        r = subprocess.run(["cargo", "build", "--release", "-p", "resnetc", "--example", "tract_bench"], cwd=ROOT)
         if r.returncode != 0:
             print("tract_bench did not build; leaving tract out", file=sys.stderr)
             return None

@@ -289,6 +289,26 @@ fn compile(
         level,
         batch.unwrap_or(0) as u64,
     );
+    if target == "cpu" {
+        // The packed plan, so that `run` packs nothing. A graph the CPU backend cannot run still
+        // compiles: the artifact then holds only the graph, which `run` gives the reference executor.
+        match resnetc_cpu::CpuPlan::compile(&m.graph, &m.info) {
+            Ok(plan) => {
+                let bytes = plan.to_bytes();
+                eprintln!(
+                    "packed the CPU plan for {} ({} steps, {} Winograd convolutions, {:.1} MiB)",
+                    plan.isa(),
+                    plan.describe().len(),
+                    plan.winograd_convs(),
+                    bytes.len() as f64 / (1 << 20) as f64
+                );
+                artifact.cpu = Some(resnetc_artifact::cpu_section(bytes));
+            }
+            Err(e) => eprintln!(
+                "note: the CPU backend cannot run this graph ({e}); the artifact holds no CPU plan"
+            ),
+        }
+    }
     if !archs.is_empty() {
         let gen_start = std::time::Instant::now();
         let mut program = resnetc_cuda::generate(&m.graph, &m.info, batch)?;
@@ -344,6 +364,7 @@ fn inspect(m: &resnetc::Model, path: &Path, json: bool, dump: bool) -> Result<()
                 "batch": a.batch,
                 "source": a.source_name,
                 "source_sha256": resnetc_artifact::hex(&a.source_sha256),
+                "cpu_plan_bytes": resnetc_artifact::packed_plan(a).map_or(0, <[u8]>::len),
             });
             let archs: Vec<&str> = a
                 .cuda
@@ -365,6 +386,12 @@ fn inspect(m: &resnetc::Model, path: &Path, json: bool, dump: bool) -> Result<()
             a.source_name,
             resnetc_artifact::hex(&a.source_sha256)
         );
+        if let Some(plan) = resnetc_artifact::packed_plan(a) {
+            println!(
+                "cpu plan: {:.1} MiB packed (run and bench use it as it is)",
+                plan.len() as f64 / (1 << 20) as f64
+            );
+        }
     }
     for (kind, vals) in [("input", &s.inputs), ("output", &s.outputs)] {
         for v in vals {
@@ -523,7 +550,7 @@ fn bench(
         Device::Cuda => return bench_cuda(m, batch, iters, json),
         Device::Reference => bail!("bench measures a backend: --device cpu or --device cuda"),
     }
-    let plan = resnetc_cpu::CpuPlan::compile(&m.graph, &m.info)?;
+    let plan = m.cpu_plan()?;
     let r = resnetc_cpu::bench(&plan, batch, threads, iters.max(1))?;
     let peak = resnetc_cpu::fp32_peak_gflops(r.threads);
     let mut v = serde_json::to_value(&r)?;

@@ -102,10 +102,43 @@ impl Model {
         Ok(resnetc_reference::run(&self.graph, inputs)?)
     }
 
+    /// The CPU backend's plan: the one an artifact stores, used as it is (nothing is packed; it runs
+    /// on this machine's best kernel set), else compiled from the graph (an ONNX model, or an
+    /// artifact written without a plan). A stored plan that fails validation, or whose inputs and
+    /// outputs are not the graph's, is an error (a damaged artifact), not a reason to recompile.
+    /// A graph the backend cannot run gives a [`resnetc_cpu::CpuError`].
+    pub fn cpu_plan(&self) -> Result<resnetc_cpu::CpuPlan> {
+        let Some(bytes) = self
+            .artifact
+            .as_ref()
+            .and_then(resnetc_artifact::packed_plan)
+        else {
+            return Ok(resnetc_cpu::CpuPlan::compile(&self.graph, &self.info)?);
+        };
+        let plan = resnetc_cpu::CpuPlan::from_bytes(bytes, resnetc_cpu::Isa::Auto)?;
+        // Each port as (name, dimensions after the batch).
+        let tail = |v: ValueRef| self.info.ty(v).and_then(|t| t.concrete_tail());
+        let graph_inputs: Vec<_> = (self.graph.inputs.iter())
+            .map(|&i| (self.graph.node(i).outputs[0].clone(), tail(i.into())))
+            .collect();
+        let graph_outputs: Vec<_> = (self.graph.outputs.iter())
+            .map(|o| (o.name.clone(), tail(o.value)))
+            .collect();
+        let port = |p: &resnetc_cpu::Port| (p.name.clone(), Some(p.dims.clone()));
+        let plan_inputs: Vec<_> = plan.inputs().iter().map(port).collect();
+        let plan_outputs: Vec<_> = plan.outputs().map(port).collect();
+        if plan_inputs != graph_inputs || plan_outputs != graph_outputs {
+            anyhow::bail!(
+                "the artifact's CPU plan does not fit its graph: the plan takes {plan_inputs:?} and gives {plan_outputs:?}, the graph {graph_inputs:?} and {graph_outputs:?} (per image); recompile it"
+            );
+        }
+        Ok(plan)
+    }
+
     /// Runs the fast CPU backend on a single float32 input (NCHW, batch in dim 0), or says why it
     /// cannot (then callers fall back to the reference executor).
     pub fn run_cpu(&self, input: &Tensor, threads: usize) -> Result<Tensor> {
-        let plan = resnetc_cpu::CpuPlan::compile(&self.graph, &self.info)?;
+        let plan = self.cpu_plan()?;
         let x = input
             .as_f32()
             .context("the CPU backend takes a float32 input")?;

@@ -217,8 +217,14 @@ fn mismatches_are_reported_precisely() {
     let k = damaged.graph.len() / 2;
     damaged.graph[k] ^= 0xff;
     errors.push(load_error(&encode(&damaged), None));
+    let mut damaged_plan = a.clone();
+    let plan = &mut damaged_plan.cpu.as_mut().unwrap().packed_plan;
+    let k = plan.len() / 2;
+    plan[k] ^= 0xff;
+    errors.push(load_error(&encode(&damaged_plan), None));
+    // Cut inside the graph (the fields before it take a few hundred bytes).
     let mut truncated = encode(&a);
-    truncated.truncate(truncated.len() / 3);
+    truncated.truncate(8 + a.graph.len() / 2);
     errors.push(load_error(&truncated, None));
     errors.push(
         resnetc_artifact::check_source(&a, b"another model", "other.onnx")

@@ -1,5 +1,8 @@
 //! The pretrained CIFAR-10 ResNets in `../shared`: on the first 1000 test images, resnetc's
-//! reference executor predicts exactly what PyTorch predicted, with logits within tolerance.
+//! reference executor predicts exactly what PyTorch predicted, with logits within tolerance, on the
+//! unoptimized (level 0) graph: the exactness oracle. The optimized (level 3) graph is held to the
+//! same standard on the CPU backend by `tests/cpu_models.rs` (`pretrained_*`), and the optimizer
+//! on the reference executor by `tests/optimize.rs` on every fixture.
 
 mod common;
 
@@ -18,7 +21,7 @@ fn check(name: &str) {
         "models/pretrained/{name}_cifar10_pretrained.logits_first1000.npy"
     )));
     let y = model
-        .run_reference(&[Tensor::f32(images.clone().into_dyn())])
+        .run_reference(&[Tensor::f32(images.into_dyn())])
         .unwrap();
     let got = f32_of(&y[0]);
     let (p, e) = (argmax_rows(&got), argmax_rows(&expected));
@@ -37,26 +40,6 @@ fn check(name: &str) {
         "{name}: {correct}/1000 correct, max |Δlogit| {:.2e}",
         max_abs_diff(&got, &expected)
     );
-
-    // Optimization leaves all 1000 predictions unchanged.
-    let fused = resnetc::load_model(
-        &pretrained_model(name),
-        &PassOptions {
-            level: 3,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let y = fused
-        .run_reference(&[Tensor::f32(images.into_dyn())])
-        .unwrap();
-    let opt = f32_of(&y[0]);
-    assert_eq!(
-        argmax_rows(&opt),
-        p,
-        "{name}: optimization changed predictions"
-    );
-    assert_logits_close(&format!("{name} optimized"), &opt, &expected);
 }
 
 #[test]

@@ -13,5 +13,7 @@ rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup ta
 
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
-# The whole-model tests are left to the native run: under emulation they take many minutes.
+# The whole-model tests (tests/cpu_models.rs in the root crate) are left to the native run: under
+# emulation they take many minutes. resnetc-cpu has no dev-dependency on the root crate, so this
+# build leaves out tract-onnx and the importer.
 cargo test -p resnetc-cpu --target aarch64-unknown-linux-gnu --lib --test kernels

@@ -2,8 +2,12 @@
 //! sections, in a versioned protobuf (`schemas/rnc.proto`) behind an 8-byte magic.
 //!
 //! Loading never trusts the file: the magic, the format version, the resnetc version, the target and
-//! a SHA-256 of the graph payload are checked, and each mismatch gets its own message saying what
-//! to do (almost always: recompile with `resnetc compile`).
+//! SHA-256s of the graph payload and of the CPU plan are checked, and each mismatch gets its own
+//! message saying what to do (almost always: recompile with `resnetc compile`).
+//!
+//! The sections are opaque bytes to this crate: the CPU section holds resnetc-cpu's packed plan
+//! (`schemas/rnc_cpu.proto`, decoded and validated by `resnetc_cpu::CpuPlan::from_bytes`), the CUDA
+//! section resnetc-cuda's launch plan, so the container depends on no backend.
 
 use prost::Message;
 use resnetc_ir::Graph;
@@ -39,6 +43,8 @@ pub enum ArtifactError {
     Target { found: String, wanted: String },
     #[error("the artifact's graph does not match its recorded SHA-256 (the file was modified or damaged); recompile it")]
     GraphHash,
+    #[error("the artifact's CPU plan does not match its recorded SHA-256 (the file was modified or damaged); recompile it")]
+    PlanHash,
     #[error("the artifact's source model hash differs from {path}: it was compiled from another model (or another version of it); recompile it")]
     SourceHash { path: String },
     #[error("the artifact's graph cannot be read: {0}")]
@@ -114,7 +120,29 @@ pub fn decode(bytes: &[u8], wanted_target: Option<&str>) -> Result<Artifact, Art
     if sha256(&a.graph) != a.graph_sha256 {
         return Err(ArtifactError::GraphHash);
     }
+    if let Some(cpu) = &a.cpu {
+        if !cpu.packed_plan.is_empty() && sha256(&cpu.packed_plan) != cpu.packed_plan_sha256 {
+            return Err(ArtifactError::PlanHash);
+        }
+    }
     Ok(a)
+}
+
+/// A CPU section holding `packed_plan` (an encoded `resnetc.rnc.cpu.CpuPlan`) and its SHA-256.
+pub fn cpu_section(packed_plan: Vec<u8>) -> CpuSection {
+    CpuSection {
+        packed_plan_sha256: sha256(&packed_plan),
+        packed_plan,
+    }
+}
+
+/// The stored CPU plan, if the artifact has one (artifacts written before plans were stored, and
+/// those whose graph the CPU backend cannot run, have none).
+pub fn packed_plan(a: &Artifact) -> Option<&[u8]> {
+    a.cpu
+        .as_ref()
+        .map(|c| c.packed_plan.as_slice())
+        .filter(|p| !p.is_empty())
 }
 
 /// Checks that the artifact was compiled from the model at `path` with contents `source`.

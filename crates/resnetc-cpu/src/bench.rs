@@ -69,7 +69,7 @@ pub fn bench(
     let median = times[iters / 2];
     let threads = session.threads();
     let arena_bytes = if crate::exec::splits_batch(threads, batch, plan.outputs.len()) {
-        plan.arena_bytes(1) * threads
+        plan.arena_bytes(crate::exec::group_size(threads, batch)) * threads
     } else {
         plan.arena_bytes(batch)
     };

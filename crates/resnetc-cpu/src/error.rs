@@ -47,3 +47,25 @@ pub enum CpuError {
         got: usize,
     },
 }
+
+/// Why a stored plan ([`crate::CpuPlan::from_bytes`], the CPU section of a `.rnc` artifact) was
+/// refused. A plan that loads has passed every check the executor and kernels rely on, so a damaged
+/// or hostile file is an error here, never a panic or an out-of-bounds read later.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum PlanError {
+    /// The bytes are not an encoded plan (truncated, or not protobuf).
+    #[error(
+        "the stored CPU plan cannot be decoded ({0}); recompile the model with `resnetc compile`"
+    )]
+    Decode(String),
+    /// The plan was written in another version of the plan format.
+    #[error("the stored CPU plan has format version {found}, this resnetc reads version {}; recompile the model with `resnetc compile`", crate::PLAN_VERSION)]
+    Version { found: u32 },
+    /// A field is missing, out of range or inconsistent with the rest of the plan; `at` names the
+    /// step (with its node), buffer, input or output.
+    #[error("the stored CPU plan is invalid: {at}: {reason}; recompile the model with `resnetc compile`")]
+    Invalid { at: String, reason: String },
+    /// The kernel set asked for cannot run here.
+    #[error(transparent)]
+    Isa(CpuError),
+}

@@ -132,27 +132,10 @@ impl<'p> Session<'p> {
         }
         let t = self.threads;
         match (&self.pool, splits_batch(t, batch, outputs.len())) {
-            (None, true) => {
-                // One thread, several images: one image at a time through the whole network.
-                let out_floats = plan.outputs[0].0.floats;
-                let arena = self.arenas[0].get(plan.arena_floats);
-                for (image, y) in outputs[0].chunks_exact_mut(out_floats).enumerate() {
-                    let mut y = y;
-                    run_steps(
-                        plan,
-                        arena,
-                        inputs,
-                        image,
-                        1,
-                        std::slice::from_mut(&mut y),
-                        None,
-                    );
-                }
-            }
+            (None, true) => run_groups(plan, &mut self.arenas[0], inputs, 0, &mut *outputs[0]),
             (Some(pool), true) => {
                 let per_thread = batch.div_ceil(t);
                 let out_floats = plan.outputs[0].0.floats;
-                let arena_floats = plan.arena_floats;
                 let out = &mut *outputs[0];
                 pool.install(|| {
                     self.arenas
@@ -160,19 +143,7 @@ impl<'p> Session<'p> {
                         .zip(out.par_chunks_mut(per_thread * out_floats))
                         .enumerate()
                         .for_each(|(k, (arena, out))| {
-                            let arena = arena.get(arena_floats);
-                            for (j, y) in out.chunks_exact_mut(out_floats).enumerate() {
-                                let mut y = y;
-                                run_steps(
-                                    plan,
-                                    arena,
-                                    inputs,
-                                    k * per_thread + j,
-                                    1,
-                                    std::slice::from_mut(&mut y),
-                                    None,
-                                );
-                            }
+                            run_groups(plan, arena, inputs, k * per_thread, out)
                         })
                 });
             }
@@ -189,6 +160,45 @@ impl<'p> Session<'p> {
         }
         Ok(())
     }
+}
+
+/// Images a thread takes through the network together when it splits the batch: each layer then
+/// runs on all of them before the next, so its weights (Winograd F(4×4)'s are 4× the size of the
+/// 3×3 kernels, 7.7 MB for resnet56, more than a core's L2) are loaded once per group rather than
+/// once per image, while the group's activations (≈ 1.8 MB for resnet56) still fit in L2. Measured
+/// on resnet56, one thread: 1 image 664, 2 → 714, 4 → 814, 8 → 806 images/s (medians of 4).
+const GROUP: usize = 4;
+
+/// Runs the images whose outputs `out` receives, the first being `image0`, [`GROUP`] at a time
+/// through the whole network.
+fn run_groups(
+    plan: &CpuPlan,
+    arena: &mut Arena,
+    inputs: &[&[f32]],
+    image0: usize,
+    out: &mut [f32],
+) {
+    let out_floats = plan.outputs[0].0.floats;
+    let group = GROUP.min(out.len() / out_floats).max(1);
+    let arena = arena.get(plan.arena_floats * group);
+    for (j, y) in out.chunks_mut(group * out_floats).enumerate() {
+        let n = y.len() / out_floats;
+        let mut y = y;
+        run_steps(
+            plan,
+            &mut arena[..plan.arena_floats * n],
+            inputs,
+            image0 + j * group,
+            n,
+            std::slice::from_mut(&mut y),
+            None,
+        );
+    }
+}
+
+/// The images per arena when a run of `batch` images on `threads` threads divides the batch.
+pub(crate) fn group_size(threads: usize, batch: usize) -> usize {
+    GROUP.min(batch.div_ceil(threads.max(1))).max(1)
 }
 
 /// Whether a run divides the batch among the threads, each taking its images one at a time
@@ -289,15 +299,39 @@ fn run_step<'a>(
             match par {
                 Some(t) if rows > 1 => {
                     // A few chunks per thread evens out the rows that are only halo.
-                    let per_task = rows.div_ceil(4 * t).max(1);
-                    out.par_chunks_mut(per_task * row_len)
-                        .enumerate()
-                        .for_each(|(i, chunk)| {
-                            kernels::conv_rows(plan.isa, k, x, res, chunk, i * per_task)
-                        });
+                    split_rows(plan.isa, k, x, res, out, 0, (rows, 4 * t), 0..4 * t);
                 }
                 _ => kernels::conv_rows(plan.isa, k, x, res, out, 0),
             }
         }
     }
+}
+
+/// Computes the convolution rows in `out` (starting at row `first`) as the tasks `tasks` of the
+/// `whole.1` that [`kernels::row_cut`] cuts all `whole.0` rows into, halving the task range with
+/// `rayon::join` (no allocation per step).
+#[allow(clippy::too_many_arguments)]
+fn split_rows(
+    isa: crate::Isa,
+    k: &crate::plan::ConvKernel,
+    x: &[f32],
+    res: Option<&[f32]>,
+    out: &mut [f32],
+    first: usize,
+    whole: (usize, usize),
+    tasks: Range<usize>,
+) {
+    let row_len = k.out.wp() * BLOCK;
+    if tasks.len() <= 1 {
+        kernels::conv_rows(isa, k, x, res, out, first);
+        return;
+    }
+    let mid = tasks.start + tasks.len() / 2;
+    let end = first + out.len() / row_len;
+    let cut = kernels::row_cut(k, whole.0, whole.1, mid).clamp(first, end);
+    let (a, b) = out.split_at_mut((cut - first) * row_len);
+    rayon::join(
+        || split_rows(isa, k, x, res, a, first, whole, tasks.start..mid),
+        || split_rows(isa, k, x, res, b, cut, whole, mid..tasks.end),
+    );
 }

@@ -11,8 +11,8 @@
 //! while the sums are in registers; global average pooling; Gemm. Four kernel sets share one driver:
 //! AVX2 + FMA and AVX-512F on x86-64 (chosen at run time with `is_x86_feature_detected!`), NEON on aarch64, and a
 //! portable fallback that every platform has and that tests can force with [`Isa::Portable`].
-//! Stride-1 3×3 convolutions can run as Winograd F(2×2, 3×3) (`kernels/winograd.rs`), on by default
-//! where it measured faster ([`Isa::prefers_winograd`]; [`CpuOptions::winograd`] overrides).
+//! Stride-1 3×3 convolutions can run as Winograd F(4×4, 3×3) or F(2×2, 3×3) (`kernels/winograd.rs`),
+//! by default where it measured faster ([`Isa::default_winograd`]; [`CpuOptions::winograd`] overrides).
 //!
 //! Threads ([`Session`]): a large batch is split among threads, each taking whole images through the
 //! network in its own arena; a small one (batch 1) splits every convolution's output rows instead.
@@ -23,6 +23,10 @@
 //!
 //! Anything the backend cannot run is a [`CpuError`] at compile time naming the node and op; callers
 //! then fall back to the reference executor.
+//!
+//! Stored plans (`src/serial.rs`): [`CpuPlan::to_bytes`] encodes a plan as `schemas/rnc_cpu.proto`
+//! for a `.rnc` artifact, and [`CpuPlan::from_bytes`] loads one without packing anything, checking
+//! all of it first ([`PlanError`]) and running it on the loading machine's kernel set.
 
 mod bench;
 mod error;
@@ -31,22 +35,38 @@ mod exec;
 mod kernels;
 mod peak;
 mod plan;
+mod serial;
 
 pub use bench::{bench, BenchResult};
-pub use error::CpuError;
+pub use error::{CpuError, PlanError};
 pub use eval::eval_op;
 pub use exec::{default_threads, Session};
 pub use peak::fp32_peak_gflops;
-pub use plan::{CpuPlan, Port};
+pub use plan::{weights_packed_on_this_thread, CpuPlan, Port};
+pub use serial::{proto, PLAN_VERSION};
 
 /// How to compile a plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CpuOptions {
     /// The kernel set ([`Isa::Auto`]: the best this machine has).
     pub isa: Isa,
-    /// Winograd F(2×2, 3×3) for the stride-1 3×3 convolutions, or direct convolution everywhere;
-    /// `None`: the kernel set's default ([`Isa::prefers_winograd`]).
-    pub winograd: Option<bool>,
+    /// Which Winograd forms the stride-1 3×3 convolutions may use; `None`: the kernel set's
+    /// default ([`Isa::default_winograd`]).
+    pub winograd: Option<Winograd>,
+}
+
+/// Which stride-1 3×3 convolutions run as Winograd (`kernels/winograd.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Winograd {
+    /// Direct convolution everywhere.
+    Off,
+    /// F(2×2, 3×3) wherever the output width is even.
+    F2,
+    /// F(4×4, 3×3) wherever the output width is a multiple of 4, F(2×2) where it is only even.
+    F4,
+    /// F(4×4) where the output is a multiple of 4 wide and has at least 16 of its tiles (so that a
+    /// chunk of tiles fills the micro-kernel's strip), F(2×2) on the other even widths.
+    Auto,
 }
 
 impl Default for CpuOptions {
@@ -123,11 +143,9 @@ impl Isa {
         }
     }
 
-    /// Whether Winograd is the default for this kernel set: measured faster than direct
-    /// convolution with AVX2 (and assumed so on NEON and the portable kernels), slower with AVX-512,
-    /// whose direct kernel already keeps 16 pixels in registers.
-    pub fn prefers_winograd(self) -> bool {
-        !matches!(self, Isa::Avx512)
+    /// The Winograd forms this kernel set uses by default (see the crate docs for the numbers).
+    pub fn default_winograd(self) -> Winograd {
+        Winograd::Auto
     }
 
     /// Every kernel set this machine can run, the portable one first.

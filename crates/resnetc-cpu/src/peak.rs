@@ -1,6 +1,7 @@
 //! An estimate of the machine's FP32 peak, for `bench`'s "% of peak": a register-only loop of
-//! independent fused multiply-adds, timed for a few milliseconds per thread (as the figures
-//! were measured), since clock speeds and vector widths cannot be read reliably.
+//! independent fused multiply-adds at the widest vector width the machine has (AVX-512, else AVX2),
+//! timed for a few milliseconds per thread (as the figures were measured), since clock
+//! speeds and FMA units per core cannot be read reliably.
 
 use std::time::Instant;
 
@@ -22,6 +23,10 @@ pub fn fp32_peak_gflops(threads: usize) -> f64 {
 fn single_thread_gflops() -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the feature the function needs was detected just above.
+            return unsafe { fma_loop_avx512() };
+        }
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             // SAFETY: the features the function needs were detected just above.
             return unsafe { fma_loop_avx2() };
@@ -54,6 +59,30 @@ unsafe fn fma_loop_avx2() -> f64 {
     std::hint::black_box(sink);
     // 10 chains × 8 lanes × 2 FLOPs per FMA.
     (ITERS * 10 * 8 * 2) as f64 / secs / 1e9
+}
+
+/// The AVX-512 twin of [`fma_loop_avx2`]: 16 lanes per FMA, so the AVX-512 kernels are measured
+/// against what this machine can do with them, not half of it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_loop_avx512() -> f64 {
+    use std::arch::x86_64::*;
+    const ITERS: u64 = 1_000_000;
+    let a = _mm512_set1_ps(0.999_999);
+    let b = _mm512_set1_ps(1e-7);
+    // 12 independent chains cover the FMA latency (4 cycles) on two ports.
+    let mut acc = [_mm512_set1_ps(1.0); 12];
+    let start = Instant::now();
+    for _ in 0..ITERS {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, a, b);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let sink: f32 = acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum();
+    std::hint::black_box(sink);
+    // 12 chains × 16 lanes × 2 FLOPs per FMA.
+    (ITERS * 12 * 16 * 2) as f64 / secs / 1e9
 }
 
 fn scalar_loop() -> f64 {

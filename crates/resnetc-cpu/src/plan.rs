@@ -16,20 +16,38 @@
 //! writes over its own inputs) with first-fit reuse of freed space; the peak is
 //! [`CpuPlan::arena_bytes`].
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use resnetc_ir::{
     Conv, DType, Dim, Epilogue, Graph, GraphInfo, NodeId, Op, ResidualRead, Tensor, ValueRef,
 };
 
-use crate::{CpuError, CpuOptions};
+use crate::kernels::Form;
+use crate::{CpuError, CpuOptions, Winograd};
 
 /// Channels per block of the blocked layout (two AVX2 vectors, four NEON vectors).
 pub(crate) const BLOCK: usize = 16;
 /// Offsets (per image) are multiples of this many floats, so blocked images start 64-byte aligned.
-const ALIGN: usize = 16;
+pub(crate) const ALIGN: usize = 16;
 /// The largest padding the halo accepts.
-const MAX_PAD: usize = 16;
+pub(crate) const MAX_PAD: usize = 16;
+
+thread_local! {
+    /// Weight tensors packed on this thread; see [`weights_packed_on_this_thread`].
+    static PACKED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many weight tensors (one per convolution or Gemm) [`CpuPlan::compile`] has packed on the
+/// calling thread so far. Tests read it before and after loading a stored plan to check that loading
+/// packs nothing ([`CpuPlan::from_bytes`] takes packed weights as they are).
+pub fn weights_packed_on_this_thread() -> u64 {
+    PACKED.with(Cell::get)
+}
+
+fn count_packing() {
+    PACKED.with(|c| c.set(c.get() + 1));
+}
 
 /// The geometry of one blocked image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,9 +112,20 @@ pub(crate) struct ConvKernel {
     pub bias: Vec<f32>,
     pub post: Vec<Post>,
     pub residual: Option<ResidualKernel>,
-    /// The Winograd F(2×2, 3×3) weights, for 3×3 stride-1 convolutions of even output width.
-    pub winograd: Option<Vec<f32>>,
+    /// The Winograd form and weights, for the 3×3 stride-1 convolutions that run that way.
+    pub winograd: Option<WinogradKernel>,
 }
+
+/// A convolution's Winograd form and its transformed weights, `[ξ][ocb][icb][16 in][16 out]`.
+#[derive(Clone, Debug)]
+pub(crate) struct WinogradKernel {
+    pub form: Form,
+    pub u: Vec<f32>,
+}
+
+/// [`Winograd::Auto`] takes F(4×4) only where an output has at least this many 4×4 tiles (16×16 and
+/// up), so a chunk of them fills the micro-kernel's strip; smaller outputs use F(2×2).
+const F4_MIN_TILES: usize = 16;
 
 /// Gemm with `B` packed `[k][m]` (transposed at compile time if `transB`) and `beta·C` per column.
 #[derive(Clone, Debug)]
@@ -182,7 +211,7 @@ struct Builder<'g> {
     reprs: HashMap<ValueRef, Repr>,
     halo: HashMap<ValueRef, usize>,
     flops: u64,
-    winograd: bool,
+    winograd: Winograd,
 }
 
 fn site(graph: &Graph, id: NodeId) -> (String, &'static str) {
@@ -213,7 +242,7 @@ impl CpuPlan {
         opts: &CpuOptions,
     ) -> Result<CpuPlan, CpuError> {
         let isa = opts.isa.resolve()?;
-        let mut b = Builder::new(graph, info, opts.winograd.unwrap_or(isa.prefers_winograd()))?;
+        let mut b = Builder::new(graph, info, opts.winograd.unwrap_or(isa.default_winograd()))?;
         b.compute_halos()?;
         for &id in &info.order {
             b.node(id)?;
@@ -270,7 +299,7 @@ impl CpuPlan {
         self.flops
     }
 
-    /// How many convolutions run as Winograd F(2×2, 3×3).
+    /// How many convolutions run as Winograd (either form).
     pub fn winograd_convs(&self) -> usize {
         self.steps
             .iter()
@@ -308,10 +337,10 @@ impl CpuPlan {
                             k.kh,
                             k.kw,
                             k.sh,
-                            if k.winograd.is_some() {
-                                " winograd"
-                            } else {
-                                ""
+                            match k.winograd.as_ref().map(|w| w.form) {
+                                Some(Form::F2) => " winograd-f2",
+                                Some(Form::F4) => " winograd-f4",
+                                None => "",
                             },
                             k.input.c,
                             k.out.c,
@@ -330,7 +359,11 @@ impl CpuPlan {
 }
 
 impl<'g> Builder<'g> {
-    fn new(graph: &'g Graph, info: &'g GraphInfo, winograd: bool) -> Result<Builder<'g>, CpuError> {
+    fn new(
+        graph: &'g Graph,
+        info: &'g GraphInfo,
+        winograd: Winograd,
+    ) -> Result<Builder<'g>, CpuError> {
         if graph.inputs.is_empty() {
             return Err(CpuError::Interface {
                 what: "inputs".into(),
@@ -756,6 +789,7 @@ impl<'g> Builder<'g> {
         };
 
         let icb = cin.div_ceil(BLOCK);
+        count_packing();
         let mut packed = vec![0f32; ocb * icb * kh * kw * BLOCK * BLOCK];
         for o in 0..cout {
             for i in 0..cin {
@@ -771,9 +805,21 @@ impl<'g> Builder<'g> {
             }
         }
         self.flops += 2 * (cout * oh * ow * cin * kh * kw) as u64;
-        let winograd =
-            (self.winograd && [kh, kw] == [3, 3] && c.strides == [1, 1] && ow % 2 == 0 && oh >= 2)
-                .then(|| crate::kernels::transform_weights(&w.data, cout, cin));
+        let form = match self.winograd {
+            _ if [kh, kw] != [3, 3] || c.strides != [1, 1] => None,
+            Winograd::F4 if ow % 4 == 0 && oh >= 4 => Some(Form::F4),
+            Winograd::Auto if ow % 4 == 0 && oh >= 4 && (oh / 4) * (ow / 4) >= F4_MIN_TILES => {
+                Some(Form::F4)
+            }
+            Winograd::F2 | Winograd::F4 | Winograd::Auto if ow % 2 == 0 && oh >= 2 => {
+                Some(Form::F2)
+            }
+            _ => None,
+        };
+        let winograd = form.map(|form| WinogradKernel {
+            form,
+            u: crate::kernels::transform_weights(&w.data, cout, cin, form),
+        });
         let kernel = ConvKernel {
             input,
             out: out_block,
@@ -832,6 +878,7 @@ impl<'g> Builder<'g> {
                 format!("inner dimensions differ: A has {k} columns, B {bk} rows"),
             ));
         }
+        count_packing();
         let mut packed = vec![0f32; k * m];
         for kk in 0..k {
             for mm in 0..m {

@@ -10,7 +10,7 @@
 
 use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
-use resnetc_cpu::{eval_op, CpuOptions, Isa};
+use resnetc_cpu::{eval_op, CpuOptions, Isa, Winograd};
 use resnetc_ir::{Conv, Epilogue, Gemm, Op, Padding, ResidualRead, Tensor};
 
 /// Deterministic pseudo-random values in [-1, 1) from a seed.
@@ -226,7 +226,7 @@ fn run_conv_case(case: &ConvCase) -> Result<(), TestCaseError> {
     let t = case.tensors();
     let refs: Vec<Option<&Tensor>> = t.iter().map(Option::as_ref).collect();
     for isa in isas() {
-        for winograd in [false, true] {
+        for winograd in [Winograd::Off, Winograd::F2, Winograd::F4] {
             for threads in [1, 2] {
                 let opts = CpuOptions {
                     isa,
@@ -235,7 +235,7 @@ fn run_conv_case(case: &ConvCase) -> Result<(), TestCaseError> {
                 let got = eval_op(&case.op(), &refs, &opts, threads)
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 check_close(
-                    &format!("{isa}, winograd {winograd}, {threads} threads"),
+                    &format!("{isa}, winograd {winograd:?}, {threads} threads"),
                     &got,
                     &expected,
                     &magnitude,
@@ -266,7 +266,7 @@ proptest! {
         let expected = resnetc_reference::eval_op(&Op::GlobalAveragePool, &[Some(&x)]).unwrap();
         let magnitude = resnetc_reference::eval_op(&Op::GlobalAveragePool, &[Some(&abs(&x))]).unwrap();
         for isa in isas() {
-            let got = eval_op(&Op::GlobalAveragePool, &[Some(&x)], &CpuOptions { isa, winograd: Some(false) }, 1).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let got = eval_op(&Op::GlobalAveragePool, &[Some(&x)], &CpuOptions { isa, winograd: Some(Winograd::Off) }, 1).map_err(|e| TestCaseError::fail(e.to_string()))?;
             check_close(&format!("{isa}"), &got, &expected, &magnitude)?;
         }
     }
@@ -283,7 +283,7 @@ proptest! {
         let ca = c.as_ref().map(abs);
         let magnitude = resnetc_reference::eval_op(&mag_op, &[Some(&abs(&a)), Some(&abs(&b)), ca.as_ref()]).unwrap();
         for isa in isas() {
-            let got = eval_op(&op, &[Some(&a), Some(&b), c.as_ref()], &CpuOptions { isa, winograd: Some(false) }, 1).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let got = eval_op(&op, &[Some(&a), Some(&b), c.as_ref()], &CpuOptions { isa, winograd: Some(Winograd::Off) }, 1).map_err(|e| TestCaseError::fail(e.to_string()))?;
             check_close(&format!("{isa}"), &got, &expected, &magnitude)?;
         }
     }

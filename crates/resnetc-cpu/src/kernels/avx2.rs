@@ -39,16 +39,23 @@ fn checked<const P: usize, const SW: usize>(a: &StripArgs, out: &mut [f32]) {
     // SAFETY: `Isa::resolve` hands out `Isa::Avx2` only after `is_x86_feature_detected!` found both
     // avx2 and fma, so the target features hold; `check` proved that every index `strip` reads
     // (input, weights, bias, residual) and writes (out) lies inside its slice.
-    unsafe { strip::<P, SW>(a, out) }
+    for rep in 0..a.reps.n {
+        unsafe { strip::<P, SW>(a, rep, out) }
+    }
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn strip<const P: usize, const SW: usize>(a: &StripArgs, out: &mut [f32]) {
+unsafe fn strip<const P: usize, const SW: usize>(a: &StripArgs, rep: usize, out: &mut [f32]) {
     let sw = if SW == 0 { a.sw } else { SW };
     let mut lo = [_mm256_setzero_ps(); P];
     let mut hi = [_mm256_setzero_ps(); P];
-    let x = a.x.as_ptr();
-    let w = a.w.as_ptr();
+    // SAFETY: `check` bounded every repetition's offsets by the slices' lengths.
+    let (x, w) = unsafe {
+        (
+            a.x.as_ptr().add(rep * a.reps.x),
+            a.w.as_ptr().add(rep * a.reps.w),
+        )
+    };
     for icb in 0..a.icb {
         let lanes = if icb + 1 == a.icb {
             a.lanes_last
@@ -82,7 +89,7 @@ unsafe fn strip<const P: usize, const SW: usize>(a: &StripArgs, out: &mut [f32])
         let b0 = _mm256_loadu_ps(a.bias.as_ptr());
         let b1 = _mm256_loadu_ps(a.bias.as_ptr().add(8));
         let zero = _mm256_setzero_ps();
-        let o = out.as_mut_ptr();
+        let o = out.as_mut_ptr().add(rep * a.reps.out);
         for q in 0..P {
             let mut v0 = _mm256_add_ps(lo[q], b0);
             let mut v1 = _mm256_add_ps(hi[q], b1);

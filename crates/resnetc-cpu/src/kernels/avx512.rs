@@ -48,15 +48,22 @@ fn checked<const P: usize, const SW: usize>(a: &StripArgs, out: &mut [f32]) {
     assert!(SW == 0 || SW == a.sw);
     // SAFETY: `Isa::resolve` hands out `Isa::Avx512` only after `is_x86_feature_detected!` found
     // avx512f, and `check` proved that every index `strip` reads and writes lies inside its slice.
-    unsafe { strip::<P, SW>(a, out) }
+    for rep in 0..a.reps.n {
+        unsafe { strip::<P, SW>(a, rep, out) }
+    }
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn strip<const P: usize, const SW: usize>(a: &StripArgs, out: &mut [f32]) {
+unsafe fn strip<const P: usize, const SW: usize>(a: &StripArgs, rep: usize, out: &mut [f32]) {
     let sw = if SW == 0 { a.sw } else { SW };
     let mut acc = [_mm512_setzero_ps(); P];
-    let x = a.x.as_ptr();
-    let w = a.w.as_ptr();
+    // SAFETY: `check` bounded every repetition's offsets by the slices' lengths.
+    let (x, w) = unsafe {
+        (
+            a.x.as_ptr().add(rep * a.reps.x),
+            a.w.as_ptr().add(rep * a.reps.w),
+        )
+    };
     for icb in 0..a.icb {
         let lanes = if icb + 1 == a.icb {
             a.lanes_last
@@ -86,7 +93,7 @@ unsafe fn strip<const P: usize, const SW: usize>(a: &StripArgs, out: &mut [f32])
     unsafe {
         let bias = _mm512_loadu_ps(a.bias.as_ptr());
         let zero = _mm512_setzero_ps();
-        let o = out.as_mut_ptr();
+        let o = out.as_mut_ptr().add(rep * a.reps.out);
         for (q, acc) in acc.iter().enumerate() {
             let mut v = _mm512_add_ps(*acc, bias);
             for step in a.post {

@@ -20,9 +20,10 @@ mod avx512;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod portable;
+mod simd;
 mod winograd;
 
-pub(crate) use winograd::transform_weights;
+pub(crate) use winograd::{transform_weights, Form};
 
 /// The widest strip of output pixels any micro-kernel computes at once.
 pub(crate) const MAX_P: usize = 16;
@@ -63,6 +64,27 @@ pub(crate) struct StripArgs<'a> {
     pub res: Option<(&'a [f32], usize)>,
     /// The epilogue after the bias.
     pub post: &'a [Post],
+    /// Independent strips computed by one call (Winograd's 16 transform positions).
+    pub reps: Reps,
+}
+
+/// `n` strips in one call: repetition `r` reads input and weights `r·x` and `r·w` floats further
+/// on and writes its output `r·out` floats further on; all share bias, residual and epilogue.
+#[derive(Clone, Copy)]
+pub(crate) struct Reps {
+    pub n: usize,
+    pub x: usize,
+    pub w: usize,
+    pub out: usize,
+}
+
+impl Reps {
+    pub const ONE: Reps = Reps {
+        n: 1,
+        x: 0,
+        w: 0,
+        out: 0,
+    };
 }
 
 impl StripArgs<'_> {
@@ -75,8 +97,11 @@ impl StripArgs<'_> {
                 && self.kw > 0
                 && self.lanes_last >= 1
                 && self.lanes_last <= BLOCK
+                && self.reps.n >= 1
         );
-        let last_x = self.x_off
+        let last = self.reps.n - 1;
+        let last_x = last * self.reps.x
+            + self.x_off
             + (self.icb - 1) * self.x_cb_stride
             + (self.kh - 1) * self.x_row_stride
             + ((p - 1) * self.sw + self.kw - 1) * BLOCK
@@ -86,12 +111,12 @@ impl StripArgs<'_> {
             "strip reads input up to {last_x}, have {}",
             self.x.len()
         );
-        assert!(self.w.len() >= self.icb * self.kh * self.kw * BLOCK * BLOCK);
+        assert!(self.w.len() >= last * self.reps.w + self.icb * self.kh * self.kw * BLOCK * BLOCK);
         assert!(self.bias.len() >= BLOCK);
         if let Some((r, stride)) = self.res {
             assert!((p - 1) * stride + BLOCK <= r.len());
         }
-        assert!(out.len() >= p * BLOCK);
+        assert!(out.len() >= last * self.reps.out + p * BLOCK);
     }
 }
 
@@ -165,7 +190,7 @@ fn conv_rows_with(
     let rows = out.len() / row_len;
     let img_rows = k.ocb * hp;
     if k.winograd.is_some() && first_row.is_multiple_of(img_rows) && rows.is_multiple_of(img_rows) {
-        // Whole images: transform each pair of input rows once for all output channel blocks.
+        // Whole images: each chunk of tiles is transformed once for all output channel blocks.
         for (j, img) in out.chunks_exact_mut(img_rows * row_len).enumerate() {
             let n = first_row / img_rows + j;
             let x_img = &x[n * x_img_len..][..x_img_len];
@@ -182,26 +207,21 @@ fn conv_rows_with(
                     row[(ob.halo + ob.w) * BLOCK..].fill(0.0);
                 }
             }
-            let args = winograd::PairArgs {
+            let args = winograd::TileArgs {
                 isa,
                 k,
                 x_img,
                 r_img,
             };
             let map = winograd::RowMap {
-                base: 0,
+                base: ob.halo * row_len,
                 plane: hp * row_len,
                 row: row_len,
             };
-            for oy in (0..ob.h - 1).step_by(2) {
-                let map = winograd::RowMap {
-                    base: (ob.halo + oy) * row_len,
-                    ..map
-                };
-                winograd::row_pair(&args, 0..k.ocb, oy, img, map, &mut gathered, scratch);
-            }
-            if ob.h % 2 == 1 {
-                let oy = ob.h - 1;
+            let m = k.winograd.as_ref().map_or(1, |w| w.form.m());
+            let whole = ob.h - ob.h % m;
+            winograd::tiles(&args, 0..k.ocb, 0..whole, img, map, &mut gathered, scratch);
+            for oy in whole..ob.h {
                 for (cb, plane) in img.chunks_exact_mut(hp * row_len).enumerate() {
                     direct_row(
                         k,
@@ -236,12 +256,15 @@ fn conv_rows_with(
             Some(res) if res_img_len > 0 => &res[n * res_img_len..][..res_img_len],
             _ => &[],
         };
-        if k.winograd.is_some() && oy.is_multiple_of(2) && oy + 1 < ob.h && i + 1 < rows {
-            for row in out[i * row_len..][..2 * row_len].chunks_exact_mut(row_len) {
+        // As many whole rows of Winograd tiles of this plane as lie in `out` from here.
+        let m = k.winograd.as_ref().map_or(1, |w| w.form.m());
+        let tile_rows = (rows - i).min(ob.h - oy) / m * m;
+        if k.winograd.is_some() && oy.is_multiple_of(m) && tile_rows > 0 {
+            for row in out[i * row_len..][..tile_rows * row_len].chunks_exact_mut(row_len) {
                 row[..ob.halo * BLOCK].fill(0.0);
                 row[(ob.halo + ob.w) * BLOCK..].fill(0.0);
             }
-            let args = winograd::PairArgs {
+            let args = winograd::TileArgs {
                 isa,
                 k,
                 x_img,
@@ -252,8 +275,9 @@ fn conv_rows_with(
                 plane: 0,
                 row: row_len,
             };
-            winograd::row_pair(&args, cb..cb + 1, oy, out, map, &mut gathered, scratch);
-            i += 2;
+            let oys = oy..oy + tile_rows;
+            winograd::tiles(&args, cb..cb + 1, oys, out, map, &mut gathered, scratch);
+            i += tile_rows;
             continue;
         }
         let row = &mut out[i * row_len..][..row_len];
@@ -262,6 +286,21 @@ fn conv_rows_with(
         direct_row(k, &fns, max, x_img, r_img, cb, oy, row, &mut gathered);
         i += 1;
     }
+}
+
+/// Where task `t` of `tasks` near-equal ranges of `rows` output rows of `k` (counted as in
+/// [`conv_rows`]) starts, for threads to share a convolution. A cut never falls inside a row of
+/// Winograd tiles, so every tile is computed as one.
+pub(crate) fn row_cut(k: &ConvKernel, rows: usize, tasks: usize, t: usize) -> usize {
+    let (hp, halo) = (k.out.hp(), k.out.halo);
+    let b = rows * t / tasks;
+    let r = b % hp;
+    let into_tile = match &k.winograd {
+        Some(w) if r > halo && r < halo + k.out.h => (r - halo) % w.form.m(),
+        _ => 0,
+    };
+    let m = k.winograd.as_ref().map_or(1, |w| w.form.m());
+    (b + (m - into_tile) % m).min(rows)
 }
 
 /// One output row of one channel block, computed directly.
@@ -309,6 +348,7 @@ fn direct_row(
             bias,
             res: res_arg,
             post: &k.post,
+            reps: Reps::ONE,
         };
         let f = fns[p].expect("strip function looked up for every width");
         f(&args, &mut row[(ob.halo + x0) * BLOCK..][..p * BLOCK]);

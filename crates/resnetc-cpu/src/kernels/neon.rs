@@ -37,15 +37,22 @@ fn checked<const P: usize, const SW: usize>(a: &StripArgs, out: &mut [f32]) {
     assert!(SW == 0 || SW == a.sw);
     // SAFETY: `Isa::resolve` hands out `Isa::Neon` only after `is_aarch64_feature_detected!("neon")`,
     // and `check` proved every index `strip` reads and writes lies inside its slice.
-    unsafe { strip::<P, SW>(a, out) }
+    for rep in 0..a.reps.n {
+        unsafe { strip::<P, SW>(a, rep, out) }
+    }
 }
 
 #[target_feature(enable = "neon")]
-unsafe fn strip<const P: usize, const SW: usize>(a: &StripArgs, out: &mut [f32]) {
+unsafe fn strip<const P: usize, const SW: usize>(a: &StripArgs, rep: usize, out: &mut [f32]) {
     let sw = if SW == 0 { a.sw } else { SW };
     let mut acc = [[vdupq_n_f32(0.0); 4]; P];
-    let x = a.x.as_ptr();
-    let w = a.w.as_ptr();
+    // SAFETY: `check` bounded every repetition's offsets by the slices' lengths.
+    let (x, w) = unsafe {
+        (
+            a.x.as_ptr().add(rep * a.reps.x),
+            a.w.as_ptr().add(rep * a.reps.w),
+        )
+    };
     for icb in 0..a.icb {
         let lanes = if icb + 1 == a.icb {
             a.lanes_last
@@ -89,7 +96,7 @@ unsafe fn strip<const P: usize, const SW: usize>(a: &StripArgs, out: &mut [f32])
             vld1q_f32(bp.add(12)),
         ];
         let zero = vdupq_n_f32(0.0);
-        let o = out.as_mut_ptr();
+        let o = out.as_mut_ptr().add(rep * a.reps.out);
         for (q, acc) in acc.iter().enumerate() {
             let mut v = [
                 vaddq_f32(acc[0], bias[0]),

@@ -19,6 +19,13 @@ pub(super) fn strip_fn(p: usize) -> StripFn {
 }
 
 fn strip<const P: usize>(a: &StripArgs, out: &mut [f32]) {
+    for rep in 0..a.reps.n {
+        strip_once::<P>(a, rep, &mut out[rep * a.reps.out..]);
+    }
+}
+
+fn strip_once<const P: usize>(a: &StripArgs, rep: usize, out: &mut [f32]) {
+    let (x, w) = (&a.x[rep * a.reps.x..], &a.w[rep * a.reps.w..]);
     let mut acc = [[0f32; BLOCK]; P];
     for icb in 0..a.icb {
         let lanes = if icb + 1 == a.icb {
@@ -31,9 +38,9 @@ fn strip<const P: usize>(a: &StripArgs, out: &mut [f32]) {
                 let wbase = ((icb * a.kh + ky) * a.kw + kx) * BLOCK * BLOCK;
                 let xbase = a.x_off + icb * a.x_cb_stride + ky * a.x_row_stride + kx * BLOCK;
                 for l in 0..lanes {
-                    let w = &a.w[wbase + l * BLOCK..][..BLOCK];
+                    let w = &w[wbase + l * BLOCK..][..BLOCK];
                     for (q, acc) in acc.iter_mut().enumerate() {
-                        let xv = a.x[xbase + q * a.sw * BLOCK + l];
+                        let xv = x[xbase + q * a.sw * BLOCK + l];
                         for (s, &wv) in acc.iter_mut().zip(w) {
                             *s += wv * xv;
                         }

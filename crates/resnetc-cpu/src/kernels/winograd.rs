@@ -1,51 +1,99 @@
-//! Winograd F(2×2, 3×3) for the stride-1 3×3 convolutions: each 2×2 output tile takes 16
-//! multiplies per input and output channel instead of 36.
+//! Winograd F(m×m, 3×3) for the stride-1 3×3 convolutions, m = 2 or 4: each m×m output tile
+//! takes (m+2)² multiplies per input and output channel instead of 9m² (F(2×2): 16 instead of 36,
+//! F(4×4): 36 instead of 144).
 //!
 //! Weights are transformed once at compile time, `U = G·g·Gᵀ`, and packed per transform position
-//! ξ ∈ 0..16 like the weights of a 1×1 convolution (`[ξ][ocb][icb][16 in][16 out]`). For a pair of
-//! output rows, a strip of tiles and one block of 16 output channels, [`row_pair`]:
-//! 1. transforms the 4×4 input tiles of every input channel, `V = Bᵀ·d·B` (16 lanes at a time),
+//! ξ ∈ 0..(m+2)² like the weights of a 1×1 convolution (`[ξ][ocb][icb][16 in][16 out]`). For a chunk
+//! of tiles as wide as the micro-kernel's strip (taken row-major over a whole image where the
+//! caller has one, so that small outputs still fill a strip), [`tiles`]:
+//! 1. transforms the input tiles of every input channel, `V = Bᵀ·d·B` (16 lanes at a time),
 //!    into a per-thread scratch (kept by the caller across calls) laid out `[ξ][icb][tile][16]`;
-//! 2. for each ξ, runs the ISA's direct micro-kernel as a 1×1 convolution over that scratch
-//!    (`M_ξ = U_ξ · V_ξ`, the sums in registers as usual);
-//! 3. transforms back, `Y = Aᵀ·M·A`, into the two output rows and applies the epilogue there.
+//! 2. for each block of 16 output channels, runs the ISA's direct micro-kernel as (m+2)² 1×1
+//!    convolutions over that scratch in one call (`M_ξ = U_ξ · V_ξ`, the sums in registers);
+//! 3. transforms back, `Y = Aᵀ·M·A`, into the tile's m output rows, with the epilogue.
 //!
 //! The transforms are written as plain loops over 16-lane arrays and compiled inside
 //! `#[target_feature]` wrappers, so they vectorize with the same instructions as the micro-kernel.
-//! Numerically F(2×2, 3×3) is mild (coefficients 0, ±½, ±1): its error against the reference stays
-//! within the same tolerance as the direct kernels (tested in `tests/kernels.rs`).
+//!
+//! Numerics: F(2×2) has coefficients 0, ±½, ±1 and is as accurate as direct convolution. F(4×4)
+//! (interpolation points 0, ±1, ±2) has coefficients up to 8 in `Aᵀ` and 5 in `Bᵀ`, so its rounding
+//! error is several times larger; `tests/kernels.rs` bounds both against the reference, and the
+//! whole-model tests hold the pretrained networks to PyTorch's top-1 and logits with it on.
 
 use std::ops::Range;
 
-use super::{epilogue_scalar, max_strip, residual_source, strip_fn, strips, StripArgs, MAX_P};
-use crate::plan::{ConvKernel, BLOCK};
+#[cfg(target_arch = "x86_64")]
+use super::simd::{Avx2, Avx512};
+use super::simd::{Lanes16, Plain};
+use super::{max_strip, residual_source, strip_fn, strips, Reps, StripArgs, MAX_P};
+use crate::plan::{ConvKernel, Post, BLOCK};
 use crate::Isa;
 
-/// Transform positions per tile.
-const XI: usize = 16;
+/// The Winograd form of a convolution: the output tile's side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// F(2×2, 3×3).
+    F2,
+    /// F(4×4, 3×3).
+    F4,
+}
 
-/// `U = G·g·Gᵀ` of OIHW 3×3 weights, packed `[16][ocb][icb][16 input lanes][16 output channels]`.
-pub(crate) fn transform_weights(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
-    const G: [[f64; 3]; 4] = [
-        [1.0, 0.0, 0.0],
-        [0.5, 0.5, 0.5],
-        [0.5, -0.5, 0.5],
-        [0.0, 0.0, 1.0],
-    ];
+impl Form {
+    /// The output tile's side, m.
+    pub(crate) fn m(self) -> usize {
+        match self {
+            Form::F2 => 2,
+            Form::F4 => 4,
+        }
+    }
+
+    /// Transform positions per tile, (m+2)².
+    pub(crate) fn positions(self) -> usize {
+        (self.m() + 2) * (self.m() + 2)
+    }
+
+    /// `G`, (m+2) × 3.
+    fn g(self) -> &'static [[f64; 3]] {
+        const G2: [[f64; 3]; 4] = [
+            [1.0, 0.0, 0.0],
+            [0.5, 0.5, 0.5],
+            [0.5, -0.5, 0.5],
+            [0.0, 0.0, 1.0],
+        ];
+        const G4: [[f64; 3]; 6] = [
+            [1.0 / 4.0, 0.0, 0.0],
+            [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+            [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+            [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+            [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+            [0.0, 0.0, 1.0],
+        ];
+        match self {
+            Form::F2 => &G2,
+            Form::F4 => &G4,
+        }
+    }
+}
+
+/// `U = G·g·Gᵀ` of OIHW 3×3 weights (computed in f64, rounded once), packed
+/// `[ξ][ocb][icb][16 input lanes][16 output channels]`.
+pub(crate) fn transform_weights(w: &[f32], cout: usize, cin: usize, form: Form) -> Vec<f32> {
+    let g_mat = form.g();
+    let n = g_mat.len();
     let (ocb, icb) = (cout.div_ceil(BLOCK), cin.div_ceil(BLOCK));
-    let mut u = vec![0f32; XI * ocb * icb * BLOCK * BLOCK];
+    let mut u = vec![0f32; n * n * ocb * icb * BLOCK * BLOCK];
     for o in 0..cout {
         for i in 0..cin {
             let g = &w[(o * cin + i) * 9..][..9];
-            for (a, ga) in G.iter().enumerate() {
-                for (b, gb) in G.iter().enumerate() {
+            for (a, ga) in g_mat.iter().enumerate() {
+                for (b, gb) in g_mat.iter().enumerate() {
                     let mut s = 0f64;
                     for (r, gar) in ga.iter().enumerate() {
                         for (c, gbc) in gb.iter().enumerate() {
                             s += gar * g[r * 3 + c] as f64 * gbc;
                         }
                     }
-                    let at = ((((a * 4 + b) * ocb + o / BLOCK) * icb + i / BLOCK) * BLOCK
+                    let at = ((((a * n + b) * ocb + o / BLOCK) * icb + i / BLOCK) * BLOCK
                         + i % BLOCK)
                         * BLOCK
                         + o % BLOCK;
@@ -57,8 +105,8 @@ pub(crate) fn transform_weights(w: &[f32], cout: usize, cin: usize) -> Vec<f32> 
     u
 }
 
-/// Where [`row_pair`] writes: output row `oy + dy` of channel block `cb` starts at
-/// `base + (cb - cbs.start)·plane + dy·row` in its `out` slice.
+/// Where [`tiles`] writes: output row `oy` of channel block `cb` starts at
+/// `base + (cb - cbs.start)·plane + (oy - oys.start)·row` in its `out` slice.
 #[derive(Clone, Copy)]
 pub(super) struct RowMap {
     pub base: usize,
@@ -66,20 +114,22 @@ pub(super) struct RowMap {
     pub row: usize,
 }
 
-/// The operands of [`row_pair`] that stay fixed over a convolution.
-pub(super) struct PairArgs<'a> {
+/// The operands of [`tiles`] that stay fixed over a convolution.
+pub(super) struct TileArgs<'a> {
     pub isa: Isa,
     pub k: &'a ConvKernel,
     pub x_img: &'a [f32],
     pub r_img: &'a [f32],
 }
 
-/// Output rows `oy` and `oy + 1` of the channel blocks `cbs` (halo columns already written), the
-/// input transformed once for all of them. `v` is scratch, grown as needed.
-pub(super) fn row_pair(
-    a: &PairArgs,
+/// Output rows `oys` (an even number of them, starting at an even row) of the channel blocks `cbs`,
+/// halo columns already written. The 2×2 tiles of that rectangle are taken in row-major order, in
+/// chunks as wide as the micro-kernel's strip, so a chunk may span several pairs of rows: each
+/// chunk's input is transformed once for all of `cbs`. `v` is scratch, grown as needed.
+pub(super) fn tiles(
+    a: &TileArgs,
     cbs: Range<usize>,
-    oy: usize,
+    oys: Range<usize>,
     out: &mut [f32],
     map: RowMap,
     gathered: &mut [f32; 2 * MAX_P * BLOCK],
@@ -88,179 +138,313 @@ pub(super) fn row_pair(
     match a.isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the plan hands out Isa::Avx512 only where `is_x86_feature_detected!("avx512f")`.
-        Isa::Avx512 => unsafe { row_pair_avx512(a, cbs, oy, out, map, gathered, v) },
+        Isa::Avx512 => unsafe { tiles_avx512(a, cbs, oys, out, map, gathered, v) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the plan hands out Isa::Avx2 only where avx2 and fma were detected.
-        Isa::Avx2 => unsafe { row_pair_avx2(a, cbs, oy, out, map, gathered, v) },
-        _ => row_pair_impl(a, cbs, oy, out, map, gathered, v),
+        Isa::Avx2 => unsafe { tiles_avx2(a, cbs, oys, out, map, gathered, v) },
+        _ => tiles_impl::<Plain>(a, cbs, oys, out, map, gathered, v),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn row_pair_avx512(
-    a: &PairArgs,
+unsafe fn tiles_avx512(
+    a: &TileArgs,
     cbs: Range<usize>,
-    oy: usize,
+    oys: Range<usize>,
     out: &mut [f32],
     map: RowMap,
     gathered: &mut [f32; 2 * MAX_P * BLOCK],
     v: &mut Vec<f32>,
 ) {
-    row_pair_impl(a, cbs, oy, out, map, gathered, v)
+    tiles_impl::<Avx512>(a, cbs, oys, out, map, gathered, v)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn row_pair_avx2(
-    a: &PairArgs,
+unsafe fn tiles_avx2(
+    a: &TileArgs,
     cbs: Range<usize>,
-    oy: usize,
+    oys: Range<usize>,
     out: &mut [f32],
     map: RowMap,
     gathered: &mut [f32; 2 * MAX_P * BLOCK],
     v: &mut Vec<f32>,
 ) {
-    row_pair_impl(a, cbs, oy, out, map, gathered, v)
+    tiles_impl::<Avx2>(a, cbs, oys, out, map, gathered, v)
 }
 
-type Lanes = [f32; BLOCK];
+/// The input and output transforms of one form, on one column (or row) of 16-lane values held
+/// in registers. Arrays are 6 long for both forms; only the first `N` (or `M`) entries count.
+trait Transform {
+    /// Output tile side.
+    const M: usize;
+    /// Input tile side, `M + 2`.
+    const N: usize;
+    /// `Bᵀ·d`.
+    fn bt<S: Lanes16>(d: [S; 6]) -> [S; 6];
+    /// `Aᵀ·m`.
+    fn at<S: Lanes16>(m: [S; 6]) -> [S; 4];
+}
 
-/// `Bᵀ·[a, b, c, d]` for one column (or row) of four 16-lane values. (Plain loops rather than
-/// `array::from_fn`, which is not inlined into the `#[target_feature]` callers.)
-#[inline(always)]
-fn bt(a: &Lanes, b: &Lanes, c: &Lanes, d: &Lanes) -> [Lanes; 4] {
-    let mut r = [[0f32; BLOCK]; 4];
-    for l in 0..BLOCK {
-        r[0][l] = a[l] - c[l];
-        r[1][l] = b[l] + c[l];
-        r[2][l] = c[l] - b[l];
-        r[3][l] = b[l] - d[l];
+struct F2;
+struct F4;
+
+impl Transform for F2 {
+    const M: usize = 2;
+    const N: usize = 4;
+
+    #[inline(always)]
+    fn bt<S: Lanes16>(d: [S; 6]) -> [S; 6] {
+        [
+            d[0].sub(d[2]),
+            d[1].add(d[2]),
+            d[2].sub(d[1]),
+            d[1].sub(d[3]),
+            d[4],
+            d[5],
+        ]
     }
-    r
-}
 
-/// `Aᵀ·[a, b, c, d]`.
-#[inline(always)]
-fn at(a: &Lanes, b: &Lanes, c: &Lanes, d: &Lanes) -> [Lanes; 2] {
-    let mut r = [[0f32; BLOCK]; 2];
-    for l in 0..BLOCK {
-        r[0][l] = a[l] + b[l] + c[l];
-        r[1][l] = b[l] - c[l] - d[l];
+    #[inline(always)]
+    fn at<S: Lanes16>(m: [S; 6]) -> [S; 4] {
+        [
+            m[0].add(m[1]).add(m[2]),
+            m[1].sub(m[2]).sub(m[3]),
+            m[4],
+            m[5],
+        ]
     }
-    r
+}
+
+impl Transform for F4 {
+    const M: usize = 4;
+    const N: usize = 6;
+
+    #[inline(always)]
+    fn bt<S: Lanes16>(d: [S; 6]) -> [S; 6] {
+        // Rows 1–4 of Lavin & Gray's Bᵀ share these four terms.
+        let a = d[4].sub(d[2].scale(4.0));
+        let b = d[3].sub(d[1].scale(4.0));
+        let c = d[4].sub(d[2]);
+        let e = d[3].sub(d[1]).scale(2.0);
+        [
+            d[0].scale(4.0).sub(d[2].scale(5.0)).add(d[4]),
+            a.add(b),
+            a.sub(b),
+            c.add(e),
+            c.sub(e),
+            d[1].scale(4.0).sub(d[3].scale(5.0)).add(d[5]),
+        ]
+    }
+
+    #[inline(always)]
+    fn at<S: Lanes16>(m: [S; 6]) -> [S; 4] {
+        let (s12, d12) = (m[1].add(m[2]), m[1].sub(m[2]));
+        let (s34, d34) = (m[3].add(m[4]), m[3].sub(m[4]));
+        [
+            m[0].add(s12).add(s34),
+            d12.add(d34.scale(2.0)),
+            s12.add(s34.scale(4.0)),
+            d12.add(d34.scale(8.0)).add(m[5]),
+        ]
+    }
+}
+
+/// One output pixel: `y` plus the bias, then the epilogue's residual and ReLU, stored at `dst`
+/// (the same order of operations as the direct kernels).
+///
+/// # Safety
+/// `dst..dst+16` is writable and `res`, if any, points at 16 readable floats; `S`'s target feature
+/// is enabled.
+#[inline(always)]
+unsafe fn finish<S: Lanes16>(dst: *mut f32, y: S, bias: S, res: Option<*const f32>, post: &[Post]) {
+    let mut v = y.add(bias);
+    for step in post {
+        match step {
+            Post::Residual => {
+                if let Some(r) = res {
+                    // SAFETY: the caller keeps r..r+16 readable.
+                    v = v.add(unsafe { S::load(r) });
+                }
+            }
+            Post::Relu => v = v.relu(),
+        }
+    }
+    // SAFETY: the caller keeps dst..dst+16 writable.
+    unsafe { v.store(dst) }
 }
 
 #[inline(always)]
-fn lanes_at(s: &[f32], at: usize) -> &Lanes {
-    s[at..at + BLOCK].try_into().expect("16 lanes")
-}
-
-#[inline(always)]
-fn row_pair_impl(
-    a: &PairArgs,
+fn tiles_impl<S: Lanes16>(
+    a: &TileArgs,
     cbs: Range<usize>,
-    oy: usize,
+    oys: Range<usize>,
     out: &mut [f32],
     map: RowMap,
     gathered: &mut [f32; 2 * MAX_P * BLOCK],
     v: &mut Vec<f32>,
 ) {
+    let w =
+        a.k.winograd
+            .as_ref()
+            .expect("tiles is only called for kernels with a Winograd form");
+    match w.form {
+        Form::F2 => tiles_form::<F2, S>(a, &w.u, cbs, oys, out, map, gathered, v),
+        Form::F4 => tiles_form::<F4, S>(a, &w.u, cbs, oys, out, map, gathered, v),
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tiles_form<T: Transform, S: Lanes16>(
+    a: &TileArgs,
+    u: &[f32],
+    cbs: Range<usize>,
+    oys: Range<usize>,
+    out: &mut [f32],
+    map: RowMap,
+    gathered: &mut [f32; 2 * MAX_P * BLOCK],
+    v: &mut Vec<f32>,
+) {
+    let (m_side, n_side) = (T::M, T::N);
+    let xi_n = n_side * n_side;
     let (isa, k, x_img, r_img) = (a.isa, a.k, a.x_img, a.r_img);
-    let u = k
-        .winograd
-        .as_deref()
-        .expect("row_pair is only called for kernels with a Winograd form");
     let (ib, ob, icb) = (k.input, k.out, k.icb);
+    debug_assert!(
+        oys.start.is_multiple_of(m_side) && oys.len().is_multiple_of(m_side) && oys.end <= ob.h
+    );
     let max = max_strip(isa);
     let in_plane = ib.hp() * ib.wp() * BLOCK;
     let in_row = ib.wp() * BLOCK;
-    let iy0 = oy + ib.halo - k.pt;
     let zero = [0f32; BLOCK];
     let ublock = icb * BLOCK * BLOCK;
-    let need = XI * (icb + 1) * max * BLOCK;
+    let need = xi_n * (icb + 1) * max * BLOCK;
     if v.len() < need {
         v.resize(need, 0.0);
     }
-    let (vs_all, m) = v.split_at_mut(XI * icb * max * BLOCK);
-    for (t0, p) in strips(ob.w / 2, max) {
-        let vs = &mut vs_all[..XI * icb * p * BLOCK];
-        // 1. V = Bᵀ·d·B for every input block and tile.
+    let (vs_all, m) = v.split_at_mut(xi_n * icb * max * BLOCK);
+    let tw = ob.w / m_side;
+    // Tile `t` of the rectangle: its top output row and left output column.
+    let origin = |t: usize| (oys.start + m_side * (t / tw), m_side * (t % tw));
+    for (t0, p) in strips(oys.len() / m_side * tw, max) {
+        let vs = &mut vs_all[..xi_n * icb * p * BLOCK];
+        // 1. V = Bᵀ·d·B for every input block and tile: down the columns, then along the rows.
+        // The loads and stores are unchecked (this loop is most of the transform's time); the
+        // asserts bound every index they use.
+        assert!(vs.len() >= n_side * n_side * icb * p * BLOCK);
+        let vp = vs.as_mut_ptr();
         for c in 0..icb {
             for t in 0..p {
-                let col = 2 * (t0 + t) + ib.halo - k.pl;
-                let base = c * in_plane + iy0 * in_row + col * BLOCK;
-                let px = |i: usize, j: usize| lanes_at(x_img, base + i * in_row + j * BLOCK);
-                // Down the columns, then along the rows.
-                let mut cols = [[[0f32; BLOCK]; 4]; 4];
-                for (j, col) in cols.iter_mut().enumerate() {
-                    *col = bt(px(0, j), px(1, j), px(2, j), px(3, j));
+                let (oy, ox) = origin(t0 + t);
+                let base =
+                    c * in_plane + (oy + ib.halo - k.pt) * in_row + (ox + ib.halo - k.pl) * BLOCK;
+                assert!(base + (n_side - 1) * in_row + n_side * BLOCK <= x_img.len());
+                let x = x_img.as_ptr();
+                // SAFETY (loads and stores): i, j < n_side, c < icb and t < p keep every index
+                // within the asserts above, and `S`'s target feature is enabled in the caller.
+                // Columns first (`cols[j]` = Bᵀ·column j), then each row of those.
+                let mut cols = [[unsafe { S::load(x.add(base)) }; 6]; 6];
+                for (j, col) in cols.iter_mut().enumerate().take(n_side) {
+                    let mut d = *col;
+                    for (i, d) in d.iter_mut().enumerate().take(n_side) {
+                        *d = unsafe { S::load(x.add(base + i * in_row + j * BLOCK)) };
+                    }
+                    *col = T::bt(d);
                 }
-                for i in 0..4 {
-                    let e = bt(&cols[0][i], &cols[1][i], &cols[2][i], &cols[3][i]);
-                    for (j, e) in e.iter().enumerate() {
-                        vs[(((i * 4 + j) * icb + c) * p + t) * BLOCK..][..BLOCK].copy_from_slice(e);
+                for i in 0..n_side {
+                    let mut row = cols[0];
+                    for (j, r) in row.iter_mut().enumerate().take(n_side) {
+                        *r = cols[j][i];
+                    }
+                    let e = T::bt(row);
+                    for (j, e) in e.iter().enumerate().take(n_side) {
+                        let at = (((i * n_side + j) * icb + c) * p + t) * BLOCK;
+                        unsafe { e.store(vp.add(at)) };
                     }
                 }
             }
         }
         let f = strip_fn(isa, p, 1);
         for cb in cbs.clone() {
-            let bias = &k.bias[cb * BLOCK..][..BLOCK];
-            let row_at = |dy: usize| map.base + (cb - cbs.start) * map.plane + dy * map.row;
-            // 2. M_ξ = U_ξ·V_ξ, a 1×1 convolution on the micro-kernel.
-            for xi in 0..XI {
-                let args = StripArgs {
-                    x: &vs[xi * icb * p * BLOCK..][..icb * p * BLOCK],
-                    x_off: 0,
-                    x_cb_stride: p * BLOCK,
-                    x_row_stride: 0,
-                    sw: 1,
-                    icb,
-                    lanes_last: k.lanes_last,
-                    kh: 1,
-                    kw: 1,
-                    w: &u[(xi * k.ocb + cb) * ublock..][..ublock],
-                    bias: &zero,
-                    res: None,
-                    post: &[],
-                };
-                f(&args, &mut m[xi * p * BLOCK..][..p * BLOCK]);
-            }
-            // 3. Y = Aᵀ·M·A into both rows, then the epilogue on each.
-            let x0 = (ob.halo + 2 * t0) * BLOCK;
+            let bias_at = cb * BLOCK;
+            assert!(bias_at + BLOCK <= k.bias.len());
+            // SAFETY: within the assert; `S`'s target feature is enabled in the caller.
+            let bias = unsafe { S::load(k.bias.as_ptr().add(bias_at)) };
+            // 2. M_ξ = U_ξ·V_ξ for every ξ in one call: 1×1 convolutions on the micro-kernel.
+            let args = StripArgs {
+                x: vs,
+                x_off: 0,
+                x_cb_stride: p * BLOCK,
+                x_row_stride: 0,
+                sw: 1,
+                icb,
+                lanes_last: k.lanes_last,
+                kh: 1,
+                kw: 1,
+                w: &u[cb * ublock..],
+                bias: &zero,
+                res: None,
+                post: &[],
+                reps: Reps {
+                    n: xi_n,
+                    x: icb * p * BLOCK,
+                    w: k.ocb * ublock,
+                    out: p * BLOCK,
+                },
+            };
+            f(&args, &mut m[..xi_n * p * BLOCK]);
+            // 3. Y = Aᵀ·M·A, then the epilogue, into the tile's rows.
+            assert!(m.len() >= n_side * n_side * p * BLOCK);
             for t in 0..p {
-                let mv = |xi: usize| lanes_at(m, (xi * p + t) * BLOCK);
-                let mut cols = [[[0f32; BLOCK]; 2]; 4];
-                for (j, col) in cols.iter_mut().enumerate() {
-                    *col = at(mv(j), mv(4 + j), mv(8 + j), mv(12 + j));
-                }
-                for dy in 0..2 {
-                    let y = at(&cols[0][dy], &cols[1][dy], &cols[2][dy], &cols[3][dy]);
-                    out[row_at(dy) + x0 + 2 * t * BLOCK..][..2 * BLOCK]
-                        .copy_from_slice(y.as_flattened());
-                }
-            }
-            for dy in 0..2 {
-                let src = match &k.residual {
-                    Some(rk) if !r_img.is_empty() => {
-                        residual_source(rk, r_img, cb, oy + dy, 2 * t0, 2 * p, gathered)
+                let (oy, ox) = origin(t0 + t);
+                let mp = m.as_ptr();
+                // SAFETY: i, j < n_side and t < p: within the assert on `m`.
+                let mut cols = [[unsafe { S::load(mp.add(t * BLOCK)) }; 4]; 6];
+                for (j, col) in cols.iter_mut().enumerate().take(n_side) {
+                    let mut mc = [col[0]; 6];
+                    for (i, mc) in mc.iter_mut().enumerate().take(n_side) {
+                        *mc = unsafe { S::load(mp.add(((i * n_side + j) * p + t) * BLOCK)) };
                     }
-                    _ => None,
-                };
-                let res = src.map(|(from_scratch, off, stride)| {
-                    if from_scratch {
-                        (&gathered[..], stride)
-                    } else {
-                        (&r_img[off..], stride)
+                    *col = T::at(mc);
+                }
+                for dy in 0..m_side {
+                    let mut mr = [cols[0][0]; 6];
+                    for (j, r) in mr.iter_mut().enumerate().take(n_side) {
+                        *r = cols[j][dy];
                     }
-                });
-                epilogue_scalar(
-                    &mut out[row_at(dy) + x0..][..2 * p * BLOCK],
-                    bias,
-                    res,
-                    &k.post,
-                );
+                    let y = T::at(mr);
+                    let row =
+                        map.base + (cb - cbs.start) * map.plane + (oy + dy - oys.start) * map.row;
+                    let src = match &k.residual {
+                        Some(rk) if !r_img.is_empty() => {
+                            residual_source(rk, r_img, cb, oy + dy, ox, m_side, gathered)
+                        }
+                        _ => None,
+                    };
+                    let res = src.map(|(from_scratch, off, stride)| {
+                        if from_scratch {
+                            (&gathered[..], stride)
+                        } else {
+                            (&r_img[off..], stride)
+                        }
+                    });
+                    let dst = &mut out[row + (ob.halo + ox) * BLOCK..][..m_side * BLOCK];
+                    if let Some((r, stride)) = res {
+                        assert!((m_side - 1) * stride + BLOCK <= r.len());
+                    }
+                    for (dx, y) in y.iter().enumerate().take(m_side) {
+                        // (A `match`, not `Option::map`: closures are not inlined here.)
+                        #[allow(clippy::manual_map)]
+                        let r = match res {
+                            Some((r, stride)) => Some(r[dx * stride..].as_ptr()),
+                            None => None,
+                        };
+                        // SAFETY: `dst` holds m_side pixels and the assert above bounds the
+                        // residual's; `S`'s target feature is enabled in the caller.
+                        unsafe { finish(dst.as_mut_ptr().add(dx * BLOCK), *y, bias, r, &k.post) };
+                    }
+                }
             }
         }
     }

@@ -1,5 +1,5 @@
 //! tract's time on a model, for `scripts/bench_compare.py`:
-//! `cargo run --release -p resnetc-cpu --features tract-bench --example tract_bench -- MODEL BATCH ITERS`
+//! `cargo run --release --example tract_bench -- MODEL BATCH ITERS`
 //! prints one JSON object like `resnetc bench --json`. tract runs on the calling thread only.
 
 use std::time::Instant;

@@ -1,9 +1,9 @@
-//! `resnetc bench` until the CLI has it:
-//! `cargo run --release -p resnetc-cpu --example bench -- MODEL [--batch N] [--threads N] [--iters N] [--isa portable] [--json]`
+//! `resnetc bench` with a choice of kernel set and of Winograd, which the CLI does not offer:
+//! `cargo run --release --example bench -- MODEL [--batch N] [--threads N] [--iters N] [--isa portable|avx2|avx512|neon] [--winograd|--winograd-f2|--winograd-f4|--no-winograd] [--json]`
 
 use std::path::PathBuf;
 
-use resnetc_cpu::{bench, CpuOptions, CpuPlan, Isa};
+use resnetc_cpu::{bench, CpuOptions, CpuPlan, Isa, Winograd};
 use resnetc_passes::PassOptions;
 
 fn main() -> anyhow_free::Result {
@@ -26,8 +26,10 @@ fn main() -> anyhow_free::Result {
                 }
             }
             "--json" => json = true,
-            "--no-winograd" => winograd = Some(false),
-            "--winograd" => winograd = Some(true),
+            "--no-winograd" => winograd = Some(Winograd::Off),
+            "--winograd" => winograd = Some(Winograd::Auto),
+            "--winograd-f4" => winograd = Some(Winograd::F4),
+            "--winograd-f2" => winograd = Some(Winograd::F2),
             _ => model = Some(PathBuf::from(a)),
         }
     }

@@ -1,0 +1,271 @@
+//! The packed CPU plan in `.rnc` artifacts: `run` uses it as stored — bit for bit what a fresh
+//! compile of the model gives, with nothing packed on load — artifacts without one still run, and a
+//! damaged plan is refused with a precise error, never a panic.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use prost::Message;
+use resnetc::Model;
+use resnetc_artifact::{decode, encode, Artifact};
+use resnetc_cpu::{proto, weights_packed_on_this_thread, CpuPlan, Isa, PlanError, Session};
+use resnetc_passes::PassOptions;
+
+fn resnetc(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_resnetc"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap()
+}
+
+fn tmp(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("resnetc-plan-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn fixture(name: &str) -> Fixture {
+    fixtures().into_iter().find(|f| f.name == name).unwrap()
+}
+
+/// `resnetc compile --target cpu` of a fixture into `dir`.
+fn compile(f: &Fixture, dir: &Path) -> PathBuf {
+    let rnc = dir.join(format!("{}.rnc", f.name));
+    let out = resnetc(&[
+        "compile",
+        f.path().to_str().unwrap(),
+        "--target",
+        "cpu",
+        "-o",
+        rnc.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rnc
+}
+
+fn load(path: &Path) -> anyhow::Result<Model> {
+    resnetc::load_any(path, &PassOptions::default(), &mut |_, _| {})
+}
+
+fn optimized(f: &Fixture) -> Model {
+    let opts = PassOptions {
+        level: resnetc_passes::MAX_LEVEL,
+        ..Default::default()
+    };
+    resnetc::load_model(&f.path(), &opts).unwrap()
+}
+
+/// The plan's output for the fixture's input, on `threads` threads.
+fn run(plan: &CpuPlan, f: &Fixture, threads: usize) -> Vec<f32> {
+    let x = f.input();
+    let batch = x.shape()[0];
+    let mut y = vec![0f32; batch * plan.outputs().next().unwrap().floats];
+    Session::new(plan, threads)
+        .run(x.as_slice().unwrap(), batch, &mut y)
+        .unwrap();
+    y
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits())
+}
+
+#[test]
+fn stored_plans_run_bit_for_bit_like_fresh_ones_and_pack_nothing() {
+    let dir = tmp("bits");
+    for name in [
+        "r20_a_ts17_static",
+        "r56_b_ts17_static",
+        "r20_b_ts17_dynamic",
+    ] {
+        let f = fixture(name);
+        let rnc = compile(&f, &dir);
+        let packed = weights_packed_on_this_thread();
+        let stored = load(&rnc).unwrap().cpu_plan().unwrap();
+        assert_eq!(
+            weights_packed_on_this_thread(),
+            packed,
+            "{name}: loading the artifact's plan packed weights"
+        );
+        assert_eq!(stored.isa(), Isa::Auto.resolve().unwrap());
+        let fresh = optimized(&f).cpu_plan().unwrap();
+        assert!(
+            weights_packed_on_this_thread() > packed,
+            "the counter counts"
+        );
+        assert_eq!(stored.describe(), fresh.describe(), "{name}");
+        for threads in [1, 2] {
+            assert!(
+                same_bits(&run(&stored, &f, threads), &run(&fresh, &f, threads)),
+                "{name}: the stored plan's outputs differ from a fresh compile's on {threads} threads"
+            );
+        }
+        // And through the command line.
+        let y = dir.join(format!("{name}.npy"));
+        let input = repo().join("fixtures").join(&f.input);
+        let out = resnetc(&[
+            "run",
+            rnc.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            y.to_str().unwrap(),
+            "--threads",
+            "1",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = read_npy(&y);
+        assert!(same_bits(got.as_slice().unwrap(), &run(&fresh, &f, 1)));
+    }
+}
+
+#[test]
+fn every_fixture_plan_round_trips() {
+    for f in fixtures() {
+        let plan = optimized(&f).cpu_plan().unwrap();
+        let bytes = plan.to_bytes();
+        let loaded = CpuPlan::from_bytes(&bytes, Isa::Auto).unwrap();
+        assert_eq!(loaded.to_bytes(), bytes, "{}", f.name);
+        assert_eq!(loaded.describe(), plan.describe(), "{}", f.name);
+    }
+}
+
+fn artifact(f: &Fixture, dir: &Path) -> Artifact {
+    decode(&std::fs::read(compile(f, dir)).unwrap(), Some("cpu")).unwrap()
+}
+
+/// `a` with its plan message edited (and its SHA-256 recomputed, as a careless tool would).
+fn with_plan(a: &Artifact, edit: impl FnOnce(&mut proto::CpuPlan)) -> Artifact {
+    let bytes = resnetc_artifact::packed_plan(a).unwrap();
+    let mut p = proto::CpuPlan::decode(bytes).unwrap();
+    edit(&mut p);
+    with_plan_bytes(a, p.encode_to_vec())
+}
+
+fn with_plan_bytes(a: &Artifact, bytes: Vec<u8>) -> Artifact {
+    let mut a = a.clone();
+    a.cpu = Some(resnetc_artifact::cpu_section(bytes));
+    a
+}
+
+/// Writes `a` and loads it as `run` does; the error of its plan.
+fn plan_error(a: &Artifact, dir: &Path, tag: &str) -> anyhow::Error {
+    let path = dir.join(format!("{tag}.rnc"));
+    std::fs::write(&path, encode(a)).unwrap();
+    load(&path).unwrap().cpu_plan().map(|_| ()).unwrap_err()
+}
+
+fn first_conv(p: &mut proto::CpuPlan) -> &mut proto::Conv {
+    p.steps
+        .iter_mut()
+        .find_map(|s| match s.kernel.as_mut() {
+            Some(proto::step::Kernel::Conv(c)) => Some(c),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn damaged_plans_are_refused_with_a_typed_error() {
+    let dir = tmp("damage");
+    let f = fixture("r20_a_ts17_static");
+    let a = artifact(&f, &dir);
+    let plan = resnetc_artifact::packed_plan(&a).unwrap().to_vec();
+
+    let truncated = with_plan_bytes(&a, plan[..plan.len() / 2].to_vec());
+    let e = plan_error(&truncated, &dir, "truncated");
+    assert!(
+        matches!(e.downcast_ref::<PlanError>(), Some(PlanError::Decode(_))),
+        "{e:#}"
+    );
+
+    let bad_buffer = with_plan(&a, |p| p.steps[3].inputs[0] = 10_000);
+    let e = plan_error(&bad_buffer, &dir, "buffer");
+    assert!(
+        matches!(
+            e.downcast_ref::<PlanError>(),
+            Some(PlanError::Invalid { .. })
+        ),
+        "{e:#}"
+    );
+    assert!(
+        e.to_string().contains("buffer 10000 does not exist"),
+        "{e:#}"
+    );
+
+    let short_weights = with_plan(&a, |p| {
+        first_conv(p).weights.pop();
+    });
+    let e = plan_error(&short_weights, &dir, "weights");
+    assert!(
+        matches!(
+            e.downcast_ref::<PlanError>(),
+            Some(PlanError::Invalid { .. })
+        ),
+        "{e:#}"
+    );
+    assert!(
+        e.to_string()
+            .contains("the weights hold 2303, but ocb·icb·kh·kw·256 = 1·1·3·3·256 = 2304"),
+        "{e:#}"
+    );
+
+    // Bytes changed without updating the hash: the artifact itself is refused.
+    let mut flipped = a.clone();
+    let cpu = flipped.cpu.as_mut().unwrap();
+    let k = cpu.packed_plan.len() / 2;
+    cpu.packed_plan[k] ^= 0x40;
+    assert!(matches!(
+        decode(&encode(&flipped), None),
+        Err(resnetc_artifact::ArtifactError::PlanHash)
+    ));
+
+    // `run` says so and exits; it neither panics nor falls back to the reference executor.
+    let path = dir.join("cli.rnc");
+    std::fs::write(&path, encode(&short_weights)).unwrap();
+    let input = repo().join("fixtures").join(&f.input);
+    let out = resnetc(&[
+        "run",
+        path.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("the stored CPU plan is invalid: step 1 (")
+            && err.contains("recompile the model with `resnetc compile`")
+            && !err.contains("panicked")
+            && !err.contains("reference executor"),
+        "{err}"
+    );
+}
+
+/// An artifact written before plans were stored runs by compiling its graph.
+#[test]
+fn artifacts_without_a_plan_compile_their_graph() {
+    let dir = tmp("old");
+    let f = fixture("r20_a_ts17_static");
+    let mut a = artifact(&f, &dir);
+    let stored =
+        CpuPlan::from_bytes(resnetc_artifact::packed_plan(&a).unwrap(), Isa::Auto).unwrap();
+    a.cpu = None;
+    let path = dir.join("old.rnc");
+    std::fs::write(&path, encode(&a)).unwrap();
+    let packed = weights_packed_on_this_thread();
+    let compiled = load(&path).unwrap().cpu_plan().unwrap();
+    assert!(weights_packed_on_this_thread() > packed);
+    assert!(same_bits(&run(&compiled, &f, 1), &run(&stored, &f, 1)));
+}
