@@ -1,0 +1,193 @@
+//! `cargo bench --bench cpu_kernels`: the CPU backend's convolution forms side by side.
+//!
+//! For each CifarResNet stage shape (16 channels at 32×32, 32 at 16×16, 64 at 8×8) a chain of six
+//! 3×3 convolutions with bias and ReLU runs as direct convolution, Winograd F(2×2) and F(4×4); then
+//! the pretrained resnet20 and resnet56 in `../shared` (when present) with Winograd off and on.
+//! Variants alternate in one process and each reports its best time over many runs, so a noisy,
+//! shared machine shifts all of them alike: read the ratios, not the absolute numbers.
+//!
+//! `RESNETC_BENCH_ROUNDS` (default 20) sets the alternations.
+
+use std::path::Path;
+use std::time::Instant;
+
+use resnetc_cpu::{CpuOptions, CpuPlan, Isa, Session, Winograd};
+use resnetc_ir::{
+    validate, Conv, DType, Epilogue, Graph, Op, Padding, Tensor, TensorType, ValueRef,
+};
+use resnetc_passes::PassOptions;
+
+/// Deterministic values in [-0.5, 0.5).
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    (0..n as u32)
+        .map(|i| {
+            (i.wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+/// Best seconds per run of each session, alternating them `rounds` times.
+fn race(
+    sessions: &mut [Session],
+    x: &[f32],
+    batch: usize,
+    out_floats: usize,
+    rounds: usize,
+) -> Vec<f64> {
+    let mut y = vec![0f32; batch * out_floats];
+    let mut best = vec![f64::MAX; sessions.len()];
+    for _ in 0..rounds {
+        for (s, best) in sessions.iter_mut().zip(&mut best) {
+            for _ in 0..3 {
+                let t = Instant::now();
+                s.run(x, batch, &mut y).expect("the plan runs");
+                *best = best.min(t.elapsed().as_secs_f64());
+            }
+        }
+    }
+    best
+}
+
+fn conv_chain(c: usize, hw: usize, depth: usize) -> Graph {
+    let mut g = Graph::new();
+    let mut v: ValueRef = g
+        .add_input("x", TensorType::fixed(DType::F32, &[1, c, hw, hw]))
+        .into();
+    let op = Op::FusedConv {
+        conv: Conv {
+            kernel: [3, 3],
+            strides: [1, 1],
+            dilations: [1, 1],
+            padding: Padding::Explicit([1, 1, 1, 1]),
+            group: 1,
+        },
+        epilogue: vec![Epilogue::Bias, Epilogue::Relu],
+    };
+    for d in 0..depth {
+        let w = Tensor::f32(
+            ndarray::ArrayD::from_shape_vec(
+                ndarray::IxDyn(&[c, c, 3, 3]),
+                values(c * c * 9, d as u32),
+            )
+            .expect("sizes agree"),
+        );
+        let b = Tensor::f32(
+            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[c]), values(c, 99))
+                .expect("sizes agree"),
+        );
+        let w = g.add_const(format!("w{d}"), w).into();
+        let b = g.add_const(format!("b{d}"), b).into();
+        v = g
+            .add_node(
+                format!("conv{d}"),
+                op.clone(),
+                vec![format!("y{d}")],
+                &[Some(v), Some(w), Some(b)],
+            )
+            .into();
+    }
+    g.add_output("y", v);
+    g
+}
+
+fn main() {
+    let rounds = std::env::var("RESNETC_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let forms = [
+        ("direct", Winograd::Off),
+        ("F(2x2)", Winograd::F2),
+        ("F(4x4)", Winograd::F4),
+    ];
+    println!(
+        "kernel set {}, one thread, best of {rounds}×3 runs",
+        Isa::Auto.resolve().map_or("?", |i| i.name())
+    );
+    for (c, hw) in [(16, 32), (32, 16), (64, 8)] {
+        let (batch, depth) = (16, 6);
+        let g = conv_chain(c, hw, depth);
+        let info = validate(&g).expect("the chain is valid");
+        let plans: Vec<CpuPlan> = forms
+            .iter()
+            .map(|&(_, w)| {
+                CpuPlan::compile_with(
+                    &g,
+                    &info,
+                    &CpuOptions {
+                        isa: Isa::Auto,
+                        winograd: Some(w),
+                    },
+                )
+                .expect("compiles")
+            })
+            .collect();
+        let mut sessions: Vec<Session> = plans.iter().map(|p| p.session(1)).collect();
+        let best = race(
+            &mut sessions,
+            &values(batch * c * hw * hw, 7),
+            batch,
+            c * hw * hw,
+            rounds,
+        );
+        let flops = 2.0 * (batch * depth * c * c * 9 * hw * hw) as f64;
+        let cells: Vec<String> = forms
+            .iter()
+            .zip(&best)
+            .map(|((name, _), t)| format!("{name} {:6.2} ms ({:.2}×)", t * 1e3, best[0] / t))
+            .collect();
+        println!(
+            "{c:2} ch {hw:2}×{hw:<2}: direct {:5.1} GFLOP/s | {}",
+            flops / best[0] / 1e9,
+            cells.join(" | ")
+        );
+    }
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/models/pretrained");
+    for (model, batch, threads) in [
+        ("resnet20", 64, 1),
+        ("resnet56", 64, 1),
+        ("resnet56", 64, 2),
+        ("resnet56", 1, 2),
+    ] {
+        let path = shared.join(format!("{model}_cifar10_pretrained.onnx"));
+        let Ok(m) = resnetc::load_model(
+            &path,
+            &PassOptions {
+                level: 3,
+                ..Default::default()
+            },
+        ) else {
+            println!("{model}: not found at {}, skipped", path.display());
+            continue;
+        };
+        let variants = [("direct", Winograd::Off), ("auto", Winograd::Auto)];
+        let plans: Vec<CpuPlan> = variants
+            .iter()
+            .map(|&(_, w)| {
+                CpuPlan::compile_with(
+                    &m.graph,
+                    &m.info,
+                    &CpuOptions {
+                        isa: Isa::Auto,
+                        winograd: Some(w),
+                    },
+                )
+                .expect("compiles")
+            })
+            .collect();
+        let mut sessions: Vec<Session> = plans.iter().map(|p| p.session(threads)).collect();
+        let best = race(
+            &mut sessions,
+            &values(batch * 3 * 32 * 32, 3),
+            batch,
+            10,
+            rounds.div_ceil(2),
+        );
+        println!(
+            "{model} batch {batch}, {threads} thread(s): direct {:.1} images/s, Winograd auto {:.1} images/s ({:.2}×)",
+            batch as f64 / best[0],
+            batch as f64 / best[1],
+            best[0] / best[1]
+        );
+    }
+}
