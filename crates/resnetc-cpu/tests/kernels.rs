@@ -7,6 +7,9 @@
 //! passes when `|got − expected| ≤ 1e-5 · m + 1e-6`, where `m` is the sum of the absolute values of
 //! everything added into it (`Σ|w·x| + |bias| + |residual|`, computed by the reference on absolute
 //! values): a relative error of 1e-5, about 80 ulps, against the worst-case cancellation.
+//! Winograd F(4×4, 3×3) rounds more (its transforms multiply by up to 8 and add 6 terms twice):
+//! it is held to 1e-4 · m. Measured worst `|got − expected| / m` over these cases: direct
+//! 2.9e-7, F(2×2) 3.9e-7, F(4×4) 1.7e-5.
 
 use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
@@ -34,6 +37,14 @@ fn abs(t: &Tensor) -> Tensor {
     Tensor::f32(t.as_f32().unwrap().mapv(f32::abs).into_owned())
 }
 
+/// The relative tolerance of each convolution form (see the module docs).
+fn relative_tolerance(w: Winograd) -> f32 {
+    match w {
+        Winograd::F4 | Winograd::Auto => 1e-4,
+        Winograd::Off | Winograd::F2 => 1e-5,
+    }
+}
+
 /// The kernel sets to test here: the portable one and every SIMD one this machine has.
 fn isas() -> Vec<Isa> {
     Isa::all_available()
@@ -45,6 +56,17 @@ fn check_close(
     expected: &Tensor,
     magnitude: &Tensor,
 ) -> Result<(), TestCaseError> {
+    check_close_rel(what, got, expected, magnitude, 1e-5)
+}
+
+/// [`check_close`] with relative tolerance `rel` in place of 1e-5.
+fn check_close_rel(
+    what: &str,
+    got: &Tensor,
+    expected: &Tensor,
+    magnitude: &Tensor,
+    rel: f32,
+) -> Result<(), TestCaseError> {
     let (g, e, m) = (
         got.as_f32().unwrap(),
         expected.as_f32().unwrap(),
@@ -52,7 +74,7 @@ fn check_close(
     );
     prop_assert_eq!(g.shape(), e.shape(), "{}: shapes differ", what);
     for ((i, &gv), (&ev, &mv)) in g.indexed_iter().zip(e.iter().zip(m.iter())) {
-        let tol = 1e-5 * mv + 1e-6;
+        let tol = rel * mv + 1e-6;
         prop_assert!(
             (gv - ev).abs() <= tol,
             "{}: at {:?} got {} expected {} (tolerance {:e})",
@@ -234,11 +256,12 @@ fn run_conv_case(case: &ConvCase) -> Result<(), TestCaseError> {
                 };
                 let got = eval_op(&case.op(), &refs, &opts, threads)
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
-                check_close(
+                check_close_rel(
                     &format!("{isa}, winograd {winograd:?}, {threads} threads"),
                     &got,
                     &expected,
                     &magnitude,
+                    relative_tolerance(winograd),
                 )?;
             }
         }
