@@ -39,8 +39,10 @@ def run_child_rss(cmd):
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         sys.exit(f"{' '.join(map(str, cmd))} failed:\n{err}")
-    line = [l for l in out.splitlines() if l.strip().startswith("{")][-1]
-    return json.loads(line), usage.ru_maxrss / 1024
+    # The JSON object is the rest of stdout from its first line that opens one (one line or pretty).
+    lines = out.splitlines()
+    first = next(i for i, l in enumerate(lines) if l.lstrip().startswith("{"))
+    return json.loads("\n".join(lines[first:])), usage.ru_maxrss / 1024
 
 
 def resnetc_cmd(args):
