@@ -12,7 +12,7 @@ pub struct BenchResult {
     pub iters: usize,
     /// The kernel set that ran.
     pub isa: String,
-    /// Convolutions run as Winograd F(2×2, 3×3).
+    /// Convolutions run as Winograd (F(4×4, 3×3) or F(2×2, 3×3)).
     pub winograd_convs: usize,
     /// Median wall time of one run of the whole batch.
     pub median_ms: f64,

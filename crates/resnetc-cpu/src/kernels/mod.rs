@@ -149,7 +149,7 @@ pub(crate) fn strips(w: usize, max: usize) -> impl Iterator<Item = (usize, usize
 /// Computes the output rows `first_row..first_row + out.len() / row_len` of a convolution over a
 /// batch: row `g` is padded row `g % hp` of output plane `g / hp` (plane = image × channel block),
 /// halo rows and columns are written as zeros. `x` and `res` hold the whole batch. Kernels with a
-/// Winograd form compute pairs of rows that start at an even output row and both lie in `out`
+/// Winograd form compute whole rows of m×m tiles (starting at a multiple of m, all m rows in `out`)
 /// that way, and the other rows directly.
 pub(crate) fn conv_rows(
     isa: Isa,

@@ -122,9 +122,10 @@ pub(super) struct TileArgs<'a> {
     pub r_img: &'a [f32],
 }
 
-/// Output rows `oys` (an even number of them, starting at an even row) of the channel blocks `cbs`,
-/// halo columns already written. The 2×2 tiles of that rectangle are taken in row-major order, in
-/// chunks as wide as the micro-kernel's strip, so a chunk may span several pairs of rows: each
+/// Output rows `oys` (a multiple of the tile side m of them, starting at a multiple of m) of the
+/// channel blocks `cbs`, halo columns already written. The m×m tiles of that rectangle are taken in
+/// row-major order, in chunks as wide as the micro-kernel's strip, so a chunk may span several
+/// rows of tiles: each
 /// chunk's input is transformed once for all of `cbs`. `v` is scratch, grown as needed.
 pub(super) fn tiles(
     a: &TileArgs,
