@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use resnetc::{load_model, npy};
 use resnetc_ir::Tensor;
 use resnetc_passes::PassOptions;
@@ -32,6 +32,20 @@ struct OptArgs {
     /// Print what each pass rewrote and why it skipped candidates.
     #[arg(long)]
     pass_report: bool,
+    /// CPU backend: which stride-1 3×3 convolutions run as Winograd. `auto` (the default): F(4×4)
+    /// on outputs of 16×16 and up, F(2×2) below; `off`: direct convolution everywhere, the closest
+    /// to the reference (F(4×4) rounds about 50× more, still far inside the project's tolerance).
+    /// Given explicitly, it also replaces the plan a `.rnc` stores.
+    #[arg(long, value_enum)]
+    winograd: Option<WinogradArg>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum WinogradArg {
+    Auto,
+    F4,
+    F2,
+    Off,
 }
 
 impl OptArgs {
@@ -42,7 +56,7 @@ impl OptArgs {
             verify: true,
         };
         let which = self.print_ir_after.clone();
-        let m = resnetc::load_any(path, &opts, &mut |pass, graph| {
+        let mut m = resnetc::load_any(path, &opts, &mut |pass, graph| {
             if which.as_deref().is_some_and(|w| w == "all" || w == pass) {
                 eprintln!("// IR after {pass}");
                 eprint!(
@@ -56,6 +70,12 @@ impl OptArgs {
                 eprintln!("{r}");
             }
         }
+        m.cpu.winograd = self.winograd.map(|w| match w {
+            WinogradArg::Auto => resnetc_cpu::Winograd::Auto,
+            WinogradArg::F4 => resnetc_cpu::Winograd::F4,
+            WinogradArg::F2 => resnetc_cpu::Winograd::F2,
+            WinogradArg::Off => resnetc_cpu::Winograd::Off,
+        });
         Ok(m)
     }
 }
@@ -292,7 +312,7 @@ fn compile(
     if target == "cpu" {
         // The packed plan, so that `run` packs nothing. A graph the CPU backend cannot run still
         // compiles: the artifact then holds only the graph, which `run` gives the reference executor.
-        match resnetc_cpu::CpuPlan::compile(&m.graph, &m.info) {
+        match resnetc_cpu::CpuPlan::compile_with(&m.graph, &m.info, &m.cpu) {
             Ok(plan) => {
                 let bytes = plan.to_bytes();
                 eprintln!(

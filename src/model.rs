@@ -14,6 +14,9 @@ pub struct Model {
     pub reports: Vec<PassReport>,
     /// The artifact it came from, when loaded from a `.rnc`.
     pub artifact: Option<resnetc_artifact::Artifact>,
+    /// How to compile the CPU plan. A Winograd choice here (not `None`) also overrides the plan an
+    /// artifact stores: the graph is compiled again with it.
+    pub cpu: resnetc_cpu::CpuOptions,
 }
 
 /// Loads an ONNX model (running the passes `opts` selects) or a compiled `.rnc` artifact (already
@@ -39,6 +42,7 @@ pub fn load_any(
     let reports = resnetc_passes::canonicalize(&mut graph)?;
     let info = validate(&graph).context("validating the artifact's graph")?;
     Ok(Model {
+        cpu: resnetc_cpu::CpuOptions::default(),
         graph,
         info,
         reports,
@@ -89,6 +93,7 @@ pub fn load_model_with(
         .with_context(|| format!("compiling {}", path.display()))?;
     let info = validate(&graph).context("validating the compiled graph")?;
     Ok(Model {
+        cpu: resnetc_cpu::CpuOptions::default(),
         graph,
         info,
         reports,
@@ -106,14 +111,18 @@ impl Model {
     /// on this machine's best kernel set), else compiled from the graph (an ONNX model, or an
     /// artifact written without a plan). A stored plan that fails validation, or whose inputs and
     /// outputs are not the graph's, is an error (a damaged artifact), not a reason to recompile.
-    /// A graph the backend cannot run gives a [`resnetc_cpu::CpuError`].
+    /// A graph the backend cannot run gives a [`resnetc_cpu::CpuError`]. An explicit Winograd choice
+    /// in [`Model::cpu`] compiles the graph even when a plan is stored.
     pub fn cpu_plan(&self) -> Result<resnetc_cpu::CpuPlan> {
-        let Some(bytes) = self
-            .artifact
-            .as_ref()
+        let stored = (self.artifact.as_ref())
             .and_then(resnetc_artifact::packed_plan)
-        else {
-            return Ok(resnetc_cpu::CpuPlan::compile(&self.graph, &self.info)?);
+            .filter(|_| self.cpu.winograd.is_none());
+        let Some(bytes) = stored else {
+            return Ok(resnetc_cpu::CpuPlan::compile_with(
+                &self.graph,
+                &self.info,
+                &self.cpu,
+            )?);
         };
         let plan = resnetc_cpu::CpuPlan::from_bytes(bytes, resnetc_cpu::Isa::Auto)?;
         // Each port as (name, dimensions after the batch).

@@ -168,11 +168,20 @@ fn run_on_the_cpu_backend_and_the_reference_agree() {
     let dir = std::env::temp_dir().join(format!("resnetc-cli-dev-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let input = repo().join("fixtures").join(&f.input);
-    for device in ["cpu", "reference"] {
-        let y = dir.join(format!("{device}.npy"));
-        ok(&[
+    // The CPU backend with each Winograd choice, and the reference executor.
+    for (device, winograd) in [
+        ("cpu", None),
+        ("cpu", Some("off")),
+        ("cpu", Some("f2")),
+        ("cpu", Some("f4")),
+        ("reference", None),
+    ] {
+        let what = format!("run --device {device} --winograd {winograd:?}");
+        let y = dir.join(format!("{device}-{}.npy", winograd.unwrap_or("default")));
+        let model = f.path();
+        let mut args = vec![
             "run",
-            f.path().to_str().unwrap(),
+            model.to_str().unwrap(),
             "--input",
             input.to_str().unwrap(),
             "--output",
@@ -181,13 +190,42 @@ fn run_on_the_cpu_backend_and_the_reference_agree() {
             device,
             "--threads",
             "2",
-        ]);
-        assert_logits_close(
-            &format!("run --device {device}"),
-            &read_npy(&y),
-            &f.expected(),
-        );
+        ];
+        args.extend(winograd.iter().flat_map(|w| ["--winograd", w]));
+        ok(&args);
+        assert_logits_close(&what, &read_npy(&y), &f.expected());
     }
+}
+
+/// `--winograd` decides which convolutions `bench` runs as Winograd: none when off, the 16 stride-1
+/// 3×3 convolutions after the stem of a ResNet-20 (and the stem) otherwise.
+#[test]
+fn winograd_choice_reaches_the_cpu_plan() {
+    let f = fixtures()
+        .into_iter()
+        .find(|f| f.name == "r20_b_ts17_static")
+        .unwrap();
+    let model = f.path();
+    let convs = |winograd: &str| {
+        let v: serde_json::Value = serde_json::from_str(&ok(&[
+            "bench",
+            model.to_str().unwrap(),
+            "--batch",
+            "1",
+            "--iters",
+            "1",
+            "--json",
+            "--winograd",
+            winograd,
+        ]))
+        .unwrap();
+        v["winograd_convs"]
+            .as_u64()
+            .expect("bench --json reports winograd_convs")
+    };
+    assert_eq!(convs("off"), 0);
+    assert_eq!(convs("f2"), 17);
+    assert_eq!(convs("auto"), 17);
 }
 
 #[test]
