@@ -2,28 +2,7 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
-
-fn resnetc(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_resnetc"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    out
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = resnetc(args);
-    assert!(
-        out.status.success(),
-        "resnetc {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// MACs of CifarResNet-(6n+2) for one 32×32 image, computed from the architecture.
 fn cifar_resnet_macs(n: u64, classes: u64, option_b: bool) -> u64 {

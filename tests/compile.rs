@@ -3,35 +3,9 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use prost::Message;
 use resnetc_artifact::{decode, encode, Artifact};
-
-fn resnetc(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_resnetc"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = resnetc(args);
-    assert!(
-        out.status.success(),
-        "resnetc {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn tmp(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("resnetc-compile-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 #[test]
 fn compiled_artifacts_run_like_their_sources() {

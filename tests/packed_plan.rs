@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use prost::Message;
@@ -13,20 +12,6 @@ use resnetc::Model;
 use resnetc_artifact::{decode, encode, Artifact};
 use resnetc_cpu::{proto, weights_packed_on_this_thread, CpuPlan, Isa, PlanError, Session};
 use resnetc_passes::PassOptions;
-
-fn resnetc(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_resnetc"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap()
-}
-
-fn tmp(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("resnetc-plan-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn fixture(name: &str) -> Fixture {
     fixtures().into_iter().find(|f| f.name == name).unwrap()

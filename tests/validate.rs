@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 use ndarray::{ArrayD, IxDyn};
@@ -13,14 +13,6 @@ use ndarray_npy::WriteNpyExt;
 use resnetc::validate::{find_divergence, DivergenceKind, ToleranceSpec};
 use resnetc_ir::{BinOp, DType, Graph, Op, Tensor, TensorType};
 use resnetc_passes::PassOptions;
-
-fn resnetc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_resnetc"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap()
-}
 
 fn text(out: &Output) -> String {
     format!(

@@ -10,6 +10,33 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Runs the `resnetc` binary in the repository.
+pub fn resnetc(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_resnetc"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap()
+}
+
+/// Runs `resnetc`, requires success, and returns its standard output.
+pub fn ok(args: &[&str]) -> String {
+    let out = resnetc(args);
+    assert!(
+        out.status.success(),
+        "resnetc {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A fresh directory for one test's files, `resnetc-{tag}-{pid}` under the system's temp dir.
+pub fn tmp(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("resnetc-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// `../shared` beside the repository (or `RESNETC_SHARED`). Tests that need it fail with this message
 /// when it is absent, rather than passing without checking anything.
 pub fn shared() -> PathBuf {
