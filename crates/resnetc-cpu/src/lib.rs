@@ -14,8 +14,9 @@
 //! Stride-1 3×3 convolutions can run as Winograd F(4×4, 3×3) or F(2×2, 3×3) (`kernels/winograd.rs`),
 //! by default where it measured faster ([`Isa::default_winograd`]; [`CpuOptions::winograd`] overrides).
 //!
-//! Threads ([`Session`]): a large batch is split among threads, each taking whole images through the
-//! network in its own arena; a small one (batch 1) splits every convolution's output rows instead.
+//! Threads ([`Session`]): a large batch is split among threads, each taking its images through the
+//! network four at a time in its own arena; a small one (batch 1) splits every convolution's output
+//! rows instead.
 //!
 //! Numerics: sums run in a different order than the reference executor's and the SIMD kernels fuse
 //! multiply and add, so results match the reference within a relative tolerance, not bit for bit
