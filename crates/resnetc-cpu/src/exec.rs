@@ -180,7 +180,7 @@ fn run_groups(
     out: &mut [f32],
 ) {
     let out_floats = plan.outputs[0].0.floats;
-    let group = GROUP.min(out.len() / out_floats).max(1);
+    let group = images_per_arena(out.len() / out_floats);
     let arena = arena.get(plan.arena_floats * group);
     for (j, y) in out.chunks_mut(group * out_floats).enumerate() {
         let n = y.len() / out_floats;
@@ -199,7 +199,12 @@ fn run_groups(
 
 /// The images per arena when a run of `batch` images on `threads` threads divides the batch.
 pub(crate) fn group_size(threads: usize, batch: usize) -> usize {
-    GROUP.min(batch.div_ceil(threads.max(1))).max(1)
+    images_per_arena(batch.div_ceil(threads.max(1)))
+}
+
+/// The images an arena holds for a thread with `images` to run: a group, or all of them if fewer.
+fn images_per_arena(images: usize) -> usize {
+    GROUP.min(images).max(1)
 }
 
 /// Whether a run divides the batch among the threads, each taking its images one at a time
