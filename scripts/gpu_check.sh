@@ -5,12 +5,15 @@
 #   2. ResNet-56 at batch 1 and 256: resnetc against PyTorch eager (cuDNN, fp32, TF32 off) and
 #      torch.compile on the same GPU, with ratios.
 #
-# usage: scripts/gpu_check.sh [--shared DIR] [--tol 1e-3]      (arguments go to the Rust check)
+# usage: scripts/gpu_check.sh [--shared DIR] [--tol 1e-3] [--compile-only]   (arguments go to the Rust
+#        check; --compile-only generates and compiles every program and needs no GPU)
 # env:   RESNETC_NVRTC     libnvrtc.so to use (else the library path, CUDA_HOME, the pip wheel)
-#        GPU_CHECK_BIN     a prebuilt target/release/examples/gpu_check (skips cargo)
+#        GPU_CHECK_BIN     a prebuilt target/release/examples/gpu_check (skips cargo); without it,
+#                          .device/gpu_check.xz from scripts/device_prepare.sh, else cargo builds it
 #        GPU_CHECK_OUT     where the JSON results go (default target/gpu_check)
 #        TORCH_ARGS        extra arguments for scripts/gpu_check_torch.py (e.g. --max-autotune)
-# needs: cargo (unless GPU_CHECK_BIN), python3 with a CUDA build of torch for step 2, ../shared.
+# needs: cargo (unless a prebuilt binary), python3 with a CUDA build of torch for step 2, ../shared
+#        (or .device/shared from scripts/device_prepare.sh, used when --shared is not given).
 # exit:  0 all correct and batch-256 throughput >= PyTorch eager; 1 a model is wrong on the GPU;
 #        2 no GPU, driver or NVRTC; 3 correct but slower than PyTorch eager at batch 256.
 set -euo pipefail
@@ -39,9 +42,18 @@ fi
 echo "RESNETC_NVRTC=${RESNETC_NVRTC:-unset: resnetc searches the library path, CUDA_HOME and the pip wheel}"
 
 echo "== build"
+args=(--repo "$PWD")
+if [[ -d .device/shared && " $* " != *" --shared "* ]]; then
+    args+=(--shared .device/shared)
+fi
 if [[ -n "${GPU_CHECK_BIN:-}" ]]; then
     bin="$GPU_CHECK_BIN"
     echo "using $bin"
+elif [[ -f .device/gpu_check.xz ]]; then
+    bin="$out/gpu_check"
+    python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' .device/gpu_check.xz "$bin"
+    chmod +x "$bin"
+    echo "using .device/gpu_check.xz (built by scripts/device_prepare.sh)"
 else
     cargo build --release -p resnetc-cuda --example gpu_check
     bin=target/release/examples/gpu_check
@@ -49,7 +61,11 @@ fi
 
 echo "== resnetc on the GPU"
 status=0
-"$bin" --json "$out/resnetc.json" "$@" || status=$?
+"$bin" "${args[@]}" --json "$out/resnetc.json" "$@" || status=$?
+if [[ " $* " == *" --compile-only "* ]]; then
+    echo "gpu_check: compile-only run, status $status"
+    exit "$status"
+fi
 if [[ $status -eq 2 || ! -f "$out/resnetc.json" ]]; then
     echo "gpu_check: the GPU check could not run (status $status)"
     exit 2

@@ -33,8 +33,8 @@ use prost::Message;
 
 use crate::kernels::Form;
 use crate::plan::{
-    Block, BufId, Buffer, ConvKernel, GemmKernel, Kernel, Loc, Post, ResidualKernel, ResidualRead2,
-    Step, WinogradKernel, ALIGN, BLOCK, MAX_PAD,
+    has_direct_rows, Block, BufId, Buffer, ConvKernel, GemmKernel, Kernel, Loc, Post,
+    ResidualKernel, ResidualRead2, Step, WinogradKernel, ALIGN, BLOCK, MAX_PAD,
 };
 use crate::{CpuPlan, Isa, PlanError, Port};
 
@@ -861,13 +861,49 @@ fn check_conv(k: &ConvKernel, at: &str) -> Result<(Vec<usize>, usize), PlanError
         }
     }
     let per_block = BLOCK * BLOCK;
-    expect(
-        at,
-        "the weights hold",
-        weights.len(),
-        product(&[ocb, icb, kh, kw, per_block]),
-        &format!("ocb·icb·kh·kw·256 = {ocb}·{icb}·{kh}·{kw}·256"),
-    )?;
+    if let Some(w) = winograd {
+        let WinogradKernel { form, u } = w;
+        // The tiles cover the output's width exactly and at least one row of them fits; the input
+        // they read is what the direct kernel reads for the same rows (checked above).
+        let m = form.m();
+        if (kh, kw, sh, sw) != (3, 3, 1, 1) || !out.w.is_multiple_of(m) || out.h < m {
+            return Err(invalid(
+                at,
+                format!(
+                    "it has Winograd F({m}×{m}) weights, but a {kh}×{kw} stride-{sh}×{sw} convolution to {}×{} has no such form (3×3, stride 1, width a multiple of {m}, height ≥ {m})",
+                    out.h, out.w
+                ),
+            ));
+        }
+        let xi = form.positions();
+        expect(
+            at,
+            "the Winograd weights hold",
+            u.len(),
+            product(&[xi, ocb, icb, per_block]),
+            &format!("(m+2)²·ocb·icb·256 = {xi}·{ocb}·{icb}·256"),
+        )?;
+    }
+    let form = winograd.as_ref().map(|w| w.form);
+    if has_direct_rows(form, out.h) {
+        expect(
+            at,
+            "the weights hold",
+            weights.len(),
+            product(&[ocb, icb, kh, kw, per_block]),
+            &format!("ocb·icb·kh·kw·256 = {ocb}·{icb}·{kh}·{kw}·256"),
+        )?;
+    } else if !weights.is_empty() {
+        let m = form.map_or(1, |f| f.m());
+        return Err(invalid(
+            at,
+            format!(
+                "the direct weights hold {}, but Winograd F({m}×{m}) computes all {} output rows, so there are none",
+                weights.len(),
+                out.h
+            ),
+        ));
+    }
     expect(
         at,
         "the bias holds",
@@ -917,29 +953,6 @@ fn check_conv(k: &ConvKernel, at: &str) -> Result<(Vec<usize>, usize), PlanError
                 }
             }
         }
-    }
-    if let Some(w) = winograd {
-        let WinogradKernel { form, u } = w;
-        // The tiles cover the output's width exactly and at least one row of them fits; the input
-        // they read is what the direct kernel reads for the same rows (checked above).
-        let m = form.m();
-        if (kh, kw, sh, sw) != (3, 3, 1, 1) || !out.w.is_multiple_of(m) || out.h < m {
-            return Err(invalid(
-                at,
-                format!(
-                    "it has Winograd F({m}×{m}) weights, but a {kh}×{kw} stride-{sh}×{sw} convolution to {}×{} has no such form (3×3, stride 1, width a multiple of {m}, height ≥ {m})",
-                    out.h, out.w
-                ),
-            ));
-        }
-        let xi = form.positions();
-        expect(
-            at,
-            "the Winograd weights hold",
-            u.len(),
-            product(&[xi, ocb, icb, per_block]),
-            &format!("(m+2)²·ocb·icb·256 = {xi}·{ocb}·{icb}·256"),
-        )?;
     }
     Ok((reads, out_floats))
 }
@@ -1157,8 +1170,17 @@ mod tests {
             (
                 "weights",
                 Box::new(|p| {
-                    conv_of(p, 2).weights.pop();
+                    conv_of(p, 3).weights.pop();
                 }),
+            ),
+            // c1 and c2 are all Winograd tiles, so they keep no direct weights.
+            (
+                "direct weights",
+                Box::new(|p| conv_of(p, 2).weights.push(0.0)),
+            ),
+            (
+                "winograd dropped",
+                Box::new(|p| conv_of(p, 2).winograd = None),
             ),
             (
                 "winograd",
@@ -1222,7 +1244,9 @@ mod tests {
             "buffer id: the stored CPU plan is invalid: step 2 ('c2'): buffer 99 does not exist",
             "read before written: the stored CPU plan is invalid: step 1 ('c1'): it reads buffer 3, which no earlier step writes",
             "written twice: the stored CPU plan is invalid: step 2 ('c2'): it writes buffer 2, which step 1 already wrote",
-            "weights: the stored CPU plan is invalid: step 2 ('c2'): the weights hold 2303, but ocb·icb·kh·kw·256 = 1·1·3·3·256 = 2304",
+            "weights: the stored CPU plan is invalid: step 3 ('c3'): the weights hold 255, but ocb·icb·kh·kw·256 = 1·1·1·1·256 = 256",
+            "direct weights: the stored CPU plan is invalid: step 2 ('c2'): the direct weights hold 1, but Winograd F(2×2) computes all 8 output rows, so there are none",
+            "winograd dropped: the stored CPU plan is invalid: step 2 ('c2'): the weights hold 0, but ocb·icb·kh·kw·256 = 1·1·3·3·256 = 2304",
             "winograd: the stored CPU plan is invalid: step 1 ('c1'): the Winograd weights hold 4097, but (m+2)²·ocb·icb·256 = 16·1·1·256 = 4096",
             "winograd on 1x1: the stored CPU plan is invalid: step 3 ('c3'): it has Winograd F(2×2) weights, but a 1×1 stride-2×2",
             "winograd form: the stored CPU plan is invalid: step 2 ('c2'): Winograd F(3×3, 3×3) is not a form",

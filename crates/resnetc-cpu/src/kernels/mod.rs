@@ -4,22 +4,17 @@
 //! to [`MAX_P`] pixels × one block of 16 output channels: the micro-kernel keeps those `P × 16`
 //! sums in registers while it walks the input channels and kernel taps (a broadcast input value
 //! times a vector of 16 weights, fused multiply-add), then applies the epilogue (bias, residual, ReLU)
-//! before the single store. The three kernel sets — [`portable`], `avx2` (x86-64 AVX2 + FMA) and
-//! `neon` (aarch64) — implement the same strip function over the same layouts, so the drivers here
-//! are shared and the kernel sets differ only in arithmetic.
+//! before the single store. The kernel sets — AVX-512F, AVX2 + FMA, NEON and portable — are one
+//! generic micro-kernel ([`direct`]) and one generic Winograd driver ([`winograd`]) compiled over
+//! each set's 16-lane register type ([`simd`]), so the drivers here are shared and the sets differ
+//! only in arithmetic and strip width.
 
 use std::cell::RefCell;
 
 use crate::plan::{Block, ConvKernel, GemmKernel, Post, ResidualRead2, BLOCK};
 use crate::Isa;
 
-#[cfg(target_arch = "x86_64")]
-mod avx2;
-#[cfg(target_arch = "x86_64")]
-mod avx512;
-#[cfg(target_arch = "aarch64")]
-mod neon;
-mod portable;
+mod direct;
 mod simd;
 mod winograd;
 
@@ -127,12 +122,12 @@ pub(crate) type StripFn = fn(&StripArgs, &mut [f32]);
 pub(crate) fn strip_fn(isa: Isa, p: usize, sw: usize) -> StripFn {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => avx2::strip_fn(p, sw),
+        Isa::Avx2 => direct::avx2::strip_fn(p, sw),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => avx512::strip_fn(p, sw),
+        Isa::Avx512 => direct::avx512::strip_fn(p, sw),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => neon::strip_fn(p, sw),
-        _ => portable::strip_fn(p),
+        Isa::Neon => direct::neon::strip_fn(p, sw),
+        _ => direct::portable::strip_fn(p, sw),
     }
 }
 
@@ -319,6 +314,10 @@ fn direct_row(
     let (ib, ob) = (k.input, k.out);
     let wblock = k.icb * k.kh * k.kw * BLOCK * BLOCK;
     let iy0 = oy * k.sh + ib.halo - k.pt;
+    assert!(
+        k.has_direct_rows(),
+        "row {oy} computed directly, but Winograd tiles cover every row and the direct weights were dropped"
+    );
     let w = &k.weights[cb * wblock..][..wblock];
     let bias = &k.bias[cb * BLOCK..][..BLOCK];
     for (x0, p) in strips(ob.w, max) {
@@ -483,34 +482,6 @@ pub(crate) fn gemm(src: &[f32], dst: &mut [f32], g: &GemmKernel) {
         }
         for (o, &c) in y.iter_mut().zip(&g.c) {
             *o = g.alpha * *o + c;
-        }
-    }
-}
-
-/// The epilogue on one strip's sums, in scalar code (the portable kernel, and the SIMD kernels'
-/// reference in the unit tests).
-#[inline(always)]
-pub(crate) fn epilogue_scalar(
-    acc: &mut [f32],
-    bias: &[f32],
-    res: Option<(&[f32], usize)>,
-    post: &[Post],
-) {
-    for (q, px) in acc.chunks_exact_mut(BLOCK).enumerate() {
-        for (v, &b) in px.iter_mut().zip(bias) {
-            *v += b;
-        }
-        for step in post {
-            match step {
-                Post::Residual => {
-                    if let Some((r, stride)) = res {
-                        for (v, &rv) in px.iter_mut().zip(&r[q * stride..][..BLOCK]) {
-                            *v += rv;
-                        }
-                    }
-                }
-                Post::Relu => px.iter_mut().for_each(|v| *v = v.max(0.0)),
-            }
         }
     }
 }

@@ -1,6 +1,8 @@
-//! One block of 16 channels as a value in registers: the few operations the Winograd transforms
-//! and epilogues need, over `__m512` (AVX-512), two `__m256` (AVX2) or a plain array (every other
-//! kernel set, which the compiler vectorizes where it can).
+//! One block of 16 channels as a value in registers: the few operations the micro-kernel, the
+//! Winograd transforms and the epilogue need, over `__m512` (AVX-512), two `__m256` (AVX2 + FMA),
+//! four `float32x4_t` (NEON) or a plain array (the portable kernels, which the compiler vectorizes
+//! where it can). Every kernel is written once over [`Lanes16`] and compiled once per type inside a
+//! `#[target_feature]` function.
 //!
 //! Why not arrays everywhere: the transforms hold dozens of 16-lane values at once, and the
 //! compiler keeps `[f32; 16]` arrays of arrays on the stack, copying them between steps; vector
@@ -8,14 +10,24 @@
 //!
 //! No `array::map` or closures here or in the callers: they are not inlined into `#[target_feature]`
 //! functions. The methods are `#[inline(always)]` without `#[target_feature]`: they are only called from
-//! functions compiled with the feature (`winograd::tiles_avx512`, `tiles_avx2`), into which they
-//! inline, intrinsics included.
+//! functions compiled with the feature (the `strip` and `tiles` functions of each kernel set), into
+//! which they inline, intrinsics included.
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use crate::plan::BLOCK;
+use crate::plan::{Post, BLOCK};
 
 /// 16 `f32` lanes.
 pub(super) trait Lanes16: Copy {
+    /// All zeros.
+    ///
+    /// # Safety
+    /// The type's target feature is enabled in the caller.
+    unsafe fn zero() -> Self;
+    /// `*p` in every lane.
+    ///
+    /// # Safety
+    /// `p` is readable, and the type's target feature is enabled in the caller.
+    unsafe fn splat(p: *const f32) -> Self;
     /// Loads 16 floats from `p`.
     ///
     /// # Safety
@@ -28,10 +40,43 @@ pub(super) trait Lanes16: Copy {
     unsafe fn store(self, p: *mut f32);
     fn add(self, b: Self) -> Self;
     fn sub(self, b: Self) -> Self;
+    /// `self + w·x`, fused where the kernel set has FMA (the portable form rounds twice: `mul_add`
+    /// is a slow library call where the hardware has no FMA).
+    fn fma(self, w: Self, x: Self) -> Self;
     /// Times a constant.
     fn scale(self, k: f32) -> Self;
     /// `max(v, 0)`, with `f32::max`'s answer for NaN (zero).
     fn relu(self) -> Self;
+}
+
+/// One output pixel: `y` plus the bias, then the epilogue's residual and ReLU, stored at `dst`
+/// (the unfused graph's order of operations, for direct and Winograd kernels alike).
+///
+/// # Safety
+/// `dst..dst+16` is writable and `res`, if any, points at 16 readable floats; `S`'s target feature
+/// is enabled.
+#[inline(always)]
+pub(super) unsafe fn finish<S: Lanes16>(
+    dst: *mut f32,
+    y: S,
+    bias: S,
+    res: Option<*const f32>,
+    post: &[Post],
+) {
+    let mut v = y.add(bias);
+    for step in post {
+        match step {
+            Post::Residual => {
+                if let Some(r) = res {
+                    // SAFETY: the caller keeps r..r+16 readable.
+                    v = v.add(unsafe { S::load(r) });
+                }
+            }
+            Post::Relu => v = v.relu(),
+        }
+    }
+    // SAFETY: the caller keeps dst..dst+16 writable.
+    unsafe { v.store(dst) }
 }
 
 /// The portable form.
@@ -39,6 +84,15 @@ pub(super) trait Lanes16: Copy {
 pub(super) struct Plain([f32; BLOCK]);
 
 impl Lanes16 for Plain {
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        Plain([0.0; BLOCK])
+    }
+    #[inline(always)]
+    unsafe fn splat(p: *const f32) -> Self {
+        // SAFETY: the caller keeps p readable.
+        Plain([unsafe { *p }; BLOCK])
+    }
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         // SAFETY: the caller keeps p..p+16 readable.
@@ -62,6 +116,14 @@ impl Lanes16 for Plain {
         let mut r = self.0;
         for (r, b) in r.iter_mut().zip(b.0) {
             *r -= b;
+        }
+        Plain(r)
+    }
+    #[inline(always)]
+    fn fma(self, w: Self, x: Self) -> Self {
+        let mut r = self.0;
+        for ((r, w), x) in r.iter_mut().zip(w.0).zip(x.0) {
+            *r += w * x;
         }
         Plain(r)
     }
@@ -96,9 +158,17 @@ mod x86 {
     #[derive(Clone, Copy)]
     pub(in super::super) struct Avx512(__m512);
 
-    // SAFETY (every block below): an `Avx512` is only made by `load`, whose caller guarantees that
-    // avx512f is enabled, so the intrinsics run where the feature is present.
+    // SAFETY (every block below): an `Avx512` is only made by `zero`, `splat` and `load`, whose
+    // callers guarantee that avx512f is enabled, so the intrinsics run where the feature is present.
     impl Lanes16 for Avx512 {
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            Avx512(unsafe { _mm512_setzero_ps() })
+        }
+        #[inline(always)]
+        unsafe fn splat(p: *const f32) -> Self {
+            Avx512(unsafe { _mm512_set1_ps(*p) })
+        }
         #[inline(always)]
         unsafe fn load(p: *const f32) -> Self {
             Avx512(unsafe { _mm512_loadu_ps(p) })
@@ -116,6 +186,10 @@ mod x86 {
             Avx512(unsafe { _mm512_sub_ps(self.0, b.0) })
         }
         #[inline(always)]
+        fn fma(self, w: Self, x: Self) -> Self {
+            Avx512(unsafe { _mm512_fmadd_ps(w.0, x.0, self.0) })
+        }
+        #[inline(always)]
         fn scale(self, k: f32) -> Self {
             Avx512(unsafe { _mm512_mul_ps(self.0, _mm512_set1_ps(k)) })
         }
@@ -126,13 +200,23 @@ mod x86 {
         }
     }
 
-    /// Two `ymm`. Values exist only inside functions compiled with `avx2`.
+    /// Two `ymm`. Values exist only inside functions compiled with `avx2` and `fma`.
     #[derive(Clone, Copy)]
     pub(in super::super) struct Avx2(__m256, __m256);
 
-    // SAFETY (every block below): an `Avx2` is only made by `load`, whose caller guarantees that
-    // avx2 is enabled, so the intrinsics run where the feature is present.
+    // SAFETY (every block below): an `Avx2` is only made by `zero`, `splat` and `load`, whose callers
+    // guarantee that avx2 and fma are enabled, so the intrinsics run where the features are present.
     impl Lanes16 for Avx2 {
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { Avx2(_mm256_setzero_ps(), _mm256_setzero_ps()) }
+        }
+        #[inline(always)]
+        unsafe fn splat(p: *const f32) -> Self {
+            // One broadcast serves both halves.
+            let b = unsafe { _mm256_broadcast_ss(&*p) };
+            Avx2(b, b)
+        }
         #[inline(always)]
         unsafe fn load(p: *const f32) -> Self {
             unsafe { Avx2(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) }
@@ -153,6 +237,15 @@ mod x86 {
             unsafe { Avx2(_mm256_sub_ps(self.0, b.0), _mm256_sub_ps(self.1, b.1)) }
         }
         #[inline(always)]
+        fn fma(self, w: Self, x: Self) -> Self {
+            unsafe {
+                Avx2(
+                    _mm256_fmadd_ps(w.0, x.0, self.0),
+                    _mm256_fmadd_ps(w.1, x.1, self.1),
+                )
+            }
+        }
+        #[inline(always)]
         fn scale(self, k: f32) -> Self {
             unsafe {
                 let k = _mm256_set1_ps(k);
@@ -165,6 +258,97 @@ mod x86 {
                 let z = _mm256_setzero_ps();
                 Avx2(_mm256_max_ps(self.0, z), _mm256_max_ps(self.1, z))
             }
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+pub(super) use arm::Neon;
+
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use std::arch::aarch64::*;
+
+    use super::Lanes16;
+
+    /// Four `q` registers. NEON is part of the aarch64 base architecture, but values still exist
+    /// only inside functions compiled with `neon`.
+    #[derive(Clone, Copy)]
+    pub(in super::super) struct Neon([float32x4_t; 4]);
+
+    // SAFETY (every block below): a `Neon` is only made by `zero`, `splat` and `load`, whose
+    // callers guarantee that neon is enabled, so the intrinsics run where the feature is present.
+    impl Lanes16 for Neon {
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            let z = unsafe { vdupq_n_f32(0.0) };
+            Neon([z; 4])
+        }
+        #[inline(always)]
+        unsafe fn splat(p: *const f32) -> Self {
+            let b = unsafe { vld1q_dup_f32(p) };
+            Neon([b; 4])
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe {
+                Neon([
+                    vld1q_f32(p),
+                    vld1q_f32(p.add(4)),
+                    vld1q_f32(p.add(8)),
+                    vld1q_f32(p.add(12)),
+                ])
+            }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe {
+                for (j, v) in self.0.into_iter().enumerate() {
+                    vst1q_f32(p.add(4 * j), v);
+                }
+            }
+        }
+        #[inline(always)]
+        fn add(self, b: Self) -> Self {
+            let mut r = self.0;
+            for (r, b) in r.iter_mut().zip(b.0) {
+                *r = unsafe { vaddq_f32(*r, b) };
+            }
+            Neon(r)
+        }
+        #[inline(always)]
+        fn sub(self, b: Self) -> Self {
+            let mut r = self.0;
+            for (r, b) in r.iter_mut().zip(b.0) {
+                *r = unsafe { vsubq_f32(*r, b) };
+            }
+            Neon(r)
+        }
+        #[inline(always)]
+        fn fma(self, w: Self, x: Self) -> Self {
+            let mut r = self.0;
+            for ((r, w), x) in r.iter_mut().zip(w.0).zip(x.0) {
+                *r = unsafe { vfmaq_f32(*r, w, x) };
+            }
+            Neon(r)
+        }
+        #[inline(always)]
+        fn scale(self, k: f32) -> Self {
+            let mut r = self.0;
+            for r in r.iter_mut() {
+                *r = unsafe { vmulq_n_f32(*r, k) };
+            }
+            Neon(r)
+        }
+        #[inline(always)]
+        fn relu(self) -> Self {
+            let mut r = self.0;
+            // vmaxnmq picks the number over a NaN, as f32::max(NaN, 0) does.
+            let z = unsafe { vdupq_n_f32(0.0) };
+            for r in r.iter_mut() {
+                *r = unsafe { vmaxnmq_f32(*r, z) };
+            }
+            Neon(r)
         }
     }
 }

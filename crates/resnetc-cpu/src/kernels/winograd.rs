@@ -12,8 +12,8 @@
 //!    convolutions over that scratch in one call (`M_ξ = U_ξ · V_ξ`, the sums in registers);
 //! 3. transforms back, `Y = Aᵀ·M·A`, into the tile's m output rows, with the epilogue.
 //!
-//! The transforms are written as plain loops over 16-lane arrays and compiled inside
-//! `#[target_feature]` wrappers, so they vectorize with the same instructions as the micro-kernel.
+//! The transforms are written once over the 16-lane register type of `simd.rs` and compiled inside
+//! each kernel set's `#[target_feature]` function, with the same instructions as the micro-kernel.
 //!
 //! Numerics: F(2×2) has coefficients 0, ±½, ±1 and is as accurate as direct convolution. F(4×4)
 //! (interpolation points 0, ±1, ±2) has coefficients up to 8 in `Aᵀ` and 5 in `Bᵀ`, so its rounding
@@ -22,11 +22,13 @@
 
 use std::ops::Range;
 
+#[cfg(target_arch = "aarch64")]
+use super::simd::Neon;
+use super::simd::{finish, Lanes16, Plain};
 #[cfg(target_arch = "x86_64")]
 use super::simd::{Avx2, Avx512};
-use super::simd::{Lanes16, Plain};
 use super::{max_strip, residual_source, strip_fn, strips, Reps, StripArgs, MAX_P};
-use crate::plan::{ConvKernel, Post, BLOCK};
+use crate::plan::{ConvKernel, BLOCK};
 use crate::Isa;
 
 /// The Winograd form of a convolution: the output tile's side.
@@ -125,8 +127,8 @@ pub(super) struct TileArgs<'a> {
 /// Output rows `oys` (a multiple of the tile side m of them, starting at a multiple of m) of the
 /// channel blocks `cbs`, halo columns already written. The m×m tiles of that rectangle are taken in
 /// row-major order, in chunks as wide as the micro-kernel's strip, so a chunk may span several
-/// rows of tiles: each
-/// chunk's input is transformed once for all of `cbs`. `v` is scratch, grown as needed.
+/// rows of tiles: each chunk's input is transformed once for all of `cbs`. `v` is scratch, grown as
+/// needed.
 pub(super) fn tiles(
     a: &TileArgs,
     cbs: Range<usize>,
@@ -136,43 +138,34 @@ pub(super) fn tiles(
     gathered: &mut [f32; 2 * MAX_P * BLOCK],
     v: &mut Vec<f32>,
 ) {
+    /// `tiles_impl` over `$lanes`, compiled with the target features `$feature`.
+    macro_rules! with_features {
+        ($lanes:ty, $feature:literal) => {{
+            #[target_feature(enable = $feature)]
+            unsafe fn run(
+                a: &TileArgs,
+                cbs: Range<usize>,
+                oys: Range<usize>,
+                out: &mut [f32],
+                map: RowMap,
+                gathered: &mut [f32; 2 * MAX_P * BLOCK],
+                v: &mut Vec<f32>,
+            ) {
+                tiles_impl::<$lanes>(a, cbs, oys, out, map, gathered, v)
+            }
+            // SAFETY: the plan hands out an `Isa` only where `Isa::resolve` detected its features.
+            unsafe { run(a, cbs, oys, out, map, gathered, v) }
+        }};
+    }
     match a.isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the plan hands out Isa::Avx512 only where `is_x86_feature_detected!("avx512f")`.
-        Isa::Avx512 => unsafe { tiles_avx512(a, cbs, oys, out, map, gathered, v) },
+        Isa::Avx512 => with_features!(Avx512, "avx512f"),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the plan hands out Isa::Avx2 only where avx2 and fma were detected.
-        Isa::Avx2 => unsafe { tiles_avx2(a, cbs, oys, out, map, gathered, v) },
+        Isa::Avx2 => with_features!(Avx2, "avx2,fma"),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => with_features!(Neon, "neon"),
         _ => tiles_impl::<Plain>(a, cbs, oys, out, map, gathered, v),
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn tiles_avx512(
-    a: &TileArgs,
-    cbs: Range<usize>,
-    oys: Range<usize>,
-    out: &mut [f32],
-    map: RowMap,
-    gathered: &mut [f32; 2 * MAX_P * BLOCK],
-    v: &mut Vec<f32>,
-) {
-    tiles_impl::<Avx512>(a, cbs, oys, out, map, gathered, v)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tiles_avx2(
-    a: &TileArgs,
-    cbs: Range<usize>,
-    oys: Range<usize>,
-    out: &mut [f32],
-    map: RowMap,
-    gathered: &mut [f32; 2 * MAX_P * BLOCK],
-    v: &mut Vec<f32>,
-) {
-    tiles_impl::<Avx2>(a, cbs, oys, out, map, gathered, v)
 }
 
 /// The input and output transforms of one form, on one column (or row) of 16-lane values held
@@ -250,30 +243,6 @@ impl Transform for F4 {
             d12.add(d34.scale(8.0)).add(m[5]),
         ]
     }
-}
-
-/// One output pixel: `y` plus the bias, then the epilogue's residual and ReLU, stored at `dst`
-/// (the same order of operations as the direct kernels).
-///
-/// # Safety
-/// `dst..dst+16` is writable and `res`, if any, points at 16 readable floats; `S`'s target feature
-/// is enabled.
-#[inline(always)]
-unsafe fn finish<S: Lanes16>(dst: *mut f32, y: S, bias: S, res: Option<*const f32>, post: &[Post]) {
-    let mut v = y.add(bias);
-    for step in post {
-        match step {
-            Post::Residual => {
-                if let Some(r) = res {
-                    // SAFETY: the caller keeps r..r+16 readable.
-                    v = v.add(unsafe { S::load(r) });
-                }
-            }
-            Post::Relu => v = v.relu(),
-        }
-    }
-    // SAFETY: the caller keeps dst..dst+16 writable.
-    unsafe { v.store(dst) }
 }
 
 #[inline(always)]
