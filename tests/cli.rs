@@ -23,8 +23,7 @@ fn cifar_resnet_macs(n: u64, classes: u64, option_b: bool) -> u64 {
 #[test]
 fn inspect_json_reports_ops_params_and_macs() {
     let path = pretrained_model("resnet20");
-    let v: serde_json::Value =
-        serde_json::from_str(&ok(&["inspect", path.to_str().unwrap(), "--json"])).unwrap();
+    let v = inspect_json(&path, &[]);
     assert_eq!(v["macs"], cifar_resnet_macs(3, 10, false));
     assert_eq!(v["ops"]["Conv"], 19);
     assert_eq!(v["ops"]["Gemm"], 1);
@@ -40,8 +39,7 @@ fn inspect_json_reports_ops_params_and_macs() {
 #[test]
 fn inspect_counts_option_b_downsample_convs() {
     for f in fixtures() {
-        let v: serde_json::Value =
-            serde_json::from_str(&ok(&["inspect", f.path().to_str().unwrap(), "--json"])).unwrap();
+        let v = inspect_json(&f.path(), &[]);
         let n = (f.depth as u64 - 2) / 6;
         let b = f.shortcut == "B";
         assert_eq!(
@@ -61,29 +59,13 @@ fn inspect_counts_option_b_downsample_convs() {
 
 #[test]
 fn run_writes_npy_and_prints_top1() {
-    let f = fixtures()
-        .into_iter()
-        .find(|f| f.name == "r20_b_ts13_static")
-        .unwrap();
-    let dir = std::env::temp_dir().join(format!("resnetc-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join("y.npy");
-    let input = repo().join("fixtures").join(&f.input);
-    ok(&[
-        "run",
-        f.path().to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let f = fixture("r20_b_ts13_static");
+    let dir = tmp("cli");
+    let out = dir.path().join("y.npy");
+    let (model, input) = (f.path(), f.input_path());
+    ok(&run_args(&model, &input, &out, &[]));
     assert_logits_close("run --output", &read_npy(&out), &f.expected());
-    let printed = ok(&[
-        "run",
-        f.path().to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-    ]);
+    let printed = ok(&["run", utf8(&model), "--input", utf8(&input)]);
     let classes: Vec<usize> = printed
         .lines()
         .map(|l| l.split('\t').nth(1).unwrap().parse().unwrap())
@@ -93,44 +75,24 @@ fn run_writes_npy_and_prints_top1() {
 
 #[test]
 fn export_then_run() {
-    let f = fixtures()
-        .into_iter()
-        .find(|f| f.name == "r20_a_dynamo18_noopt")
-        .unwrap();
-    let dir = std::env::temp_dir().join(format!("resnetc-cli-export-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let exported = dir.join("m.onnx");
-    let y = dir.join("y.npy");
-    ok(&[
-        "export",
-        f.path().to_str().unwrap(),
-        "-o",
-        exported.to_str().unwrap(),
-    ]);
-    let input = repo().join("fixtures").join(&f.input);
-    ok(&[
-        "run",
-        exported.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        y.to_str().unwrap(),
-    ]);
+    let f = fixture("r20_a_dynamo18_noopt");
+    let dir = tmp("cli-export");
+    let exported = dir.path().join("m.onnx");
+    let y = dir.path().join("y.npy");
+    ok(&["export", utf8(&f.path()), "-o", utf8(&exported)]);
+    ok(&run_args(&exported, &f.input_path(), &y, &[]));
     assert_logits_close("exported", &read_npy(&y), &f.expected());
 }
 
 #[test]
 fn errors_are_reported_not_panicked() {
-    let out = resnetc(&["run", "Cargo.toml", "--input", "nothing.npy"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fails(&["run", "Cargo.toml", "--input", "nothing.npy"]);
     assert!(err.contains("not a valid ONNX model"), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]
 fn demo_runs_the_builtin_model() {
-    let text = ok(&["demo", "--shared", shared().to_str().unwrap()]);
+    let text = ok(&["demo", "--shared", utf8(&shared())]);
     assert!(text.contains("built-in ResNet-20"), "{text}");
     assert!(
         text.contains("pretrained ResNet-20 on 1000 CIFAR-10 test images: 91.5 %"),
@@ -140,13 +102,9 @@ fn demo_runs_the_builtin_model() {
 
 #[test]
 fn run_on_the_cpu_backend_and_the_reference_agree() {
-    let f = fixtures()
-        .into_iter()
-        .find(|f| f.name == "r20_a_dynamo18_opt_dynamic")
-        .unwrap();
-    let dir = std::env::temp_dir().join(format!("resnetc-cli-dev-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let input = repo().join("fixtures").join(&f.input);
+    let f = fixture("r20_a_dynamo18_opt_dynamic");
+    let dir = tmp("cli-dev");
+    let (model, input) = (f.path(), f.input_path());
     // The CPU backend with each Winograd choice, and the reference executor.
     for (device, winograd) in [
         ("cpu", None),
@@ -156,20 +114,10 @@ fn run_on_the_cpu_backend_and_the_reference_agree() {
         ("reference", None),
     ] {
         let what = format!("run --device {device} --winograd {winograd:?}");
-        let y = dir.join(format!("{device}-{}.npy", winograd.unwrap_or("default")));
-        let model = f.path();
-        let mut args = vec![
-            "run",
-            model.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            y.to_str().unwrap(),
-            "--device",
-            device,
-            "--threads",
-            "2",
-        ];
+        let y = dir
+            .path()
+            .join(format!("{device}-{}.npy", winograd.unwrap_or("default")));
+        let mut args = run_args(&model, &input, &y, &["--device", device, "--threads", "2"]);
         args.extend(winograd.iter().flat_map(|w| ["--winograd", w]));
         ok(&args);
         assert_logits_close(&what, &read_npy(&y), &f.expected());
@@ -180,15 +128,11 @@ fn run_on_the_cpu_backend_and_the_reference_agree() {
 /// 3×3 convolutions after the stem of a ResNet-20 (and the stem) otherwise.
 #[test]
 fn winograd_choice_reaches_the_cpu_plan() {
-    let f = fixtures()
-        .into_iter()
-        .find(|f| f.name == "r20_b_ts17_static")
-        .unwrap();
-    let model = f.path();
+    let model = fixture("r20_b_ts17_static").path();
     let convs = |winograd: &str| {
-        let v: serde_json::Value = serde_json::from_str(&ok(&[
+        let v = ok_json(&[
             "bench",
-            model.to_str().unwrap(),
+            utf8(&model),
             "--batch",
             "1",
             "--iters",
@@ -196,8 +140,7 @@ fn winograd_choice_reaches_the_cpu_plan() {
             "--json",
             "--winograd",
             winograd,
-        ]))
-        .unwrap();
+        ]);
         v["winograd_convs"]
             .as_u64()
             .expect("bench --json reports winograd_convs")
@@ -209,13 +152,10 @@ fn winograd_choice_reaches_the_cpu_plan() {
 
 #[test]
 fn bench_json_reports_throughput() {
-    let f = fixtures()
-        .into_iter()
-        .find(|f| f.name == "r20_b_ts17_static")
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&ok(&[
+    let model = fixture("r20_b_ts17_static").path();
+    let v = ok_json(&[
         "bench",
-        f.path().to_str().unwrap(),
+        utf8(&model),
         "--batch",
         "2",
         "--threads",
@@ -223,8 +163,7 @@ fn bench_json_reports_throughput() {
         "--iters",
         "3",
         "--json",
-    ]))
-    .unwrap();
+    ]);
     for key in [
         "images_per_s",
         "median_ms",

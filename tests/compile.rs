@@ -11,28 +11,12 @@ use resnetc_artifact::{decode, encode, Artifact};
 fn compiled_artifacts_run_like_their_sources() {
     let dir = tmp("run");
     for f in fixtures() {
-        let rnc = dir.join(format!("{}.rnc", f.name));
-        let y = dir.join(format!("{}.npy", f.name));
-        ok(&[
-            "compile",
-            f.path().to_str().unwrap(),
-            "--target",
-            "cpu",
-            "-o",
-            rnc.to_str().unwrap(),
-        ]);
-        let input = repo().join("fixtures").join(&f.input);
-        ok(&[
-            "run",
-            rnc.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            y.to_str().unwrap(),
-        ]);
+        let rnc = dir.path().join(format!("{}.rnc", f.name));
+        let y = dir.path().join(format!("{}.npy", f.name));
+        ok(&compile_args(&f.path(), &rnc, &["--target", "cpu"]));
+        ok(&run_args(&rnc, &f.input_path(), &y, &[]));
         assert_logits_close(&format!("{} (.rnc)", f.name), &read_npy(&y), &f.expected());
-        let v: serde_json::Value =
-            serde_json::from_str(&ok(&["inspect", rnc.to_str().unwrap(), "--json"])).unwrap();
+        let v = inspect_json(&rnc, &[]);
         assert_eq!(v["artifact"]["target"], "cpu");
         assert!(
             v["ops"]["FusedConv"].as_u64().unwrap() >= 19,
@@ -45,62 +29,24 @@ fn compiled_artifacts_run_like_their_sources() {
 #[test]
 fn compile_with_a_fixed_batch() {
     let dir = tmp("batch");
-    let f = fixtures()
-        .into_iter()
-        .find(|f| f.name == "r20_b_ts17_dynamic")
-        .unwrap();
-    let rnc = dir.join("b3.rnc");
-    ok(&[
-        "compile",
-        f.path().to_str().unwrap(),
-        "--batch",
-        "3",
-        "-o",
-        rnc.to_str().unwrap(),
-    ]);
-    let v: serde_json::Value =
-        serde_json::from_str(&ok(&["inspect", rnc.to_str().unwrap(), "--json"])).unwrap();
+    let f = fixture("r20_b_ts17_dynamic");
+    let rnc = dir.path().join("b3.rnc");
+    ok(&compile_args(&f.path(), &rnc, &["--batch", "3"]));
+    let v = inspect_json(&rnc, &[]);
     assert_eq!(v["inputs"][0]["shape"], serde_json::json!([3, 3, 32, 32]));
     assert_eq!(v["artifact"]["batch"], 3);
-    let static_model = fixtures()
-        .into_iter()
-        .find(|f| f.name == "r20_b_ts17_static")
-        .unwrap();
-    let out = resnetc(&[
-        "compile",
-        static_model.path().to_str().unwrap(),
-        "--batch",
-        "3",
-        "-o",
-        dir.join("x.rnc").to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("batch is fixed at 2"));
+    let static_model = fixture("r20_b_ts17_static");
+    let x = dir.path().join("x.rnc");
+    let err = fails(&compile_args(&static_model.path(), &x, &["--batch", "3"]));
+    assert!(err.contains("batch is fixed at 2"), "{err}");
 }
 
 #[test]
 fn inspect_reports_ops_after_optimization() {
-    let f = fixtures()
-        .into_iter()
-        .find(|f| f.name == "r56_b_ts17_static")
-        .unwrap();
-    let v0: serde_json::Value = serde_json::from_str(&ok(&[
-        "inspect",
-        f.path().to_str().unwrap(),
-        "--json",
-        "--opt-level",
-        "0",
-    ]))
-    .unwrap();
+    let f = fixture("r56_b_ts17_static");
+    let v0 = inspect_json(&f.path(), &["--opt-level", "0"]);
     assert_eq!(v0["ops"]["Conv"], 57);
-    let v3: serde_json::Value = serde_json::from_str(&ok(&[
-        "inspect",
-        f.path().to_str().unwrap(),
-        "--json",
-        "--opt-level",
-        "3",
-    ]))
-    .unwrap();
+    let v3 = inspect_json(&f.path(), &["--opt-level", "3"]);
     assert_eq!(
         v3["ops"],
         serde_json::json!({"FusedConv": 57, "GlobalAveragePool": 1, "Flatten": 1, "Gemm": 1})
@@ -111,27 +57,16 @@ fn inspect_reports_ops_after_optimization() {
 
 #[test]
 fn pass_flags() {
-    let f = fixtures()
-        .into_iter()
-        .find(|f| f.name == "r20_a_ts13_bnkept")
-        .unwrap();
-    let path = f.path();
-    let out = resnetc(&[
-        "inspect",
-        path.to_str().unwrap(),
-        "--opt-level",
-        "3",
-        "--disable-pass",
-        "fold-batchnorm",
-        "--json",
-    ]);
-    assert!(out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let path = fixture("r20_a_ts13_bnkept").path();
+    let v = inspect_json(
+        &path,
+        &["--opt-level", "3", "--disable-pass", "fold-batchnorm"],
+    );
     // Without BN folding, the standalone BatchNorms become scale-and-shift Mul/Add.
     assert!(v["ops"]["Mul"].as_u64().unwrap() > 0, "{v}");
     let out = resnetc(&[
         "inspect",
-        path.to_str().unwrap(),
+        utf8(&path),
         "--opt-level",
         "3",
         "--print-ir-after",
@@ -145,29 +80,22 @@ fn pass_flags() {
             && err.contains("fold-batchnorm: batchnorm-into-conv="),
         "{err}"
     );
-    let out = resnetc(&[
-        "inspect",
-        path.to_str().unwrap(),
-        "--disable-pass",
-        "no-such-pass",
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("there is no pass named 'no-such-pass'"));
+    let err = fails(&["inspect", utf8(&path), "--disable-pass", "no-such-pass"]);
+    assert!(
+        err.contains("there is no pass named 'no-such-pass'"),
+        "{err}"
+    );
 }
 
+/// A ResNet-20 compiled for the default target (cpu), decoded.
 fn artifact() -> Artifact {
     let dir = tmp("lib");
-    let f = fixtures()
-        .into_iter()
-        .find(|f| f.name == "r20_a_ts17_static")
-        .unwrap();
-    let rnc = dir.join("a.rnc");
-    ok(&[
-        "compile",
-        f.path().to_str().unwrap(),
-        "-o",
-        rnc.to_str().unwrap(),
-    ]);
+    let rnc = dir.path().join("a.rnc");
+    ok(&compile_args(
+        &fixture("r20_a_ts17_static").path(),
+        &rnc,
+        &[],
+    ));
     decode(&std::fs::read(rnc).unwrap(), Some("cpu")).unwrap()
 }
 
@@ -217,35 +145,14 @@ fn mismatches_are_reported_precisely() {
 #[test]
 fn compile_for_cuda() {
     let dir = tmp("cuda");
-    let f = fixtures()
-        .into_iter()
-        .find(|f| f.name == "r20_a_ts17_static")
-        .unwrap();
-    let rnc = dir.join("r20.rnc");
-    ok(&[
-        "compile",
-        f.path().to_str().unwrap(),
-        "--target",
-        "cuda:sm_80",
-        "-o",
-        rnc.to_str().unwrap(),
-    ]);
-    let v: serde_json::Value =
-        serde_json::from_str(&ok(&["inspect", rnc.to_str().unwrap(), "--json"])).unwrap();
+    let f = fixture("r20_a_ts17_static");
+    let rnc = dir.path().join("r20.rnc");
+    ok(&compile_args(&f.path(), &rnc, &["--target", "cuda:sm_80"]));
+    let v = inspect_json(&rnc, &[]);
     assert_eq!(v["cuda_archs"], serde_json::json!(["sm_80"]));
     assert_eq!(v["artifact"]["target"], "cuda:sm_80");
-    let input = repo().join("fixtures").join(&f.input);
-    let y = dir.join("y.npy");
-    let out = resnetc(&[
-        "run",
-        rnc.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        y.to_str().unwrap(),
-        "--device",
-        "cuda",
-    ]);
+    let y = dir.path().join("y.npy");
+    let out = resnetc(&run_args(&rnc, &f.input_path(), &y, &["--device", "cuda"]));
     if out.status.success() {
         let got = read_npy(&y);
         assert!(max_abs_diff(&got, &f.expected()) <= 1e-3);
@@ -256,13 +163,7 @@ fn compile_for_cuda() {
             "{err}"
         );
     }
-    let bad = resnetc(&[
-        "compile",
-        f.path().to_str().unwrap(),
-        "--target",
-        "tpu",
-        "-o",
-        dir.join("x.rnc").to_str().unwrap(),
-    ]);
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown target 'tpu'"));
+    let x = dir.path().join("x.rnc");
+    let err = fails(&compile_args(&f.path(), &x, &["--target", "tpu"]));
+    assert!(err.contains("unknown target 'tpu'"), "{err}");
 }

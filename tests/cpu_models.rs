@@ -6,23 +6,10 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 use ndarray::{ArrayD, IxDyn};
 use resnetc_cpu::{CpuOptions, CpuPlan, Session, Winograd};
 use resnetc_passes::PassOptions;
-
-fn load(path: &Path) -> resnetc::Model {
-    resnetc::load_model(
-        path,
-        &PassOptions {
-            level: 3,
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
-}
 
 /// Runs `x` (batch first) through a plan on `threads` threads (0: all); the logits come back shaped
 /// `[batch, floats per image]`.
@@ -40,7 +27,7 @@ fn run(plan: &CpuPlan, x: &ArrayD<f32>, threads: usize) -> ArrayD<f32> {
 #[test]
 fn every_fixture_matches_pytorch() {
     for f in fixtures() {
-        let model = load(&f.path());
+        let model = load_fused(&f.path());
         let (x, expected) = (f.input(), f.expected());
         for isa in resnetc_cpu::Isa::all_available() {
             for winograd in [Winograd::Off, Winograd::F2, Winograd::Auto] {
@@ -73,33 +60,16 @@ fn every_fixture_matches_pytorch() {
 /// PyTorch's and the logits are within tolerance. (`tests/pretrained.rs` checks the unoptimized
 /// graph on the reference executor.)
 fn pretrained(name: &str) {
-    let model = load(&pretrained_model(name));
-    let (images, labels) =
-        resnetc::cifar::read_batch(&shared().join("data/cifar10/test_first1000.bin"), 1000)
-            .unwrap();
+    let model = load_fused(&pretrained_model(name));
+    let (images, labels) = cifar_test_images(1000);
     assert_eq!(labels.len(), 1000);
-    let expected = read_npy(&shared().join(format!(
-        "models/pretrained/{name}_cifar10_pretrained.logits_first1000.npy"
-    )));
     let plan = CpuPlan::compile(&model.graph, &model.info).unwrap();
     let y = run(&plan, &images.into_dyn(), 0);
-    let (p, e) = (argmax_rows(&y), argmax_rows(&expected));
-    let mismatches: Vec<usize> = (0..1000).filter(|&i| p[i] != e[i]).collect();
-    assert!(
-        mismatches.is_empty(),
-        "{name} ({}): predictions differ from PyTorch's on images {mismatches:?}",
-        plan.isa()
-    );
-    assert_logits_close(&format!("{name} ({})", plan.isa()), &y, &expected);
-    let correct = p
-        .iter()
-        .zip(&labels)
-        .filter(|(p, l)| **p == **l as usize)
-        .count();
-    eprintln!(
-        "{name} ({}): {correct}/1000 correct, max |Δlogit| {:.2e}",
-        plan.isa(),
-        max_abs_diff(&y, &expected)
+    assert_pytorch_predictions(
+        &format!("{name} ({})", plan.isa()),
+        &y,
+        &pretrained_logits(name),
+        &labels,
     );
 }
 
@@ -126,7 +96,7 @@ fn pretrained_resnet56() {
 /// The arena reuses memory: a ResNet-56 needs a few activations' worth, not one per layer.
 #[test]
 fn the_memory_plan_reuses_buffers() {
-    let model = load(&pretrained_model("resnet56"));
+    let model = load_fused(&pretrained_model("resnet56"));
     let plan = CpuPlan::compile(&model.graph, &model.info).unwrap();
     // One 16×34×34 activation (the halo included) is 18 496 floats; the widest point of the network
     // holds three of them (the block's input, its first conv's output, the second's).

@@ -173,42 +173,38 @@ fn huge_dims_are_refused_before_allocating() {
     insta::assert_snapshot!(import_error(&m));
 }
 
-#[test]
-fn external_data_outside_the_model_folder() {
-    let dir = std::env::temp_dir().join(format!("resnetc-ext-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// The base model with its weight stored in an external file at `location`.
+fn with_external_weight(location: &str) -> ModelProto {
     let mut m = model();
     let w = &mut graph(&mut m).initializer[0];
     w.raw_data = None;
     w.data_location = Some(DataLocation::External as i32);
     w.external_data = vec![StringStringEntryProto {
         key: Some("location".into()),
-        value: Some("../../etc/passwd".into()),
+        value: Some(location.into()),
     }];
-    insta::assert_snapshot!(import_bytes_error(&m.encode_to_vec(), Some(&dir)));
-    let w = &mut graph(&mut m).initializer[0];
-    w.external_data[0].value = Some("/etc/passwd".into());
+    m
+}
+
+#[test]
+fn external_data_outside_the_model_folder() {
+    let dir = common::tmp("ext");
+    let m = with_external_weight("../../etc/passwd");
+    insta::assert_snapshot!(import_bytes_error(&m.encode_to_vec(), Some(dir.path())));
+    let m = with_external_weight("/etc/passwd");
     insta::assert_snapshot!(
         "external_data_absolute_path",
-        import_bytes_error(&m.encode_to_vec(), Some(&dir))
+        import_bytes_error(&m.encode_to_vec(), Some(dir.path()))
     );
 }
 
 #[test]
 fn external_data_inside_the_folder_loads() {
-    let dir = std::env::temp_dir().join(format!("resnetc-ext-ok-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::tmp("ext-ok");
     let bytes: Vec<u8> = (0..6).flat_map(|i| (i as f32).to_le_bytes()).collect();
-    std::fs::write(dir.join("weights.bin"), &bytes).unwrap();
-    let mut m = model();
-    let w = &mut graph(&mut m).initializer[0];
-    w.raw_data = None;
-    w.data_location = Some(DataLocation::External as i32);
-    w.external_data = vec![StringStringEntryProto {
-        key: Some("location".into()),
-        value: Some("weights.bin".into()),
-    }];
-    let g = resnetc_onnx::import_bytes(&m.encode_to_vec(), Some(&dir)).unwrap();
+    std::fs::write(dir.path().join("weights.bin"), &bytes).unwrap();
+    let m = with_external_weight("weights.bin");
+    let g = resnetc_onnx::import_bytes(&m.encode_to_vec(), Some(dir.path())).unwrap();
     let w = g.node_ids().find_map(|id| match g.op(id) {
         resnetc_ir::Op::Constant(t) => Some(t.clone()),
         _ => None,

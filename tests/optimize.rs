@@ -111,12 +111,11 @@ fn pretrained_models_fuse_the_same_way() {
 
 #[test]
 fn optimized_exports_run_in_onnxruntime() {
-    let dir = std::env::temp_dir().join(format!("resnetc-opt-ort-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut args = Vec::new();
+    let dir = tmp("opt-ort");
+    let mut exports = Vec::new();
     for f in fixtures() {
         let m = resnetc::load_model(&f.path(), &opts(3)).unwrap();
-        let out = dir.join(format!("{}.onnx", f.name));
+        let out = dir.path().join(format!("{}.onnx", f.name));
         resnetc_onnx::export_file(&m.graph, &m.info, &out).unwrap();
         // The standard export re-imports, and re-optimizes to the same fused graph.
         let again = resnetc::load_model(&out, &opts(3)).unwrap();
@@ -126,32 +125,20 @@ fn optimized_exports_run_in_onnxruntime() {
             "{}: re-optimized export differs",
             f.name
         );
-        args.push(format!(
-            "{}={}={}",
-            out.display(),
-            repo().join("fixtures").join(&f.input).display(),
-            repo().join("fixtures").join(&f.output).display()
-        ));
+        exports.push((out, f));
     }
-    let status =
-        std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
-            .arg(repo().join("tests/ort_compare.py"))
-            .args(&args)
-            .status()
-            .expect("python3 must be installed to run onnxruntime (see .ci/run)");
     assert!(
-        status.success(),
+        onnxruntime_agrees(&exports),
         "onnxruntime disagreed on an optimized export"
     );
 }
 
 #[test]
 fn keep_fused_exports_round_trip() {
-    let dir = std::env::temp_dir().join(format!("resnetc-keep-fused-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tmp("keep-fused");
     for f in fixtures() {
         let m = resnetc::load_model(&f.path(), &opts(3)).unwrap();
-        let out = dir.join(format!("{}.onnx", f.name));
+        let out = dir.path().join(format!("{}.onnx", f.name));
         let options = resnetc_onnx::ExportOptions { keep_fused: true };
         resnetc_onnx::export_file_with(&m.graph, &m.info, &out, options).unwrap();
         let again = resnetc::load_model(&out, &opts(3)).unwrap();
@@ -169,11 +156,7 @@ fn keep_fused_exports_round_trip() {
 /// The IR of a ResNet-20 fixture after import and after each pass, and the pass report.
 #[test]
 fn snapshots_of_resnet20_through_the_passes() {
-    let f = fixtures()
-        .into_iter()
-        .find(|f| f.name == "r20_a_ts17_static")
-        .unwrap();
-    let mut graph = resnetc_onnx::import_file(&f.path()).unwrap();
+    let mut graph = resnetc_onnx::import_file(&fixture("r20_a_ts17_static").path()).unwrap();
     insta::assert_snapshot!(
         "r20_after_import",
         resnetc_ir::dump(&graph, validate(&graph).ok().as_ref())

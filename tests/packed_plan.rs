@@ -13,39 +13,15 @@ use resnetc_artifact::{decode, encode, Artifact};
 use resnetc_cpu::{proto, weights_packed_on_this_thread, CpuPlan, Isa, PlanError, Session};
 use resnetc_passes::PassOptions;
 
-fn fixture(name: &str) -> Fixture {
-    fixtures().into_iter().find(|f| f.name == name).unwrap()
-}
-
 /// `resnetc compile --target cpu` of a fixture into `dir`.
 fn compile(f: &Fixture, dir: &Path) -> PathBuf {
     let rnc = dir.join(format!("{}.rnc", f.name));
-    let out = resnetc(&[
-        "compile",
-        f.path().to_str().unwrap(),
-        "--target",
-        "cpu",
-        "-o",
-        rnc.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&compile_args(&f.path(), &rnc, &["--target", "cpu"]));
     rnc
 }
 
 fn load(path: &Path) -> anyhow::Result<Model> {
     resnetc::load_any(path, &PassOptions::default(), &mut |_, _| {})
-}
-
-fn optimized(f: &Fixture) -> Model {
-    let opts = PassOptions {
-        level: resnetc_passes::MAX_LEVEL,
-        ..Default::default()
-    };
-    resnetc::load_model(&f.path(), &opts).unwrap()
 }
 
 /// The plan's output for the fixture's input, on `threads` threads.
@@ -65,14 +41,15 @@ fn same_bits(a: &[f32], b: &[f32]) -> bool {
 
 #[test]
 fn stored_plans_run_bit_for_bit_like_fresh_ones_and_pack_nothing() {
-    let dir = tmp("bits");
+    let scratch = tmp("bits");
+    let dir = scratch.path();
     for name in [
         "r20_a_ts17_static",
         "r56_b_ts17_static",
         "r20_b_ts17_dynamic",
     ] {
         let f = fixture(name);
-        let rnc = compile(&f, &dir);
+        let rnc = compile(&f, dir);
         let packed = weights_packed_on_this_thread();
         let stored = load(&rnc).unwrap().cpu_plan().unwrap();
         assert_eq!(
@@ -81,7 +58,7 @@ fn stored_plans_run_bit_for_bit_like_fresh_ones_and_pack_nothing() {
             "{name}: loading the artifact's plan packed weights"
         );
         assert_eq!(stored.isa(), Isa::Auto.resolve().unwrap());
-        let fresh = optimized(&f).cpu_plan().unwrap();
+        let fresh = load_fused(&f.path()).cpu_plan().unwrap();
         assert!(
             weights_packed_on_this_thread() > packed,
             "the counter counts"
@@ -95,22 +72,7 @@ fn stored_plans_run_bit_for_bit_like_fresh_ones_and_pack_nothing() {
         }
         // And through the command line.
         let y = dir.join(format!("{name}.npy"));
-        let input = repo().join("fixtures").join(&f.input);
-        let out = resnetc(&[
-            "run",
-            rnc.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            y.to_str().unwrap(),
-            "--threads",
-            "1",
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ok(&run_args(&rnc, &f.input_path(), &y, &["--threads", "1"]));
         let got = read_npy(&y);
         assert!(same_bits(got.as_slice().unwrap(), &run(&fresh, &f, 1)));
     }
@@ -119,7 +81,7 @@ fn stored_plans_run_bit_for_bit_like_fresh_ones_and_pack_nothing() {
 #[test]
 fn every_fixture_plan_round_trips() {
     for f in fixtures() {
-        let plan = optimized(&f).cpu_plan().unwrap();
+        let plan = load_fused(&f.path()).cpu_plan().unwrap();
         let bytes = plan.to_bytes();
         let loaded = CpuPlan::from_bytes(&bytes, Isa::Auto).unwrap();
         assert_eq!(loaded.to_bytes(), bytes, "{}", f.name);
@@ -152,11 +114,25 @@ fn plan_error(a: &Artifact, dir: &Path, tag: &str) -> anyhow::Error {
     load(&path).unwrap().cpu_plan().map(|_| ()).unwrap_err()
 }
 
-fn first_conv(p: &mut proto::CpuPlan) -> &mut proto::Conv {
+/// Asserts `e` is the plan's [`PlanError::Invalid`] with a message containing `what`.
+fn assert_invalid(e: &anyhow::Error, what: &str) {
+    assert!(
+        matches!(
+            e.downcast_ref::<PlanError>(),
+            Some(PlanError::Invalid { .. })
+        ),
+        "{e:#}"
+    );
+    assert!(e.to_string().contains(what), "{e:#}");
+}
+
+/// The first convolution that keeps direct weights (`direct`), or the first of all (`!direct`: the
+/// stem, whose rows Winograd F(4×4) covers, so it keeps none).
+fn first_conv(p: &mut proto::CpuPlan, direct: bool) -> &mut proto::Conv {
     p.steps
         .iter_mut()
         .find_map(|s| match s.kernel.as_mut() {
-            Some(proto::step::Kernel::Conv(c)) => Some(c),
+            Some(proto::step::Kernel::Conv(c)) if !direct || !c.weights.is_empty() => Some(c),
             _ => None,
         })
         .unwrap()
@@ -164,47 +140,37 @@ fn first_conv(p: &mut proto::CpuPlan) -> &mut proto::Conv {
 
 #[test]
 fn damaged_plans_are_refused_with_a_typed_error() {
-    let dir = tmp("damage");
+    let scratch = tmp("damage");
+    let dir = scratch.path();
     let f = fixture("r20_a_ts17_static");
-    let a = artifact(&f, &dir);
+    let a = artifact(&f, dir);
     let plan = resnetc_artifact::packed_plan(&a).unwrap().to_vec();
 
     let truncated = with_plan_bytes(&a, plan[..plan.len() / 2].to_vec());
-    let e = plan_error(&truncated, &dir, "truncated");
+    let e = plan_error(&truncated, dir, "truncated");
     assert!(
         matches!(e.downcast_ref::<PlanError>(), Some(PlanError::Decode(_))),
         "{e:#}"
     );
 
     let bad_buffer = with_plan(&a, |p| p.steps[3].inputs[0] = 10_000);
-    let e = plan_error(&bad_buffer, &dir, "buffer");
-    assert!(
-        matches!(
-            e.downcast_ref::<PlanError>(),
-            Some(PlanError::Invalid { .. })
-        ),
-        "{e:#}"
-    );
-    assert!(
-        e.to_string().contains("buffer 10000 does not exist"),
-        "{e:#}"
+    assert_invalid(
+        &plan_error(&bad_buffer, dir, "buffer"),
+        "buffer 10000 does not exist",
     );
 
+    // The first stride-2 convolution, 16 to 32 channels.
     let short_weights = with_plan(&a, |p| {
-        first_conv(p).weights.pop();
+        first_conv(p, true).weights.pop();
     });
-    let e = plan_error(&short_weights, &dir, "weights");
-    assert!(
-        matches!(
-            e.downcast_ref::<PlanError>(),
-            Some(PlanError::Invalid { .. })
-        ),
-        "{e:#}"
+    assert_invalid(
+        &plan_error(&short_weights, dir, "weights"),
+        "the weights hold 4607, but ocb·icb·kh·kw·256 = 2·1·3·3·256 = 4608",
     );
-    assert!(
-        e.to_string()
-            .contains("the weights hold 2303, but ocb·icb·kh·kw·256 = 1·1·3·3·256 = 2304"),
-        "{e:#}"
+    let stray_weights = with_plan(&a, |p| first_conv(p, false).weights.push(0.0));
+    assert_invalid(
+        &plan_error(&stray_weights, dir, "stray"),
+        "the direct weights hold 1, but Winograd F(4×4) computes all 32 output rows, so there are none",
     );
 
     // Bytes changed without updating the hash: the artifact itself is refused.
@@ -220,17 +186,10 @@ fn damaged_plans_are_refused_with_a_typed_error() {
     // `run` says so and exits; it neither panics nor falls back to the reference executor.
     let path = dir.join("cli.rnc");
     std::fs::write(&path, encode(&short_weights)).unwrap();
-    let input = repo().join("fixtures").join(&f.input);
-    let out = resnetc(&[
-        "run",
-        path.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = fails(&["run", utf8(&path), "--input", utf8(&f.input_path())]);
     assert!(
-        err.contains("the stored CPU plan is invalid: step 1 (")
+        err.contains("the stored CPU plan is invalid: step ")
+            && err.contains("the weights hold 4607")
             && err.contains("recompile the model with `resnetc compile`")
             && !err.contains("panicked")
             && !err.contains("reference executor"),
@@ -241,9 +200,10 @@ fn damaged_plans_are_refused_with_a_typed_error() {
 /// An artifact written before plans were stored runs by compiling its graph.
 #[test]
 fn artifacts_without_a_plan_compile_their_graph() {
-    let dir = tmp("old");
+    let scratch = tmp("old");
+    let dir = scratch.path();
     let f = fixture("r20_a_ts17_static");
-    let mut a = artifact(&f, &dir);
+    let mut a = artifact(&f, dir);
     let stored =
         CpuPlan::from_bytes(resnetc_artifact::packed_plan(&a).unwrap(), Isa::Auto).unwrap();
     a.cpu = None;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Output;
 
 use common::*;
@@ -22,42 +22,68 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// A fresh folder under the target's scratch space.
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("validate-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write_npy(path: &PathBuf, a: &ArrayD<f32>) {
+fn write_npy(path: &Path, a: &ArrayD<f32>) {
     a.write_npy(std::io::BufWriter::new(
         std::fs::File::create(path).unwrap(),
     ))
     .unwrap();
 }
 
-fn fixture(name: &str) -> Fixture {
-    fixtures()
-        .into_iter()
-        .find(|f| f.name == name)
-        .unwrap_or_else(|| panic!("no fixture {name}"))
+fn write_npz(path: &Path, arrays: &[(&str, &ArrayD<f32>)]) {
+    let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(path).unwrap());
+    for (name, a) in arrays {
+        npz.add_array(*name, *a).unwrap();
+    }
+    npz.finish().unwrap();
 }
 
-fn validate_args(f: &Fixture) -> Vec<String> {
-    let dir = repo().join("fixtures");
-    vec![
-        "validate".into(),
-        f.path().display().to_string(),
-        "--input".into(),
-        dir.join(&f.input).display().to_string(),
-        "--expected".into(),
-        dir.join(&f.output).display().to_string(),
-    ]
+/// `resnetc validate MODEL --input X --expected Y ARGS…`.
+fn validate(model: &Path, input: &Path, expected: &Path, args: &[&str]) -> Output {
+    let io = [
+        "validate",
+        utf8(model),
+        "--input",
+        utf8(input),
+        "--expected",
+        utf8(expected),
+    ];
+    resnetc(&[&io, args].concat())
 }
 
-fn run_args(args: &[String]) -> Output {
-    resnetc(&args.iter().map(String::as_str).collect::<Vec<_>>())
+/// [`validate`] of a fixture with its own input and expected output.
+fn validate_fixture(f: &Fixture, args: &[&str]) -> Output {
+    validate(&f.path(), &f.input_path(), &f.output_path(), args)
+}
+
+/// The report of a `validate --json` run.
+fn report(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
+}
+
+/// What each comparison of a JSON report was against, in order.
+fn against(v: &serde_json::Value) -> Vec<&str> {
+    v["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["against"].as_str().unwrap())
+        .collect()
+}
+
+/// A fixture's unoptimized (level 0) graph, the oracle, and its fused one, the graph under test.
+fn unoptimized_and_fused(f: &Fixture) -> (resnetc::Model, resnetc::Model) {
+    let unoptimized = resnetc::load_model(&f.path(), &PassOptions::default()).unwrap();
+    (unoptimized, load_fused(&f.path()))
+}
+
+/// The fused convolutions of a graph, in its canonical order.
+fn fused_convs(m: &resnetc::Model) -> Vec<resnetc_ir::NodeId> {
+    m.info
+        .order
+        .iter()
+        .copied()
+        .filter(|&id| matches!(m.graph.op(id), Op::FusedConv { .. }))
+        .collect()
 }
 
 /// Every fixture validates at the default level against PyTorch, the unoptimized graph and tract.
@@ -73,7 +99,7 @@ fn passes_on_every_fixture() {
                     chunk
                         .iter()
                         .filter_map(|f| {
-                            let out = run_args(&validate_args(f));
+                            let out = validate_fixture(f, &[]);
                             let stdout = String::from_utf8_lossy(&out.stdout);
                             let ok = out.status.success()
                                 && stdout.contains("passed")
@@ -101,31 +127,17 @@ fn passes_on_every_fixture() {
 
 #[test]
 fn passes_on_pretrained_resnet20() {
-    let shared = shared();
-    let (images, _) =
-        resnetc::cifar::read_batch(&shared.join("data/cifar10/test_first1000.bin"), 8).unwrap();
-    let logits = read_npy(
-        &shared.join("models/pretrained/resnet20_cifar10_pretrained.logits_first1000.npy"),
-    );
-    let first8 = logits
+    let (images, _) = cifar_test_images(8);
+    let first8 = pretrained_logits("resnet20")
         .slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..8))
         .to_owned();
-    let dir = scratch("pretrained");
-    let (x, y) = (dir.join("x.npy"), dir.join("y.npy"));
+    let dir = tmp("validate-pretrained");
+    let (x, y) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
     write_npy(&x, &images.into_dyn());
     write_npy(&y, &first8);
-    let model = pretrained_model("resnet20");
-    let out = resnetc(&[
-        "validate",
-        model.to_str().unwrap(),
-        "--input",
-        x.to_str().unwrap(),
-        "--expected",
-        y.to_str().unwrap(),
-        "--json",
-    ]);
+    let out = validate(&pretrained_model("resnet20"), &x, &y, &["--json"]);
     assert!(out.status.success(), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = report(&out);
     assert_eq!(v["passed"], true);
     for c in v["comparisons"].as_array().unwrap() {
         assert_eq!(c["rows"], 8, "{c}");
@@ -136,23 +148,14 @@ fn passes_on_pretrained_resnet20() {
 #[test]
 fn json_has_the_documented_fields() {
     let f = fixture("r20_b_ts17_static");
-    let mut args = validate_args(&f);
-    args.push("--json".into());
-    let out = run_args(&args);
+    let out = validate_fixture(&f, &["--json"]);
     assert!(out.status.success(), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
+    let v = report(&out);
     assert_eq!(v["passed"], true);
     assert!(v["tolerance"]["atol"].as_f64().unwrap() >= 1e-4);
     assert_eq!(v["tolerance"]["rtol"], 0.0);
     assert!(v["first_divergence"].is_null());
-    let against: Vec<&str> = v["comparisons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["against"].as_str().unwrap())
-        .collect();
-    assert_eq!(against, ["expected", "reference", "tract"]);
+    assert_eq!(against(&v), ["expected", "reference", "tract"]);
     for c in v["comparisons"].as_array().unwrap() {
         for field in ["max_abs", "max_rel", "top1_agree", "rows", "passed"] {
             assert!(c.get(field).is_some(), "comparison lacks {field}: {c}");
@@ -164,9 +167,9 @@ fn json_has_the_documented_fields() {
     }
 
     // --against narrows the comparisons; explicit tolerances are reported back.
-    let mut args = validate_args(&f);
-    args.extend(
-        [
+    let out = validate_fixture(
+        &f,
+        &[
             "--json",
             "--against",
             "reference",
@@ -174,23 +177,15 @@ fn json_has_the_documented_fields() {
             "0.01",
             "--rtol",
             "0.001",
-        ]
-        .map(String::from),
+        ],
     );
-    let out = run_args(&args);
     assert!(out.status.success(), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = report(&out);
     assert_eq!(
         v["tolerance"],
         serde_json::json!({"atol": 0.01, "rtol": 0.001})
     );
-    let against: Vec<&str> = v["comparisons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["against"].as_str().unwrap())
-        .collect();
-    assert_eq!(against, ["expected", "reference"]);
+    assert_eq!(against(&v), ["expected", "reference"]);
 }
 
 /// The node producing the graph output in the unoptimized (level 0) graph, and its output's name.
@@ -211,13 +206,10 @@ fn wrong_expected_values_fail_and_name_the_logits_node() {
     assert_eq!(op, "Gemm");
     let mut wrong = f.expected();
     wrong[[1, 3]] += 1.0;
-    let dir = scratch("wrong");
-    let y = dir.join("wrong.npy");
+    let dir = tmp("validate-wrong");
+    let y = dir.path().join("wrong.npy");
     write_npy(&y, &wrong);
-    let mut args = validate_args(&f);
-    args[5] = y.display().to_string();
-
-    let out = run_args(&args);
+    let out = validate(&f.path(), &f.input_path(), &y, &[]);
     assert!(
         !out.status.success(),
         "validate passed with a wrong logit:\n{}",
@@ -238,10 +230,9 @@ fn wrong_expected_values_fail_and_name_the_logits_node() {
     );
     assert!(stdout.contains("FAILED"), "{}", text(&out));
 
-    args.push("--json".into());
-    let out = run_args(&args);
+    let out = validate(&f.path(), &f.input_path(), &y, &["--json"]);
     assert!(!out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = report(&out);
     assert_eq!(v["passed"], false);
     let by: std::collections::HashMap<&str, bool> = v["comparisons"]
         .as_array()
@@ -274,9 +265,9 @@ fn tolerance_flags_decide() {
     // An absurdly tight tolerance fails against PyTorch (which sums in another order) but not
     // against the unoptimized graph at level 0 (the same graph, bit for bit).
     let f = fixture("r20_b_ts13_static");
-    let mut args = validate_args(&f);
-    args.extend(
-        [
+    let out = validate_fixture(
+        &f,
+        &[
             "--against",
             "reference",
             "--opt-level",
@@ -284,12 +275,10 @@ fn tolerance_flags_decide() {
             "--atol",
             "0",
             "--json",
-        ]
-        .map(String::from),
+        ],
     );
-    let out = run_args(&args);
     assert!(!out.status.success(), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = report(&out);
     assert_eq!(v["comparisons"][0]["passed"], false);
     assert_eq!(v["comparisons"][1]["passed"], true);
     assert_eq!(v["comparisons"][1]["max_abs"], 0.0);
@@ -299,32 +288,17 @@ fn tolerance_flags_decide() {
 #[test]
 fn npz_input_works() {
     let f = fixture("r20_a_ts17_dynamic");
-    let dir = scratch("npz");
-    let path = dir.join("batch.npz");
-    let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&path).unwrap());
-    npz.add_array("input", &f.input()).unwrap();
-    npz.add_array("expected", &f.expected()).unwrap();
-    npz.finish().unwrap();
-    let out = resnetc(&[
-        "validate",
-        f.path().to_str().unwrap(),
-        "--npz",
-        path.to_str().unwrap(),
-    ]);
+    let dir = tmp("validate-npz");
+    let (model, path) = (f.path(), dir.path().join("batch.npz"));
+    write_npz(&path, &[("input", &f.input()), ("expected", &f.expected())]);
+    let out = resnetc(&["validate", utf8(&model), "--npz", utf8(&path)]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("passed"));
 
     // An archive without the arrays is an error that says what it needs.
-    let bad = dir.join("bad.npz");
-    let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&bad).unwrap());
-    npz.add_array("x", &f.input()).unwrap();
-    npz.finish().unwrap();
-    let out = resnetc(&[
-        "validate",
-        f.path().to_str().unwrap(),
-        "--npz",
-        bad.to_str().unwrap(),
-    ]);
+    let bad = dir.path().join("bad.npz");
+    write_npz(&bad, &[("x", &f.input())]);
+    let out = resnetc(&["validate", utf8(&model), "--npz", utf8(&bad)]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no float32 array named 'input'"),
@@ -336,9 +310,9 @@ fn npz_input_works() {
 #[test]
 fn needs_input_and_expected() {
     let f = fixture("r20_a_ts17_static");
-    let out = resnetc(&["validate", f.path().to_str().unwrap(), "--input", "x.npy"]);
+    let out = resnetc(&["validate", utf8(&f.path()), "--input", "x.npy"]);
     assert!(!out.status.success());
-    let out = resnetc(&["validate", f.path().to_str().unwrap()]);
+    let out = resnetc(&["validate", utf8(&f.path())]);
     assert!(!out.status.success());
 }
 
@@ -509,15 +483,7 @@ fn finder_respects_an_explicit_tolerance() {
 #[test]
 fn finder_finds_nothing_between_levels_on_a_fixture() {
     let f = fixture("r20_a_ts17_static");
-    let reference = resnetc::load_model(&f.path(), &PassOptions::default()).unwrap();
-    let optimized = resnetc::load_model(
-        &f.path(),
-        &PassOptions {
-            level: 3,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (reference, optimized) = unoptimized_and_fused(&f);
     let d = find_divergence(
         &reference.graph,
         &optimized.graph,
@@ -534,24 +500,9 @@ fn finder_finds_nothing_between_levels_on_a_fixture() {
 fn finder_names_a_broken_fused_conv_in_a_real_graph() {
     use resnetc_ir::Epilogue;
     let f = fixture("r20_a_ts17_static");
-    let reference = resnetc::load_model(&f.path(), &PassOptions::default()).unwrap();
-    let mut optimized = resnetc::load_model(
-        &f.path(),
-        &PassOptions {
-            level: 3,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let fused: Vec<_> = optimized
-        .info
-        .order
-        .iter()
-        .copied()
-        .filter(|&id| matches!(optimized.graph.op(id), Op::FusedConv { .. }))
-        .collect();
+    let (reference, mut optimized) = unoptimized_and_fused(&f);
     // layer2.1's first conv: the sixth with a plain Relu epilogue (no residual).
-    let victim = fused
+    let victim = fused_convs(&optimized)
         .into_iter()
         .filter(|&id| matches!(optimized.graph.op(id), Op::FusedConv { epilogue, .. } if epilogue == &[Epilogue::Bias, Epilogue::Relu]))
         .nth(5)
@@ -584,24 +535,9 @@ fn finder_names_a_broken_fused_conv_in_a_real_graph() {
 fn validate_graphs_reports_an_intermediate_divergence() {
     use resnetc::validate::{validate_graphs, Against, Options};
     let f = fixture("r20_b_ts17_dynamic");
-    let reference = resnetc::load_model(&f.path(), &PassOptions::default()).unwrap();
-    let mut optimized = resnetc::load_model(
-        &f.path(),
-        &PassOptions {
-            level: 3,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (reference, mut optimized) = unoptimized_and_fused(&f);
     // The weight of the fourth fused conv, scaled.
-    let victim = optimized
-        .info
-        .order
-        .iter()
-        .copied()
-        .filter(|&id| matches!(optimized.graph.op(id), Op::FusedConv { .. }))
-        .nth(3)
-        .unwrap();
+    let victim = fused_convs(&optimized)[3];
     let w = optimized.graph.input(victim, 1).unwrap().node;
     if let Op::Constant(Tensor::F32(a)) = &mut optimized.graph.node_mut(w).op {
         a.mapv_inplace(|x| x * 1.5);

@@ -1,14 +1,16 @@
-//! Shared helpers for the integration tests: where things are, and how outputs are compared.
+//! Shared helpers for the integration tests: where things are (`models.rs`, shared with
+//! resnetc-cuda's tests), running the `resnetc` binary, and how outputs are compared.
 #![allow(dead_code)]
+
+mod models;
 
 use std::path::{Path, PathBuf};
 
 use ndarray::ArrayD;
 use resnetc_ir::Tensor;
+use tempfile::TempDir;
 
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+pub use models::*;
 
 /// Runs the `resnetc` binary in the repository.
 pub fn resnetc(args: &[&str]) -> std::process::Output {
@@ -30,82 +32,68 @@ pub fn ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// A fresh directory for one test's files, `resnetc-{tag}-{pid}` under the system's temp dir.
-pub fn tmp(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("resnetc-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// Runs `resnetc` (with `--json` among `args`), requires success, and parses its standard output.
+pub fn ok_json(args: &[&str]) -> serde_json::Value {
+    let text = ok(args);
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("resnetc {args:?}: not JSON ({e}): {text}"))
 }
 
-/// `../shared` beside the repository (or `RESNETC_SHARED`). Tests that need it fail with this message
-/// when it is absent, rather than passing without checking anything.
-pub fn shared() -> PathBuf {
-    let dir = std::env::var_os("RESNETC_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared"));
+/// `resnetc inspect MODEL --json ARGS…`, required to succeed, parsed.
+pub fn inspect_json(model: &Path, args: &[&str]) -> serde_json::Value {
+    ok_json(&[&["inspect", utf8(model), "--json"], args].concat())
+}
+
+/// Runs `resnetc`, requires failure (an error, never a panic), and returns its standard error.
+pub fn fails(args: &[&str]) -> String {
+    let out = resnetc(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "resnetc {args:?} succeeded");
     assert!(
-        dir.join("README.md").exists(),
-        "the shared data folder {} is missing: these tests read the pretrained models and CIFAR-10 images from it \
-         (put it beside the repository or set RESNETC_SHARED)",
-        dir.display()
+        !err.contains("panicked"),
+        "resnetc {args:?} panicked:\n{err}"
     );
-    dir
+    err
 }
 
-pub const PRETRAINED: [&str; 4] = ["resnet20", "resnet32", "resnet44", "resnet56"];
-
-pub fn pretrained_model(name: &str) -> PathBuf {
-    shared().join(format!("models/pretrained/{name}_cifar10_pretrained.onnx"))
+/// The arguments of `resnetc run MODEL --input X --output Y ARGS…`.
+pub fn run_args<'a>(
+    model: &'a Path,
+    input: &'a Path,
+    output: &'a Path,
+    args: &[&'a str],
+) -> Vec<&'a str> {
+    [
+        &[
+            "run",
+            utf8(model),
+            "--input",
+            utf8(input),
+            "--output",
+            utf8(output),
+        ],
+        args,
+    ]
+    .concat()
 }
 
-/// One fixture from `fixtures/manifest.json`.
-#[derive(Clone, Debug, serde::Deserialize)]
-pub struct Fixture {
-    pub name: String,
-    pub file: String,
-    pub input: String,
-    pub output: String,
-    pub depth: usize,
-    pub shortcut: String,
-    pub classes: usize,
-    pub exporter: String,
-    pub opset: u64,
-    pub dynamic_batch: bool,
-    pub bn: String,
+/// The arguments of `resnetc compile MODEL -o OUT ARGS…`.
+pub fn compile_args<'a>(model: &'a Path, out: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
+    [&["compile", utf8(model), "-o", utf8(out)], args].concat()
 }
 
-impl Fixture {
-    pub fn path(&self) -> PathBuf {
-        repo().join("fixtures").join(&self.file)
-    }
-
-    pub fn input(&self) -> ArrayD<f32> {
-        read_npy(&repo().join("fixtures").join(&self.input))
-    }
-
-    pub fn expected(&self) -> ArrayD<f32> {
-        read_npy(&repo().join("fixtures").join(&self.output))
-    }
+/// A path as a command-line argument.
+pub fn utf8(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
 }
 
-pub fn fixtures() -> Vec<Fixture> {
-    #[derive(serde::Deserialize)]
-    struct Manifest {
-        models: Vec<Fixture>,
-    }
-    let text = std::fs::read_to_string(repo().join("fixtures/manifest.json"))
-        .expect("fixtures/manifest.json");
-    let m: Manifest = serde_json::from_str(&text).expect("manifest parses");
-    assert!(
-        m.models.len() >= 20,
-        "the manifest lists {} fixtures",
-        m.models.len()
-    );
-    m.models
-}
-
-pub fn read_npy(path: &Path) -> ArrayD<f32> {
-    resnetc::npy::read_f32(path).unwrap_or_else(|e| panic!("{e:#}"))
+/// A fresh directory for one test's files, `resnetc-{tag}-XXXXXX` under the system's temp dir. Keep
+/// the guard for as long as the files are used: dropping it removes the directory.
+pub fn tmp(tag: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("resnetc-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// The project's tolerance for logits: max(1e-4, 2e-5 × max|expected|).
@@ -148,6 +136,52 @@ pub fn assert_logits_close(what: &str, got: &ArrayD<f32>, expected: &ArrayD<f32>
         argmax_rows(expected),
         "{what}: top-1 differs"
     );
+}
+
+/// The check of a pretrained model on the first 1000 CIFAR-10 test images: every prediction is
+/// PyTorch's (`expected`) and the logits are within tolerance. Prints the accuracy against `labels`.
+pub fn assert_pytorch_predictions(
+    what: &str,
+    got: &ArrayD<f32>,
+    expected: &ArrayD<f32>,
+    labels: &[u8],
+) {
+    let (p, e) = (argmax_rows(got), argmax_rows(expected));
+    let mismatches: Vec<usize> = (0..1000).filter(|&i| p[i] != e[i]).collect();
+    assert!(
+        mismatches.is_empty(),
+        "{what}: predictions differ from PyTorch's on images {mismatches:?}"
+    );
+    assert_logits_close(what, got, expected);
+    let correct = p
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| **p == **l as usize)
+        .count();
+    eprintln!(
+        "{what}: {correct}/1000 correct, max |Δlogit| {:.2e}",
+        max_abs_diff(got, expected)
+    );
+}
+
+/// Runs `tests/ort_compare.py`, which feeds each exported model its fixture's input in onnxruntime
+/// and compares with the fixture's expected output; whether all agreed. onnxruntime is installed by
+/// `.ci/run`.
+pub fn onnxruntime_agrees(exports: &[(PathBuf, Fixture)]) -> bool {
+    let args = exports.iter().map(|(out, f)| {
+        format!(
+            "{}={}={}",
+            out.display(),
+            f.input_path().display(),
+            f.output_path().display()
+        )
+    });
+    std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+        .arg(repo().join("tests/ort_compare.py"))
+        .args(args)
+        .status()
+        .expect("python3 must be installed to run onnxruntime (see .ci/run)")
+        .success()
 }
 
 pub fn f32_of(t: &Tensor) -> ArrayD<f32> {

@@ -36,10 +36,7 @@ fn check(
 
 #[test]
 fn resnet20_option_a_static_batch() {
-    let f = fixtures()
-        .into_iter()
-        .find(|f| f.name == "r20_a_ts17_static")
-        .unwrap();
+    let f = fixture("r20_a_ts17_static");
     let m = load_fused(&f.path());
     let p = generate(&m.graph, &m.info, None).unwrap();
     assert_eq!(p.batch, Some(2));
@@ -56,10 +53,7 @@ fn resnet20_option_a_static_batch() {
 
 #[test]
 fn resnet20_option_b_dynamic_batch_every_tile() {
-    let f = fixtures()
-        .into_iter()
-        .find(|f| f.name == "r20_b_ts17_dynamic")
-        .unwrap();
+    let f = fixture("r20_b_ts17_dynamic");
     let m = load_fused(&f.path());
     let input = f.input();
     // Small tiles (planned for a big GPU at small batches) and the largest ones (planned for one SM).
@@ -84,9 +78,7 @@ fn resnet20_option_b_dynamic_batch_every_tile() {
 #[test]
 fn resnet56_pretrained_on_cifar_images() {
     let m = load_fused(&pretrained_model("resnet56"));
-    let (images, _) =
-        resnetc::cifar::read_batch(&shared().join("data/cifar10/test_first1000.bin"), 5).unwrap();
-    let images = images.into_dyn();
+    let images = cifar_test_images(5).0.into_dyn();
     // sm_count 8: the medium tiles for 5 images, the large ones for the first layers.
     let p = generate_with(
         &m.graph,
@@ -99,9 +91,7 @@ fn resnet56_pretrained_on_cifar_images() {
     .unwrap();
     let emu = Emulator::build(&p, "r56-pretrained", false);
     check(&p, &emu, &m.graph, &images, 5);
-    let logits = read_npy(
-        &shared().join("models/pretrained/resnet56_cifar10_pretrained.logits_first1000.npy"),
-    );
+    let logits = pretrained_logits("resnet56");
     let got = emu.run(&p, &images.iter().copied().collect::<Vec<_>>(), 5);
     let torch: Vec<f32> = logits.iter().take(50).copied().collect();
     assert!(

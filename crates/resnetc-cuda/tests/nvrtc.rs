@@ -27,15 +27,7 @@ fn nvrtc_or_explain() -> &'static nvrtc::Nvrtc {
 #[test]
 fn every_model_compiles_for_sm80_sm90_and_ptx_without_warnings() {
     let nv = nvrtc_or_explain();
-    let mut models: Vec<(String, std::path::PathBuf)> = fixtures()
-        .into_iter()
-        .map(|f| (f.name.clone(), f.path()))
-        .collect();
-    models.extend(
-        PRETRAINED
-            .iter()
-            .map(|n| (n.to_string(), pretrained_model(n))),
-    );
+    let models = all_models();
     // Sources depend only on shapes, epilogues and the batch, so many models share one; each
     // distinct source is compiled once per architecture. Batch 1 and 256 of ResNet-56 add the
     // specialised-batch kernels' tile choices.

@@ -9,10 +9,7 @@ use resnetc_ir::Tensor;
 
 #[test]
 fn session_runs_or_reports_no_driver() {
-    let f = fixtures()
-        .into_iter()
-        .find(|f| f.name == "r20_b_ts17_dynamic")
-        .unwrap();
+    let f = fixture("r20_b_ts17_dynamic");
     let m = load_fused(&f.path());
     let program = resnetc_cuda::generate(&m.graph, &m.info, None).unwrap();
     match DeviceInfo::query(0) {

@@ -1,91 +1,16 @@
-//! Helpers shared by the CUDA backend's tests: where the models are, loading them fused, and the
-//! host emulation of generated programs.
+//! Helpers shared by the CUDA backend's tests: where the models are and loading them fused (the
+//! root crate's `tests/common/models.rs`, included), and the host emulation of generated programs.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+#[path = "../../../../tests/common/models.rs"]
+mod models;
+
+use std::path::PathBuf;
 use std::process::Command;
 
-use ndarray::ArrayD;
 use resnetc_cuda::{Arg, CudaProgram};
-use resnetc_passes::PassOptions;
 
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `../shared` beside the repository (or `RESNETC_SHARED`); tests that need it fail when it is absent.
-pub fn shared() -> PathBuf {
-    let dir = std::env::var_os("RESNETC_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared"));
-    assert!(
-        dir.join("README.md").exists(),
-        "the shared data folder {} is missing: these tests read the pretrained models from it \
-         (put it beside the repository or set RESNETC_SHARED)",
-        dir.display()
-    );
-    dir
-}
-
-pub const PRETRAINED: [&str; 4] = ["resnet20", "resnet32", "resnet44", "resnet56"];
-
-pub fn pretrained_model(name: &str) -> PathBuf {
-    shared().join(format!("models/pretrained/{name}_cifar10_pretrained.onnx"))
-}
-
-/// One fixture of `fixtures/manifest.json`.
-#[derive(Clone, Debug, serde::Deserialize)]
-pub struct Fixture {
-    pub name: String,
-    pub file: String,
-    pub input: String,
-    pub output: String,
-    pub dynamic_batch: bool,
-}
-
-impl Fixture {
-    pub fn path(&self) -> PathBuf {
-        repo().join("fixtures").join(&self.file)
-    }
-    pub fn input(&self) -> ArrayD<f32> {
-        read_npy(&repo().join("fixtures").join(&self.input))
-    }
-    pub fn expected(&self) -> ArrayD<f32> {
-        read_npy(&repo().join("fixtures").join(&self.output))
-    }
-}
-
-pub fn fixtures() -> Vec<Fixture> {
-    #[derive(serde::Deserialize)]
-    struct Manifest {
-        models: Vec<Fixture>,
-    }
-    let text = std::fs::read_to_string(repo().join("fixtures/manifest.json"))
-        .expect("fixtures/manifest.json");
-    let m: Manifest = serde_json::from_str(&text).expect("manifest parses");
-    assert!(
-        m.models.len() >= 20,
-        "the manifest lists {} fixtures",
-        m.models.len()
-    );
-    m.models
-}
-
-pub fn read_npy(path: &Path) -> ArrayD<f32> {
-    resnetc::npy::read_f32(path).unwrap_or_else(|e| panic!("{e:#}"))
-}
-
-/// Loads a model at opt level 3 (the fused graph the CUDA backend lowers).
-pub fn load_fused(path: &Path) -> resnetc::Model {
-    resnetc::load_model(
-        path,
-        &PassOptions {
-            level: 3,
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
-}
+pub use models::*;
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");
