@@ -56,6 +56,38 @@ fn every_fixture_matches_pytorch() {
     }
 }
 
+/// Where a run does not divide the batch among the threads (batch 1, or fewer images than threads),
+/// the threads share every convolution as a team (`exec.rs` `run_team`): each computes the same
+/// sums in the same order as one thread would, so the outputs are equal to the bit, for any team
+/// size (16 threads leave some with no rows of tiles at all).
+#[test]
+fn a_team_of_threads_computes_exactly_what_one_thread_does() {
+    for f in fixtures() {
+        let model = load_fused(&f.path());
+        let x = f.input();
+        for isa in resnetc_cpu::Isa::all_available() {
+            for winograd in [Winograd::Off, Winograd::F2, Winograd::F4] {
+                let opts = CpuOptions {
+                    isa,
+                    winograd: Some(winograd),
+                };
+                let plan = CpuPlan::compile_with(&model.graph, &model.info, &opts).unwrap();
+                let one = run(&plan, &x, 1);
+                for (batch, threads) in [(1, 2), (1, 3), (1, 16), (x.shape()[0], 3)] {
+                    let xb = x.slice_axis(ndarray::Axis(0), (0..batch).into()).to_owned();
+                    let team = run(&plan, &xb, threads);
+                    let want = one.slice_axis(ndarray::Axis(0), (0..batch).into());
+                    assert!(
+                        team.iter().zip(want.iter()).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{} ({isa}, {winograd:?}): batch {batch} on {threads} threads differs from 1 thread",
+                        f.name
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The optimized (level 3) pretrained model on the default kernel set: all 1000 predictions are
 /// PyTorch's and the logits are within tolerance. (`tests/pretrained.rs` checks the unoptimized
 /// graph on the reference executor.)

@@ -9,6 +9,7 @@
 //! with a barrier between steps.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
@@ -150,12 +151,9 @@ impl<'p> Session<'p> {
             }
             (pool, _) => {
                 let arena = self.arenas[0].get(plan.arena_floats * batch);
-                let par = pool.as_ref().map(|p| (p, t));
-                match par {
-                    Some((pool, t)) => {
-                        pool.install(|| run_steps(plan, arena, inputs, 0, batch, outputs, Some(t)))
-                    }
-                    None => run_steps(plan, arena, inputs, 0, batch, outputs, None),
+                match pool {
+                    Some(pool) => run_team(pool, plan, arena, inputs, batch, outputs),
+                    None => run_steps(plan, arena, inputs, 0, batch, outputs),
                 }
             }
         }
@@ -192,7 +190,6 @@ fn run_groups(
             image0 + j * group,
             n,
             std::slice::from_mut(&mut y),
-            None,
         );
     }
 }
@@ -238,8 +235,7 @@ fn range(b: &Buffer, batch: usize) -> Range<usize> {
 }
 
 /// Runs every step on images `image0..image0 + batch` of the inputs, with `arena` holding that many
-/// images, and writes the outputs (each exactly `batch` images). `par`: split convolutions among
-/// this many threads of the current rayon pool.
+/// images, and writes the outputs (each exactly `batch` images), on this thread.
 fn run_steps(
     plan: &CpuPlan,
     arena: &mut [f32],
@@ -247,7 +243,6 @@ fn run_steps(
     image0: usize,
     batch: usize,
     outputs: &mut [&mut [f32]],
-    par: Option<usize>,
 ) {
     for step in &plan.steps {
         let out_range = range(&plan.buffers[step.output], batch);
@@ -272,8 +267,20 @@ fn run_steps(
                 }
             }
         };
-        run_step(plan, step, &read, out, par);
+        run_step(plan, step, &read, out);
     }
+    copy_outputs(plan, arena, inputs, image0, batch, outputs);
+}
+
+/// Copies the plan's outputs for images `image0..image0 + batch` out of `arena` (or the inputs).
+fn copy_outputs(
+    plan: &CpuPlan,
+    arena: &[f32],
+    inputs: &[&[f32]],
+    image0: usize,
+    batch: usize,
+    outputs: &mut [&mut [f32]],
+) {
     for (y, (port, id)) in outputs.iter_mut().zip(&plan.outputs) {
         let b = &plan.buffers[*id];
         let src = match b.loc {
@@ -285,13 +292,159 @@ fn run_steps(
     }
 }
 
-fn run_step<'a>(
+/// Runs every step with all the pool's threads as one team: each thread walks the whole plan,
+/// computes its share of every convolution ([`kernels::conv_member`]; the small steps fall to
+/// thread 0) and waits for the others at a spinning barrier before the next step. One wake-up per
+/// run instead of a fork and join per convolution, and Winograd tiles shared out with all their
+/// channel blocks, so each input tile is transformed once (splitting by output rows transformed
+/// it once per channel block a thread took).
+fn run_team(
+    pool: &rayon::ThreadPool,
     plan: &CpuPlan,
-    step: &Step,
-    read: &dyn Fn(usize) -> &'a [f32],
-    out: &mut [f32],
-    par: Option<usize>,
+    arena: &mut [f32],
+    inputs: &[&[f32]],
+    batch: usize,
+    outputs: &mut [&mut [f32]],
 ) {
+    let members = pool.current_num_threads();
+    let barrier = SpinBarrier::new(members);
+    let shared = SharedArena {
+        ptr: arena.as_mut_ptr(),
+        len: arena.len(),
+    };
+    pool.broadcast(|ctx| {
+        // The whole struct, not its fields (`*mut f32` is not `Sync`; `SharedArena` is).
+        let shared = &shared;
+        let member = ctx.index();
+        // If this member panics, the others stop waiting for it (and the broadcast re-raises).
+        let _abandon = barrier.abandon_on_panic();
+        for step in &plan.steps {
+            let out = range(&plan.buffers[step.output], batch);
+            assert!(out.end <= shared.len);
+            let read = |id: usize| -> &[f32] {
+                let b = &plan.buffers[id];
+                match b.loc {
+                    Loc::Input(k) => &inputs[k][..batch * b.floats],
+                    Loc::Arena(_) => {
+                        let r = range(b, batch);
+                        assert!(
+                            r.end <= out.start || r.start >= out.end,
+                            "memory plan: step '{}' reads a buffer that overlaps its output",
+                            step.node
+                        );
+                        assert!(r.end <= shared.len);
+                        // SAFETY: inside the arena (above), and no member writes this buffer
+                        // during the step: the step's output is the only buffer written, and
+                        // it does not overlap (above).
+                        unsafe { std::slice::from_raw_parts(shared.ptr.add(r.start), r.len()) }
+                    }
+                }
+            };
+            match &step.kernel {
+                Kernel::Conv(k) => {
+                    let res = step.inputs.get(1).map(|&r| read(r));
+                    // SAFETY: the output range lies in the arena (asserted above); each member
+                    // writes only its own share of it, no one reads it during the step, and the
+                    // barrier orders this step's writes before the next step's reads.
+                    unsafe {
+                        kernels::conv_member(
+                            plan.isa,
+                            k,
+                            read(step.inputs[0]),
+                            res,
+                            shared.ptr.add(out.start),
+                            out.len(),
+                            member,
+                            members,
+                        )
+                    }
+                }
+                _ if member == 0 => {
+                    // SAFETY: as for a convolution, with member 0 the only writer.
+                    let out = unsafe {
+                        std::slice::from_raw_parts_mut(shared.ptr.add(out.start), out.len())
+                    };
+                    run_step(plan, step, &read, out);
+                }
+                _ => {}
+            }
+            if !barrier.wait() {
+                return;
+            }
+        }
+    });
+    copy_outputs(plan, arena, inputs, 0, batch, outputs);
+}
+
+/// The arena as the team's members see it: a pointer every member reads and writes through, each
+/// to its own part of a step's output.
+struct SharedArena {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: the members' accesses are disjoint within a step and ordered across steps by the
+// barrier (see `run_team`).
+unsafe impl Sync for SharedArena {}
+
+/// A barrier that spins (then yields) rather than sleeping: the steps it separates take tens of
+/// microseconds, less than a sleeping thread takes to wake.
+struct SpinBarrier {
+    members: usize,
+    arrived: AtomicUsize,
+    generation: AtomicUsize,
+    abandoned: AtomicBool,
+}
+
+impl SpinBarrier {
+    fn new(members: usize) -> SpinBarrier {
+        SpinBarrier {
+            members,
+            arrived: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+            abandoned: AtomicBool::new(false),
+        }
+    }
+
+    /// Waits until every member has arrived; false if a member panicked instead.
+    fn wait(&self) -> bool {
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.members {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+            return !self.abandoned.load(Ordering::Acquire);
+        }
+        let mut spins = 0u32;
+        while self.generation.load(Ordering::Acquire) == generation {
+            if self.abandoned.load(Ordering::Acquire) {
+                return false;
+            }
+            if spins < 1 << 14 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                // A member is descheduled (an oversubscribed machine): let it run.
+                std::thread::yield_now();
+            }
+        }
+        !self.abandoned.load(Ordering::Acquire)
+    }
+
+    /// A guard that releases the other members if this one unwinds.
+    fn abandon_on_panic(&self) -> impl Drop + '_ {
+        struct Guard<'b>(&'b SpinBarrier);
+        impl Drop for Guard<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.abandoned.store(true, Ordering::Release);
+                }
+            }
+        }
+        Guard(self)
+    }
+}
+
+fn run_step<'a>(plan: &CpuPlan, step: &Step, read: &dyn Fn(usize) -> &'a [f32], out: &mut [f32]) {
     let x = read(step.inputs[0]);
     match &step.kernel {
         Kernel::ToBlocked(b) => kernels::to_blocked(x, out, *b),
@@ -300,47 +453,7 @@ fn run_step<'a>(
         Kernel::Gemm(g) => kernels::gemm(x, out, g),
         Kernel::Conv(k) => {
             let res = step.inputs.get(1).map(|&r| read(r));
-            let row_len = k.out.wp() * BLOCK;
-            let rows = out.len() / row_len;
-            match par {
-                Some(t) if rows > 1 => {
-                    // Two chunks per thread even out the rows that are only halo; more cost more in
-                    // joins than they gain (resnet56, batch 1, 2 threads: best 1.06 ms with 2 per
-                    // thread, 1.34 with 1, 1.52 with 4, 1.63 with 8).
-                    let tasks = 2 * t;
-                    split_rows(plan.isa, k, x, res, out, 0, (rows, tasks), 0..tasks);
-                }
-                _ => kernels::conv_rows(plan.isa, k, x, res, out, 0),
-            }
+            kernels::conv_rows(plan.isa, k, x, res, out, 0)
         }
     }
-}
-
-/// Computes the convolution rows in `out` (starting at row `first`) as the tasks `tasks` of the
-/// `whole.1` that [`kernels::row_cut`] cuts all `whole.0` rows into, halving the task range with
-/// `rayon::join` (no allocation per step).
-#[allow(clippy::too_many_arguments)]
-fn split_rows(
-    isa: crate::Isa,
-    k: &crate::plan::ConvKernel,
-    x: &[f32],
-    res: Option<&[f32]>,
-    out: &mut [f32],
-    first: usize,
-    whole: (usize, usize),
-    tasks: Range<usize>,
-) {
-    let row_len = k.out.wp() * BLOCK;
-    if tasks.len() <= 1 {
-        kernels::conv_rows(isa, k, x, res, out, first);
-        return;
-    }
-    let mid = tasks.start + tasks.len() / 2;
-    let end = first + out.len() / row_len;
-    let cut = kernels::row_cut(k, whole.0, whole.1, mid).clamp(first, end);
-    let (a, b) = out.split_at_mut((cut - first) * row_len);
-    rayon::join(
-        || split_rows(isa, k, x, res, a, first, whole, tasks.start..mid),
-        || split_rows(isa, k, x, res, b, cut, whole, mid..tasks.end),
-    );
 }

@@ -75,7 +75,12 @@ unsafe fn strip<S: Lanes16, const P: usize, const SW: usize>(
         let bias = S::load(a.bias.as_ptr());
         let o = out.as_mut_ptr().add(rep * a.reps.out);
         for (q, acc) in acc.iter().enumerate() {
-            let res = a.res.map(|(r, stride)| r.as_ptr().add(q * stride));
+            // (A `match`, not `Option::map`: closures are not inlined into target-feature code.)
+            #[allow(clippy::manual_map)]
+            let res = match a.res {
+                Some((r, stride)) => Some(r.as_ptr().add(q * stride)),
+                None => None,
+            };
             finish(o.add(q * BLOCK), *acc, bias, res, a.post);
         }
     }

@@ -10,6 +10,7 @@
 //! only in arithmetic and strip width.
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 use crate::plan::{Block, ConvKernel, GemmKernel, Post, ResidualRead2, BLOCK};
 use crate::Isa;
@@ -18,6 +19,7 @@ mod direct;
 mod simd;
 mod winograd;
 
+use winograd::Out;
 pub(crate) use winograd::{transform_weights, Form};
 
 /// The widest strip of output pixels any micro-kernel computes at once.
@@ -144,8 +146,8 @@ pub(crate) fn strips(w: usize, max: usize) -> impl Iterator<Item = (usize, usize
 /// Computes the output rows `first_row..first_row + out.len() / row_len` of a convolution over a
 /// batch: row `g` is padded row `g % hp` of output plane `g / hp` (plane = image × channel block),
 /// halo rows and columns are written as zeros. `x` and `res` hold the whole batch. Kernels with a
-/// Winograd form compute whole rows of m×m tiles (starting at a multiple of m, all m rows in `out`)
-/// that way, and the other rows directly.
+/// Winograd form take whole images (the rows of m×m tiles that way, any rows below them directly);
+/// threads share one through [`conv_member`].
 pub(crate) fn conv_rows(
     isa: Isa,
     k: &ConvKernel,
@@ -154,11 +156,144 @@ pub(crate) fn conv_rows(
     out: &mut [f32],
     first_row: usize,
 ) {
+    with_scratch(|scratch| conv_rows_with(isa, k, x, res, out, first_row, scratch));
+}
+
+/// Runs `f` with this thread's Winograd scratch (transformed input tiles), grown to the largest
+/// convolution the thread has run.
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
     thread_local! {
-        /// Winograd's transformed input tiles, grown to the largest convolution this thread has run.
         static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     }
-    SCRATCH.with(|cell| conv_rows_with(isa, k, x, res, out, first_row, &mut cell.borrow_mut()));
+    SCRATCH.with(|cell| f(&mut cell.borrow_mut()))
+}
+
+/// Member `member` of a team of `members` threads computing one convolution over a batch together,
+/// each writing its own part of `out` (the whole batch's output) while the others write theirs.
+/// A Winograd convolution is shared out by rows of tiles, every channel block of a row of tiles
+/// computed by one member, so each input tile is transformed once; a direct one by output rows.
+///
+/// # Safety
+/// `out..out + out_len` is the convolution's output, valid for writes, and for the duration of the
+/// call nothing but the team's members (with the same `members`, each `member` once) reads or
+/// writes it, nor writes `x` or `res`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn conv_member(
+    isa: Isa,
+    k: &ConvKernel,
+    x: &[f32],
+    res: Option<&[f32]>,
+    out: *mut f32,
+    out_len: usize,
+    member: usize,
+    members: usize,
+) {
+    let ob = k.out;
+    let row_len = ob.wp() * BLOCK;
+    let img_len = k.ocb * ob.hp() * row_len;
+    let share = |n: usize| n * member / members..n * (member + 1) / members;
+    match &k.winograd {
+        Some(w) => {
+            let m = w.form.m();
+            let tile_rows = share(ob.h / m);
+            let images = out_len / img_len;
+            with_scratch(|scratch| {
+                for n in 0..images {
+                    // SAFETY: the members' tile rows are disjoint, and `image_tiles` writes only
+                    // those rows of image `n`, plus the halo rows of member 0 (top) and of the last
+                    // member (bottom, and any rows below the last row of tiles).
+                    let mut img = unsafe { Out::from_raw(out.add(n * img_len), img_len) };
+                    let oys = tile_rows.start * m..tile_rows.end * m;
+                    let edges = (member == 0, member + 1 == members);
+                    image_tiles(isa, k, x, res, n, &mut img, oys, edges, scratch);
+                }
+            });
+        }
+        None => {
+            let rows = share(out_len / row_len);
+            // SAFETY: the members' rows are disjoint.
+            let mine = unsafe {
+                std::slice::from_raw_parts_mut(out.add(rows.start * row_len), rows.len() * row_len)
+            };
+            conv_rows(isa, k, x, res, mine, rows.start);
+        }
+    }
+}
+
+/// Image `n`'s output rows `oys` (whole rows of Winograd tiles) of every channel block through
+/// `img` (the image's output), each chunk of tiles transformed once for all channel blocks, with
+/// the halo columns of those rows. `edges.0`: also the top halo rows; `edges.1`: also the bottom
+/// ones, and the rows below the last row of tiles (computed directly).
+#[allow(clippy::too_many_arguments)]
+fn image_tiles(
+    isa: Isa,
+    k: &ConvKernel,
+    x: &[f32],
+    res: Option<&[f32]>,
+    n: usize,
+    img: &mut Out,
+    oys: Range<usize>,
+    edges: (bool, bool),
+    scratch: &mut Vec<f32>,
+) {
+    let ob = k.out;
+    let (hp, row_len) = (ob.hp(), ob.wp() * BLOCK);
+    let x_img = &x[n * k.input.floats()..][..k.input.floats()];
+    let r_len = k.residual.as_ref().map_or(0, |r| r.block.floats());
+    let r_img: &[f32] = match res {
+        Some(res) if r_len > 0 => &res[n * r_len..][..r_len],
+        _ => &[],
+    };
+    let m = k.winograd.as_ref().map_or(1, |w| w.form.m());
+    let whole = ob.h - ob.h % m;
+    for cb in 0..k.ocb {
+        let mut zero_row = |r: usize| img.at((cb * hp + r) * row_len, row_len).fill(0.0);
+        if edges.0 {
+            (0..ob.halo).for_each(&mut zero_row);
+        }
+        if edges.1 {
+            (ob.halo + ob.h..hp).for_each(&mut zero_row);
+        }
+        for oy in oys.clone() {
+            let row = img.at((cb * hp + ob.halo + oy) * row_len, row_len);
+            row[..ob.halo * BLOCK].fill(0.0);
+            row[(ob.halo + ob.w) * BLOCK..].fill(0.0);
+        }
+    }
+    let args = winograd::TileArgs {
+        isa,
+        k,
+        x_img,
+        r_img,
+    };
+    let map = winograd::RowMap {
+        base: (ob.halo + oys.start) * row_len,
+        plane: hp * row_len,
+        row: row_len,
+    };
+    let mut gathered = [0f32; 2 * MAX_P * BLOCK];
+    winograd::tiles(&args, 0..k.ocb, oys, img, map, &mut gathered, scratch);
+    if edges.1 {
+        let (max, fns) = strip_fns(isa, k);
+        for oy in whole..ob.h {
+            for cb in 0..k.ocb {
+                let row = img.at((cb * hp + ob.halo + oy) * row_len, row_len);
+                row[..ob.halo * BLOCK].fill(0.0);
+                row[(ob.halo + ob.w) * BLOCK..].fill(0.0);
+                direct_row(k, &fns, max, x_img, r_img, cb, oy, row, &mut gathered);
+            }
+        }
+    }
+}
+
+/// `isa`'s widest strip, and its strip functions for the widths `k`'s output rows are cut into.
+fn strip_fns(isa: Isa, k: &ConvKernel) -> (usize, [Option<StripFn>; MAX_P + 1]) {
+    let max = max_strip(isa);
+    let mut fns: [Option<StripFn>; MAX_P + 1] = [None; MAX_P + 1];
+    for (_, p) in strips(k.out.w, max) {
+        fns[p] = Some(strip_fn(isa, p, k.sw));
+    }
+    (max, fns)
 }
 
 fn conv_rows_with(
@@ -175,62 +310,31 @@ fn conv_rows_with(
     let row_len = ob.wp() * BLOCK;
     let x_img_len = k.input.floats();
     let res_img_len = k.residual.as_ref().map_or(0, |r| r.block.floats());
-    let max = max_strip(isa);
-    // Strip functions for this row width, looked up once.
-    let mut fns: [Option<StripFn>; MAX_P + 1] = [None; MAX_P + 1];
-    for (_, p) in strips(ob.w, max) {
-        fns[p] = Some(strip_fn(isa, p, k.sw));
-    }
+    let (max, fns) = strip_fns(isa, k);
     let mut gathered = [0f32; 2 * MAX_P * BLOCK];
     let rows = out.len() / row_len;
     let img_rows = k.ocb * hp;
-    if k.winograd.is_some() && first_row.is_multiple_of(img_rows) && rows.is_multiple_of(img_rows) {
-        // Whole images: each chunk of tiles is transformed once for all output channel blocks.
+    if k.winograd.is_some() {
+        assert!(
+            first_row.is_multiple_of(img_rows) && rows.is_multiple_of(img_rows),
+            "a Winograd convolution is computed by whole images (or by `conv_member`)"
+        );
+        // Each chunk of tiles is transformed once for all output channel blocks.
+        let m = k.winograd.as_ref().map_or(1, |w| w.form.m());
         for (j, img) in out.chunks_exact_mut(img_rows * row_len).enumerate() {
             let n = first_row / img_rows + j;
-            let x_img = &x[n * x_img_len..][..x_img_len];
-            let r_img: &[f32] = match res {
-                Some(res) if res_img_len > 0 => &res[n * res_img_len..][..res_img_len],
-                _ => &[],
-            };
-            for (r, row) in img.chunks_exact_mut(row_len).enumerate() {
-                let r = r % hp;
-                if r < ob.halo || r >= ob.halo + ob.h {
-                    row.fill(0.0);
-                } else {
-                    row[..ob.halo * BLOCK].fill(0.0);
-                    row[(ob.halo + ob.w) * BLOCK..].fill(0.0);
-                }
-            }
-            let args = winograd::TileArgs {
+            let oys = 0..ob.h - ob.h % m;
+            image_tiles(
                 isa,
                 k,
-                x_img,
-                r_img,
-            };
-            let map = winograd::RowMap {
-                base: ob.halo * row_len,
-                plane: hp * row_len,
-                row: row_len,
-            };
-            let m = k.winograd.as_ref().map_or(1, |w| w.form.m());
-            let whole = ob.h - ob.h % m;
-            winograd::tiles(&args, 0..k.ocb, 0..whole, img, map, &mut gathered, scratch);
-            for oy in whole..ob.h {
-                for (cb, plane) in img.chunks_exact_mut(hp * row_len).enumerate() {
-                    direct_row(
-                        k,
-                        &fns,
-                        max,
-                        x_img,
-                        r_img,
-                        cb,
-                        oy,
-                        &mut plane[(ob.halo + oy) * row_len..][..row_len],
-                        &mut gathered,
-                    );
-                }
-            }
+                x,
+                res,
+                n,
+                &mut Out::new(img),
+                oys,
+                (true, true),
+                scratch,
+            );
         }
         return;
     }
@@ -251,51 +355,12 @@ fn conv_rows_with(
             Some(res) if res_img_len > 0 => &res[n * res_img_len..][..res_img_len],
             _ => &[],
         };
-        // As many whole rows of Winograd tiles of this plane as lie in `out` from here.
-        let m = k.winograd.as_ref().map_or(1, |w| w.form.m());
-        let tile_rows = (rows - i).min(ob.h - oy) / m * m;
-        if k.winograd.is_some() && oy.is_multiple_of(m) && tile_rows > 0 {
-            for row in out[i * row_len..][..tile_rows * row_len].chunks_exact_mut(row_len) {
-                row[..ob.halo * BLOCK].fill(0.0);
-                row[(ob.halo + ob.w) * BLOCK..].fill(0.0);
-            }
-            let args = winograd::TileArgs {
-                isa,
-                k,
-                x_img,
-                r_img,
-            };
-            let map = winograd::RowMap {
-                base: i * row_len,
-                plane: 0,
-                row: row_len,
-            };
-            let oys = oy..oy + tile_rows;
-            winograd::tiles(&args, cb..cb + 1, oys, out, map, &mut gathered, scratch);
-            i += tile_rows;
-            continue;
-        }
         let row = &mut out[i * row_len..][..row_len];
         row[..ob.halo * BLOCK].fill(0.0);
         row[(ob.halo + ob.w) * BLOCK..].fill(0.0);
         direct_row(k, &fns, max, x_img, r_img, cb, oy, row, &mut gathered);
         i += 1;
     }
-}
-
-/// Where task `t` of `tasks` near-equal ranges of `rows` output rows of `k` (counted as in
-/// [`conv_rows`]) starts, for threads to share a convolution. A cut never falls inside a row of
-/// Winograd tiles, so every tile is computed as one.
-pub(crate) fn row_cut(k: &ConvKernel, rows: usize, tasks: usize, t: usize) -> usize {
-    let (hp, halo) = (k.out.hp(), k.out.halo);
-    let b = rows * t / tasks;
-    let r = b % hp;
-    let into_tile = match &k.winograd {
-        Some(w) if r > halo && r < halo + k.out.h => (r - halo) % w.form.m(),
-        _ => 0,
-    };
-    let m = k.winograd.as_ref().map_or(1, |w| w.form.m());
-    (b + (m - into_tile) % m).min(rows)
 }
 
 /// One output row of one channel block, computed directly.

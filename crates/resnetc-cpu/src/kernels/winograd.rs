@@ -20,6 +20,7 @@
 //! error is several times larger; `tests/kernels.rs` bounds both against the reference, and the
 //! whole-model tests hold the pretrained networks to PyTorch's top-1 and logits with it on.
 
+use std::marker::PhantomData;
 use std::ops::Range;
 
 #[cfg(target_arch = "aarch64")]
@@ -107,8 +108,48 @@ pub(crate) fn transform_weights(w: &[f32], cout: usize, cin: usize, form: Form) 
     u
 }
 
+/// The output a kernel writes into: a pointer and a length rather than a slice, so that the threads
+/// of a team (`kernels::conv_member`) can each write their own rows of the same planes at once.
+pub(crate) struct Out<'a> {
+    ptr: *mut f32,
+    len: usize,
+    _out: PhantomData<&'a mut [f32]>,
+}
+
+impl<'a> Out<'a> {
+    /// All of `out`, held exclusively.
+    pub(crate) fn new(out: &'a mut [f32]) -> Out<'a> {
+        Out {
+            ptr: out.as_mut_ptr(),
+            len: out.len(),
+            _out: PhantomData,
+        }
+    }
+
+    /// `len` floats at `ptr`.
+    ///
+    /// # Safety
+    /// `ptr..ptr + len` is valid for reads and writes for `'a`, and for as long as the result
+    /// lives, nothing else reads or writes the floats written through it.
+    pub(crate) unsafe fn from_raw(ptr: *mut f32, len: usize) -> Out<'a> {
+        Out {
+            ptr,
+            len,
+            _out: PhantomData,
+        }
+    }
+
+    /// The `n` floats at `at`. Panics past the end.
+    pub(crate) fn at(&mut self, at: usize, n: usize) -> &mut [f32] {
+        assert!(at.checked_add(n).is_some_and(|end| end <= self.len));
+        // SAFETY: in bounds (above); `new` and `from_raw` make the floats this one's to write, and
+        // the `&mut self` borrow keeps two such slices of one `Out` from coexisting.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(at), n) }
+    }
+}
+
 /// Where [`tiles`] writes: output row `oy` of channel block `cb` starts at
-/// `base + (cb - cbs.start)·plane + (oy - oys.start)·row` in its `out` slice.
+/// `base + (cb - cbs.start)·plane + (oy - oys.start)·row` in its `out`.
 #[derive(Clone, Copy)]
 pub(super) struct RowMap {
     pub base: usize,
@@ -133,7 +174,7 @@ pub(super) fn tiles(
     a: &TileArgs,
     cbs: Range<usize>,
     oys: Range<usize>,
-    out: &mut [f32],
+    out: &mut Out,
     map: RowMap,
     gathered: &mut [f32; 2 * MAX_P * BLOCK],
     v: &mut Vec<f32>,
@@ -146,7 +187,7 @@ pub(super) fn tiles(
                 a: &TileArgs,
                 cbs: Range<usize>,
                 oys: Range<usize>,
-                out: &mut [f32],
+                out: &mut Out,
                 map: RowMap,
                 gathered: &mut [f32; 2 * MAX_P * BLOCK],
                 v: &mut Vec<f32>,
@@ -250,7 +291,7 @@ fn tiles_impl<S: Lanes16>(
     a: &TileArgs,
     cbs: Range<usize>,
     oys: Range<usize>,
-    out: &mut [f32],
+    out: &mut Out,
     map: RowMap,
     gathered: &mut [f32; 2 * MAX_P * BLOCK],
     v: &mut Vec<f32>,
@@ -272,7 +313,7 @@ fn tiles_form<T: Transform, S: Lanes16>(
     u: &[f32],
     cbs: Range<usize>,
     oys: Range<usize>,
-    out: &mut [f32],
+    out: &mut Out,
     map: RowMap,
     gathered: &mut [f32; 2 * MAX_P * BLOCK],
     v: &mut Vec<f32>,
@@ -399,7 +440,7 @@ fn tiles_form<T: Transform, S: Lanes16>(
                             (&r_img[off..], stride)
                         }
                     });
-                    let dst = &mut out[row + (ob.halo + ox) * BLOCK..][..m_side * BLOCK];
+                    let dst = out.at(row + (ob.halo + ox) * BLOCK, m_side * BLOCK);
                     if let Some((r, stride)) = res {
                         assert!((m_side - 1) * stride + BLOCK <= r.len());
                     }
