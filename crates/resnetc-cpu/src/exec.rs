@@ -457,3 +457,47 @@ fn run_step<'a>(plan: &CpuPlan, step: &Step, read: &dyn Fn(usize) -> &'a [f32], 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No member passes a barrier before all have arrived: each round's count is complete when
+    /// anyone reads it after the barrier.
+    #[test]
+    fn the_barrier_holds_every_member_until_all_arrive() {
+        let (members, rounds) = (4, 200);
+        let barrier = SpinBarrier::new(members);
+        let arrived: Vec<AtomicUsize> = (0..rounds).map(|_| AtomicUsize::new(0)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..members {
+                s.spawn(|| {
+                    for count in &arrived {
+                        count.fetch_add(1, Ordering::Relaxed);
+                        assert!(barrier.wait());
+                        assert_eq!(count.load(Ordering::Relaxed), members);
+                    }
+                });
+            }
+        });
+    }
+
+    /// A member that panics releases the others instead of leaving them spinning forever.
+    #[test]
+    fn a_panicking_member_releases_the_others() {
+        let barrier = SpinBarrier::new(3);
+        let released = std::thread::scope(|s| {
+            let waiters: Vec<_> = (0..2).map(|_| s.spawn(|| barrier.wait())).collect();
+            let failing = s.spawn(|| {
+                let _abandon = barrier.abandon_on_panic();
+                panic!("a member fails");
+            });
+            assert!(failing.join().is_err());
+            waiters
+                .into_iter()
+                .map(|w| w.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(released, [false, false]);
+    }
+}
