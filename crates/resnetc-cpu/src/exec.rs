@@ -4,9 +4,10 @@
 //! Two ways to use threads. With at least as many images as threads (and an even split, or at least
 //! four images per thread) the batch is divided among the threads, each running the whole network
 //! over its images [`GROUP`] at a time in an arena of its own, so the group's activations stay in
-//! that core's cache and each layer's weights serve the whole group. Otherwise (batch 1, say) every
-//! convolution is split into contiguous ranges of output rows that the threads compute together,
-//! with a barrier between steps.
+//! that core's cache and each layer's weights serve the whole group. Otherwise (batch 1, say) the
+//! threads run as one team through every step ([`run_team`]), sharing each convolution (Winograd
+//! ones by rows of tiles, with all their channel blocks) and meeting at a spinning barrier between
+//! steps; the result equals one thread's to the bit.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

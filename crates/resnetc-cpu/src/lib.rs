@@ -15,8 +15,8 @@
 //! by default where it measured faster ([`Isa::default_winograd`]; [`CpuOptions::winograd`] overrides).
 //!
 //! Threads ([`Session`]): a large batch is split among threads, each taking its images through the
-//! network four at a time in its own arena; a small one (batch 1) splits every convolution's output
-//! rows instead.
+//! network four at a time in its own arena; with a small one (batch 1) the threads run as a team,
+//! sharing every convolution.
 //!
 //! Numerics: sums run in a different order than the reference executor's and the SIMD kernels fuse
 //! multiply and add, so results match the reference within a relative tolerance, not bit for bit
