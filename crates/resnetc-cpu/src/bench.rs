@@ -1,4 +1,4 @@
-//! [`bench`]: how fast a plan runs here, for `resnetc bench` and the comparison script.
+//! [`bench()`]: how fast a plan runs here, for `resnetc bench` and the comparison script.
 
 use std::time::Instant;
 

@@ -22,7 +22,7 @@ pub fn tensor_summary(t: &Tensor) -> String {
     }
 }
 
-/// Dumps `graph`; `info` (from [`crate::validate`]) adds each value's type.
+/// Dumps `graph`; `info` (from [`crate::validate()`]) adds each value's type.
 pub fn dump(graph: &Graph, info: Option<&GraphInfo>) -> String {
     let order = match info {
         Some(i) => i.order.clone(),

@@ -2,7 +2,7 @@
 //!
 //! One graph IR ([`Graph`]) that every front end produces and every back end consumes, with a closed op
 //! set ([`Op`]), dense tensors ([`Tensor`]), shapes whose batch dimension may be symbolic ([`Dim`]), a
-//! validator that also infers types ([`validate`]) and a deterministic text dump ([`dump`]).
+//! validator that also infers types ([`validate()`]) and a deterministic text dump ([`dump()`]).
 //!
 //! This crate knows nothing of ONNX, protobuf, the command line or any accelerator.
 

@@ -1,5 +1,5 @@
 //! ONNX front and back end: the protobuf schema (`schemas/onnx.proto`, compiled at build time by
-//! protox and prost), [`import`] from a `ModelProto` into resnetc's IR, and [`export`] back.
+//! protox and prost), [`import`] from a `ModelProto` into resnetc's IR, and [`export()`] back.
 
 pub mod error;
 mod expand;
