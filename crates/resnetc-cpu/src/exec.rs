@@ -250,22 +250,10 @@ fn run_steps(
         let (before, rest) = arena.split_at_mut(out_range.start);
         let (out, after) = rest.split_at_mut(out_range.len());
         let read = |id: usize| -> &[f32] {
-            let b = &plan.buffers[id];
-            match b.loc {
-                Loc::Input(k) => &inputs[k][image0 * b.floats..(image0 + batch) * b.floats],
-                Loc::Arena(_) => {
-                    let r = range(b, batch);
-                    if r.end <= out_range.start {
-                        &before[r]
-                    } else {
-                        assert!(
-                            r.start >= out_range.end,
-                            "memory plan: step '{}' reads a buffer that overlaps its output",
-                            step.node
-                        );
-                        &after[r.start - out_range.end..r.end - out_range.end]
-                    }
-                }
+            match locate(plan, step, id, inputs, image0, batch, &out_range) {
+                Place::Input(x) => x,
+                Place::Arena(r) if r.end <= out_range.start => &before[r],
+                Place::Arena(r) => &after[r.start - out_range.end..r.end - out_range.end],
             }
         };
         run_step(plan, step, &read, out);
@@ -285,11 +273,50 @@ fn copy_outputs(
     for (y, (port, id)) in outputs.iter_mut().zip(&plan.outputs) {
         let b = &plan.buffers[*id];
         let src = match b.loc {
-            Loc::Input(k) => &inputs[k][image0 * b.floats..(image0 + batch) * b.floats],
+            Loc::Input(k) => input_images(inputs[k], b, image0, batch),
             Loc::Arena(_) => &arena[range(b, batch)],
         };
         debug_assert_eq!(port.floats, b.floats);
         y.copy_from_slice(src);
+    }
+}
+
+/// Images `image0..image0 + batch` of graph input `x`, which buffer `b` stands for.
+fn input_images<'a>(x: &'a [f32], b: &Buffer, image0: usize, batch: usize) -> &'a [f32] {
+    &x[image0 * b.floats..(image0 + batch) * b.floats]
+}
+
+/// Where a step reads buffer `id` from.
+enum Place<'a> {
+    /// Images of a graph input.
+    Input(&'a [f32]),
+    /// A range of the arena, apart from the step's output.
+    Arena(Range<usize>),
+}
+
+/// Where `step` reads buffer `id` for images `image0..image0 + batch`; panics if the memory plan put
+/// it over `out`, the step's output range.
+fn locate<'a>(
+    plan: &CpuPlan,
+    step: &Step,
+    id: usize,
+    inputs: &[&'a [f32]],
+    image0: usize,
+    batch: usize,
+    out: &Range<usize>,
+) -> Place<'a> {
+    let b = &plan.buffers[id];
+    match b.loc {
+        Loc::Input(k) => Place::Input(input_images(inputs[k], b, image0, batch)),
+        Loc::Arena(_) => {
+            let r = range(b, batch);
+            assert!(
+                r.end <= out.start || r.start >= out.end,
+                "memory plan: step '{}' reads a buffer that overlaps its output",
+                step.node
+            );
+            Place::Arena(r)
+        }
     }
 }
 
@@ -323,20 +350,13 @@ fn run_team(
             let out = range(&plan.buffers[step.output], batch);
             assert!(out.end <= shared.len);
             let read = |id: usize| -> &[f32] {
-                let b = &plan.buffers[id];
-                match b.loc {
-                    Loc::Input(k) => &inputs[k][..batch * b.floats],
-                    Loc::Arena(_) => {
-                        let r = range(b, batch);
-                        assert!(
-                            r.end <= out.start || r.start >= out.end,
-                            "memory plan: step '{}' reads a buffer that overlaps its output",
-                            step.node
-                        );
+                match locate(plan, step, id, inputs, 0, batch, &out) {
+                    Place::Input(x) => x,
+                    Place::Arena(r) => {
                         assert!(r.end <= shared.len);
                         // SAFETY: inside the arena (above), and no member writes this buffer
                         // during the step: the step's output is the only buffer written, and
-                        // it does not overlap (above).
+                        // `locate` checked that it does not overlap.
                         unsafe { std::slice::from_raw_parts(shared.ptr.add(r.start), r.len()) }
                     }
                 }

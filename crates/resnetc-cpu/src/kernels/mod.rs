@@ -197,15 +197,15 @@ pub(crate) unsafe fn conv_member(
             let m = w.form.m();
             let tile_rows = share(ob.h / m);
             let images = out_len / img_len;
+            let oys = tile_rows.start * m..tile_rows.end * m;
+            let edges = (member == 0, member + 1 == members);
             with_scratch(|scratch| {
                 for n in 0..images {
                     // SAFETY: the members' tile rows are disjoint, and `image_tiles` writes only
                     // those rows of image `n`, plus the halo rows of member 0 (top) and of the last
                     // member (bottom, and any rows below the last row of tiles).
                     let mut img = unsafe { Out::from_raw(out.add(n * img_len), img_len) };
-                    let oys = tile_rows.start * m..tile_rows.end * m;
-                    let edges = (member == 0, member + 1 == members);
-                    image_tiles(isa, k, x, res, n, &mut img, oys, edges, scratch);
+                    image_tiles(isa, k, x, res, n, &mut img, oys.clone(), edges, scratch);
                 }
             });
         }
@@ -266,13 +266,8 @@ fn image_tiles(
         x_img,
         r_img,
     };
-    let map = winograd::RowMap {
-        base: (ob.halo + oys.start) * row_len,
-        plane: hp * row_len,
-        row: row_len,
-    };
     let mut gathered = [0f32; 2 * MAX_P * BLOCK];
-    winograd::tiles(&args, 0..k.ocb, oys, img, map, &mut gathered, scratch);
+    winograd::tiles(&args, oys, img, &mut gathered, scratch);
     if edges.1 {
         let (max, fns) = strip_fns(isa, k);
         for oy in whole..ob.h {
@@ -308,36 +303,36 @@ fn conv_rows_with(
     let ob = k.out;
     let hp = ob.hp();
     let row_len = ob.wp() * BLOCK;
-    let x_img_len = k.input.floats();
-    let res_img_len = k.residual.as_ref().map_or(0, |r| r.block.floats());
-    let (max, fns) = strip_fns(isa, k);
-    let mut gathered = [0f32; 2 * MAX_P * BLOCK];
     let rows = out.len() / row_len;
     let img_rows = k.ocb * hp;
-    if k.winograd.is_some() {
+    if let Some(w) = &k.winograd {
         assert!(
             first_row.is_multiple_of(img_rows) && rows.is_multiple_of(img_rows),
             "a Winograd convolution is computed by whole images (or by `conv_member`)"
         );
         // Each chunk of tiles is transformed once for all output channel blocks.
-        let m = k.winograd.as_ref().map_or(1, |w| w.form.m());
+        let oys = 0..ob.h - ob.h % w.form.m();
         for (j, img) in out.chunks_exact_mut(img_rows * row_len).enumerate() {
             let n = first_row / img_rows + j;
-            let oys = 0..ob.h - ob.h % m;
+            let mut img = Out::new(img);
             image_tiles(
                 isa,
                 k,
                 x,
                 res,
                 n,
-                &mut Out::new(img),
-                oys,
+                &mut img,
+                oys.clone(),
                 (true, true),
                 scratch,
             );
         }
         return;
     }
+    let x_img_len = k.input.floats();
+    let res_img_len = k.residual.as_ref().map_or(0, |r| r.block.floats());
+    let (max, fns) = strip_fns(isa, k);
+    let mut gathered = [0f32; 2 * MAX_P * BLOCK];
     let mut i = 0;
     while i < rows {
         let g = first_row + i;

@@ -148,15 +148,6 @@ impl<'a> Out<'a> {
     }
 }
 
-/// Where [`tiles`] writes: output row `oy` of channel block `cb` starts at
-/// `base + (cb - cbs.start)·plane + (oy - oys.start)·row` in its `out`.
-#[derive(Clone, Copy)]
-pub(super) struct RowMap {
-    pub base: usize,
-    pub plane: usize,
-    pub row: usize,
-}
-
 /// The operands of [`tiles`] that stay fixed over a convolution.
 pub(super) struct TileArgs<'a> {
     pub isa: Isa,
@@ -165,17 +156,16 @@ pub(super) struct TileArgs<'a> {
     pub r_img: &'a [f32],
 }
 
-/// Output rows `oys` (a multiple of the tile side m of them, starting at a multiple of m) of the
-/// channel blocks `cbs`, halo columns already written. The m×m tiles of that rectangle are taken in
+/// Output rows `oys` (a multiple of the tile side m of them, starting at a multiple of m) of every
+/// channel block, into `out`, the image's blocked output (row `oy` of block `cb` is padded row
+/// `halo + oy` of plane `cb`), halo columns already written. The m×m tiles of those rows are taken in
 /// row-major order, in chunks as wide as the micro-kernel's strip, so a chunk may span several
-/// rows of tiles: each chunk's input is transformed once for all of `cbs`. `v` is scratch, grown as
-/// needed.
+/// rows of tiles: each chunk's input is transformed once for all channel blocks. `v` is scratch,
+/// grown as needed.
 pub(super) fn tiles(
     a: &TileArgs,
-    cbs: Range<usize>,
     oys: Range<usize>,
     out: &mut Out,
-    map: RowMap,
     gathered: &mut [f32; 2 * MAX_P * BLOCK],
     v: &mut Vec<f32>,
 ) {
@@ -185,17 +175,15 @@ pub(super) fn tiles(
             #[target_feature(enable = $feature)]
             unsafe fn run(
                 a: &TileArgs,
-                cbs: Range<usize>,
                 oys: Range<usize>,
                 out: &mut Out,
-                map: RowMap,
                 gathered: &mut [f32; 2 * MAX_P * BLOCK],
                 v: &mut Vec<f32>,
             ) {
-                tiles_impl::<$lanes>(a, cbs, oys, out, map, gathered, v)
+                tiles_impl::<$lanes>(a, oys, out, gathered, v)
             }
             // SAFETY: the plan hands out an `Isa` only where `Isa::resolve` detected its features.
-            unsafe { run(a, cbs, oys, out, map, gathered, v) }
+            unsafe { run(a, oys, out, gathered, v) }
         }};
     }
     match a.isa {
@@ -205,7 +193,7 @@ pub(super) fn tiles(
         Isa::Avx2 => with_features!(Avx2, "avx2,fma"),
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => with_features!(Neon, "neon"),
-        _ => tiles_impl::<Plain>(a, cbs, oys, out, map, gathered, v),
+        _ => tiles_impl::<Plain>(a, oys, out, gathered, v),
     }
 }
 
@@ -289,10 +277,8 @@ impl Transform for F4 {
 #[inline(always)]
 fn tiles_impl<S: Lanes16>(
     a: &TileArgs,
-    cbs: Range<usize>,
     oys: Range<usize>,
     out: &mut Out,
-    map: RowMap,
     gathered: &mut [f32; 2 * MAX_P * BLOCK],
     v: &mut Vec<f32>,
 ) {
@@ -301,20 +287,17 @@ fn tiles_impl<S: Lanes16>(
             .as_ref()
             .expect("tiles is only called for kernels with a Winograd form");
     match w.form {
-        Form::F2 => tiles_form::<F2, S>(a, &w.u, cbs, oys, out, map, gathered, v),
-        Form::F4 => tiles_form::<F4, S>(a, &w.u, cbs, oys, out, map, gathered, v),
+        Form::F2 => tiles_form::<F2, S>(a, &w.u, oys, out, gathered, v),
+        Form::F4 => tiles_form::<F4, S>(a, &w.u, oys, out, gathered, v),
     }
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn tiles_form<T: Transform, S: Lanes16>(
     a: &TileArgs,
     u: &[f32],
-    cbs: Range<usize>,
     oys: Range<usize>,
     out: &mut Out,
-    map: RowMap,
     gathered: &mut [f32; 2 * MAX_P * BLOCK],
     v: &mut Vec<f32>,
 ) {
@@ -328,6 +311,7 @@ fn tiles_form<T: Transform, S: Lanes16>(
     let max = max_strip(isa);
     let in_plane = ib.hp() * ib.wp() * BLOCK;
     let in_row = ib.wp() * BLOCK;
+    let out_row = ob.wp() * BLOCK;
     let zero = [0f32; BLOCK];
     let ublock = icb * BLOCK * BLOCK;
     let need = xi_n * (icb + 1) * max * BLOCK;
@@ -377,7 +361,7 @@ fn tiles_form<T: Transform, S: Lanes16>(
             }
         }
         let f = strip_fn(isa, p, 1);
-        for cb in cbs.clone() {
+        for cb in 0..k.ocb {
             let bias_at = cb * BLOCK;
             assert!(bias_at + BLOCK <= k.bias.len());
             // SAFETY: within the assert; `S`'s target feature is enabled in the caller.
@@ -425,8 +409,7 @@ fn tiles_form<T: Transform, S: Lanes16>(
                         *r = cols[j][dy];
                     }
                     let y = T::at(mr);
-                    let row =
-                        map.base + (cb - cbs.start) * map.plane + (oy + dy - oys.start) * map.row;
+                    let row = (cb * ob.hp() + ob.halo + oy + dy) * out_row;
                     let src = match &k.residual {
                         Some(rk) if !r_img.is_empty() => {
                             residual_source(rk, r_img, cb, oy + dy, ox, m_side, gathered)
