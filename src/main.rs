@@ -485,21 +485,42 @@ fn run(
     Ok(())
 }
 
-/// Times a `.rnc` compiled with `--target cuda` on GPU 0 (device time, CUDA events).
+/// Times a `.rnc` compiled with `--target cuda` on GPU 0: the median device time (CUDA events) of
+/// `iters` runs after a warm-up, transfers excluded.
 fn bench_cuda(m: &resnetc::Model, batch: usize, iters: usize, json: bool) -> Result<()> {
     let (program, images) = cuda_parts(m)?;
     let per_image: usize = program.input.shape.iter().product();
     let x = vec![0.5f32; batch * per_image];
     let mut session = resnetc_cuda::CudaSession::new(&program, &images, 0)?;
     session.upload_input(&x, batch)?;
-    let ms = session.time(batch, 3, iters.max(1))?;
-    let v = serde_json::json!({"device": "cuda", "batch": batch, "threads": 1, "median_ms": ms, "images_per_s": batch as f64 / (ms / 1e3)});
+    session.time(batch, 3, 1)?;
+    let mut runs = (0..iters.max(1))
+        .map(|_| session.time(batch, 0, 1))
+        .collect::<Result<Vec<f64>, _>>()?;
+    runs.sort_by(f64::total_cmp);
+    let ms = runs[runs.len() / 2];
+    let images_per_s = batch as f64 / (ms / 1e3);
+    let gflops = 2.0 * m.stats().macs as f64 * batch as f64 / (ms * 1e6);
+    let gpu = session.device();
     if json {
+        let v = serde_json::json!({
+            "device": "cuda",
+            "gpu": gpu.name,
+            "arch": gpu.arch(),
+            "image": session.image(),
+            "batch": batch,
+            "iters": runs.len(),
+            "median_ms": ms,
+            "images_per_s": images_per_s,
+            "gflops": gflops,
+        });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
-            "cuda batch {batch}: {ms:.3} ms per batch, {:.0} images/s",
-            batch as f64 / (ms / 1e3)
+            "{} ({}, {}): batch {batch}: median {ms:.3} ms, {images_per_s:.0} images/s, {gflops:.0} GFLOP/s",
+            gpu.name,
+            gpu.arch(),
+            session.image()
         );
     }
     Ok(())

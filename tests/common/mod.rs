@@ -2,6 +2,7 @@
 //! resnetc-cuda's tests), running the `resnetc` binary, and how outputs are compared.
 #![allow(dead_code)]
 
+pub mod cuda_host;
 mod models;
 
 use std::path::{Path, PathBuf};
@@ -14,8 +15,17 @@ pub use models::*;
 
 /// Runs the `resnetc` binary in the repository.
 pub fn resnetc(args: &[&str]) -> std::process::Output {
+    resnetc_env(args, std::iter::empty::<(&str, &str)>())
+}
+
+/// Runs the `resnetc` binary in the repository with extra environment variables.
+pub fn resnetc_env<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
+    args: &[&str],
+    env: impl IntoIterator<Item = (K, V)>,
+) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_resnetc"))
         .args(args)
+        .envs(env)
         .current_dir(repo())
         .output()
         .unwrap()

@@ -5,9 +5,13 @@
 #[path = "../../../../tests/common/models.rs"]
 mod models;
 
+#[path = "../../../../tests/common/cuda_host.rs"]
+pub mod cuda_host;
+
 use std::path::PathBuf;
 use std::process::Command;
 
+use cuda_host::{cxx, dispatch_source, emu_dir};
 use resnetc_cuda::{Arg, CudaProgram};
 
 pub use models::*;
@@ -32,25 +36,6 @@ pub struct Emulator {
     exe: PathBuf,
 }
 
-pub fn cxx() -> String {
-    for c in [
-        std::env::var("CXX").unwrap_or_default(),
-        "g++".into(),
-        "c++".into(),
-        "clang++".into(),
-    ] {
-        if !c.is_empty()
-            && Command::new(&c)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        {
-            return c;
-        }
-    }
-    panic!("no C++ compiler found (tried $CXX, g++, c++, clang++): the host emulation tests compile the generated CUDA as C++; install g++ (apt-get install g++)");
-}
-
 impl Emulator {
     /// Writes the program's source with a dispatch table and compiles it with the host compiler;
     /// with `asan` (or `RESNETC_EMU_ASAN` set), under AddressSanitizer, which reports any read or
@@ -59,22 +44,8 @@ impl Emulator {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("emu-{tag}"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("kernels.cu"), &program.source).unwrap();
-        let mut dispatch = String::from("static void dispatch(const std::string& name, const std::vector<void*>& a, int batch) {\n");
-        for k in &program.kernels {
-            let call = if k.ends_with("_conv") {
-                format!("{k}((const float*)a[0], (const float*)a[1], (const float*)a[2], (const float*)a[3], (float*)a[4], batch)")
-            } else if k.ends_with("_head") {
-                format!("{k}((const float*)a[0], (const float*)a[1], (const float*)a[2], (float*)a[3], batch)")
-            } else {
-                panic!("kernel {k} of an unknown kind")
-            };
-            dispatch.push_str(&format!("  if (name == \"{k}\") {{ {call}; return; }}\n"));
-        }
-        dispatch.push_str(
-            "  fprintf(stderr, \"unknown kernel %s\\n\", name.c_str());\n  exit(2);\n}\n",
-        );
-        std::fs::write(dir.join("dispatch.inc"), dispatch).unwrap();
-        let emu = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/emu");
+        std::fs::write(dir.join("dispatch.inc"), dispatch_source(&program.kernels)).unwrap();
+        let emu = emu_dir();
         let exe = dir.join("emu");
         let mut cmd = Command::new(cxx());
         cmd.args(["-std=c++17", "-O2", "-w", "-o"])
