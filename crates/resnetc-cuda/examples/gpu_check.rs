@@ -2,11 +2,15 @@
 //! resnetc's CPU backend, then ResNet-56 timings at batch 1 and 256. `scripts/gpu_check.sh` runs
 //! this and compares the timings with PyTorch.
 //!
-//! `cargo run --release -p resnetc-cuda --example gpu_check -- [--repo DIR] [--shared DIR] [--json FILE] [--tol 1e-3] [--compile-only]`
+//! `cargo run --release -p resnetc-cuda --example gpu_check -- [--repo DIR] [--shared DIR] [--json FILE] [--tol 1e-3] [--compile-only] [--keep DIR] [--quick]`
 //!
 //! `--repo` is the checkout whose `fixtures/` to read (default: the one this was built in, else the
 //! current folder), for a binary built on one machine and run on another. `--compile-only` stops
-//! after generating and compiling every program, and needs no GPU.
+//! after generating and compiling every program, and needs no GPU. `--keep DIR` writes each
+//! distinct program there (`program-NN/`: the source, its kernel names, PTX and cubin per
+//! architecture). `--quick` is a dry run of the whole check: the pretrained models on 8 images,
+//! ResNet-56 timed at batches 1 and 2 with 2 runs each; the tests run it on the fake driver
+//! (`tests/gpu_check_dry_run.rs`), where the timings mean nothing.
 //!
 //! Exits with status 1 when a model is wrong on the GPU, 2 when the GPU or NVRTC is missing.
 
@@ -128,6 +132,33 @@ fn compile_all<'a>(
     Ok(())
 }
 
+/// Writes each distinct program among `programs` to `dir/program-NN/`: `kernels.cu`, `kernels.txt`
+/// (the kernel names, one a line) and `ARCH.ptx` / `ARCH.cubin` for each compiled image.
+fn keep<'a>(
+    dir: &Path,
+    programs: impl IntoIterator<Item = &'a CudaProgram>,
+    cache: &Cache,
+) -> Result<(), Error> {
+    let mut distinct = BTreeMap::new();
+    for p in programs {
+        distinct.entry(p.source.as_str()).or_insert(&p.kernels);
+    }
+    for (i, (source, kernels)) in distinct.into_iter().enumerate() {
+        let d = dir.join(format!("program-{i:02}"));
+        std::fs::create_dir_all(&d)?;
+        std::fs::write(d.join("kernels.cu"), source)?;
+        std::fs::write(d.join("kernels.txt"), kernels.join("\n") + "\n")?;
+        for c in &cache[source] {
+            std::fs::write(d.join(format!("{}.ptx", c.arch)), &c.ptx)?;
+            if let Some(cubin) = &c.cubin {
+                std::fs::write(d.join(format!("{}.cubin", c.arch)), cubin)?;
+            }
+        }
+    }
+    println!("kept the programs in {}", dir.display());
+    Ok(())
+}
+
 fn compiled<'c>(cache: &'c Cache, program: &CudaProgram) -> &'c [Compiled] {
     &cache[&program.source]
 }
@@ -191,6 +222,8 @@ fn run() -> Result<bool, Error> {
     let mut json_out = None;
     let mut tol = 1e-3f32;
     let mut compile_only = false;
+    let mut keep_dir = None;
+    let mut quick = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--repo" => repo = PathBuf::from(args.next().ok_or("--repo needs a folder")?),
@@ -200,6 +233,8 @@ fn run() -> Result<bool, Error> {
             "--json" => json_out = Some(PathBuf::from(args.next().ok_or("--json needs a file")?)),
             "--tol" => tol = args.next().ok_or("--tol needs a number")?.parse()?,
             "--compile-only" => compile_only = true,
+            "--keep" => keep_dir = Some(PathBuf::from(args.next().ok_or("--keep needs a folder")?)),
+            "--quick" => quick = true,
             _ => return Err(format!("unknown argument {a}").into()),
         }
     }
@@ -271,7 +306,7 @@ fn run() -> Result<bool, Error> {
     }
     // Pretrained models: 1000 CIFAR-10 images against PyTorch's logits.
     let cifar = shared.join("data/cifar10/test_first1000.bin");
-    let (images, labels) = resnetc::cifar::read_batch(&cifar, 1000)
+    let (images, labels) = resnetc::cifar::read_batch(&cifar, if quick { 8 } else { 1000 })
         .map_err(|e| format!("{e:#} (pass --shared DIR)"))?;
     let images = images.into_dyn();
     let pretrained = cases.len();
@@ -284,6 +319,7 @@ fn run() -> Result<bool, Error> {
         .map_err(|e| format!("{e:#}"))?
         .iter()
         .copied()
+        .take(images.len() / 3072 * 10)
         .collect();
         let program = generate(&model, None)?;
         cases.push(Case {
@@ -300,7 +336,11 @@ fn run() -> Result<bool, Error> {
     let t = Instant::now();
     let dynamic = generate(r56, None)?;
     let gen_ms = t.elapsed().as_secs_f64() * 1e3;
-    let fixed = [generate(r56, Some(1))?, generate(r56, Some(256))?];
+    let bench_batches = if quick { [1, 2] } else { [1, 256] };
+    let fixed = [
+        generate(r56, Some(bench_batches[0]))?,
+        generate(r56, Some(bench_batches[1]))?,
+    ];
 
     let mut cache = Cache::new();
     compile_all(
@@ -308,12 +348,18 @@ fn run() -> Result<bool, Error> {
         cases.iter().map(|c| &c.program).chain(&fixed),
         &mut cache,
     )?;
-    let Some(dev) = dev else {
-        println!(
-            "compile-only: {} models generated and compiled",
-            cases.len()
-        );
-        return Ok(true);
+    if let Some(dir) = &keep_dir {
+        keep(dir, cases.iter().map(|c| &c.program).chain(&fixed), &cache)?;
+    }
+    let dev = match dev {
+        Some(dev) if !compile_only => dev,
+        _ => {
+            println!(
+                "compile-only: {} models generated and compiled",
+                cases.len()
+            );
+            return Ok(true);
+        }
     };
 
     println!("\n== correctness (max |GPU - expected|, tolerance {tol:e})");
@@ -388,7 +434,11 @@ fn run() -> Result<bool, Error> {
         let batch = program
             .batch
             .ok_or("a batch-specialised program without a batch")?;
-        let iters = if batch == 1 { 500 } else { 100 };
+        let (warmup, iters) = match (quick, batch) {
+            (true, _) => (1, 2),
+            (false, 1) => (20, 500),
+            (false, _) => (20, 100),
+        };
         let mut s = CudaSession::new(program, compiled(&cache, program), 0)?;
         let x: Vec<f32> = images.iter().copied().cycle().take(batch * 3072).collect();
         // Check the specialised program too before timing it.
@@ -401,8 +451,8 @@ fn run() -> Result<bool, Error> {
             )
             .into());
         }
-        let ms_fixed = s.time(batch, 20, iters)?;
-        let ms_dynamic = dyn_session.time(batch, 20, iters)?;
+        let ms_fixed = s.time(batch, warmup, iters)?;
+        let ms_dynamic = dyn_session.time(batch, warmup, iters)?;
         println!(
             "batch {batch:>3}: {ms_fixed:8.3} ms ({:9.0} images/s) specialised; {ms_dynamic:8.3} ms dynamic-batch program",
             batch as f64 / ms_fixed * 1e3
