@@ -1,6 +1,8 @@
 //! Prints the CUDA source resnetc generates for a model and compiles it with NVRTC, with timings.
 //!
-//! `cargo run --release -p resnetc-cuda --example cuda_source -- MODEL.onnx [--batch N] [--arch sm_80] [--quiet]`
+//! `cargo run --release -p resnetc-cuda --example cuda_source -- MODEL.onnx [--batch N] [--arch sm_80] [--quiet] [--ptxas-verbose]`
+//!
+//! `--ptxas-verbose` prints ptxas's report per kernel (registers, spills, shared memory).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -13,11 +15,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut batch = None;
     let mut arch = "sm_80".to_string();
     let mut quiet = false;
+    let mut verbose = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--batch" => batch = Some(args.next().ok_or("--batch needs a value")?.parse()?),
             "--arch" => arch = args.next().ok_or("--arch needs a value")?,
             "--quiet" => quiet = true,
+            "--ptxas-verbose" => verbose = true,
             _ => model = Some(PathBuf::from(a)),
         }
     }
@@ -46,14 +50,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         program.buffers.len(),
         program.weights.len()
     );
-    let c = resnetc_cuda::compile(&program.source, &arch)?;
+    let extra: &[&str] = if verbose {
+        &["--ptxas-options=-v"]
+    } else {
+        &[]
+    };
+    let c = resnetc_cuda::nvrtc::shared()?.compile_with(&program.source, &arch, extra)?;
     eprintln!(
-        "NVRTC {arch}: {:.0} ms, PTX {} bytes, cubin {} bytes, log {:?} ({})",
+        "NVRTC {arch}: {:.0} ms, PTX {} bytes, cubin {} bytes ({}), log:\n{}",
         c.nvrtc_ms,
         c.ptx.len(),
         c.cubin.as_ref().map_or(0, Vec::len),
+        resnetc_cuda::nvrtc::shared()?.path(),
         c.log,
-        resnetc_cuda::nvrtc::shared()?.path()
     );
     Ok(())
 }

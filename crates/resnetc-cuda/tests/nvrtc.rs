@@ -1,6 +1,6 @@
 //! NVRTC compiles the generated source of every fixture and pretrained model for sm_80 and sm_90,
-//! giving a cubin and PTX for each, with an empty log: no errors, no warnings. (A `compute_XX`
-//! compilation, PTX only, is checked once.)
+//! giving a cubin and PTX for each, with no errors, no warnings, and no kernel that spills registers
+//! (ptxas's report). (A `compute_XX` compilation, PTX only, is checked once.)
 //!
 //! NVRTC is required: CI installs it (`eval "$(bash crates/resnetc-cuda/ci-nvrtc.sh)"`), and without
 //! it this test fails and says how to install it rather than passing without checking anything.
@@ -22,6 +22,33 @@ fn nvrtc_or_explain() -> &'static nvrtc::Nvrtc {
              or set RESNETC_NVRTC=/path/to/libnvrtc.so"
         ),
     }
+}
+
+/// What is wrong in an NVRTC log of a compilation with `--ptxas-options=-v`: anything but ptxas's
+/// per-kernel report (a warning, an error), and any kernel that spills registers or uses a stack
+/// frame (local memory, which on a GPU is slow memory: the register tiles must fit).
+fn ptxas_problems(log: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut kernels = 0;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        if let Some(report) = line.strip_prefix("ptxas         .") {
+            kernels += 1;
+            // "     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads"
+            let numbers: Vec<&str> = report
+                .split(',')
+                .map(|part| part.split_whitespace().next().unwrap_or(""))
+                .collect();
+            if numbers != ["0", "0", "0"] {
+                problems.push(format!("a kernel uses local memory: {}", report.trim()));
+            }
+        } else if !line.starts_with("ptxas info") {
+            problems.push(format!("NVRTC says: {line}"));
+        }
+    }
+    if kernels == 0 {
+        problems.push(format!("no ptxas report in the log:\n{log}"));
+    }
+    problems
 }
 
 #[test]
@@ -68,13 +95,10 @@ fn every_model_compiles_for_sm80_sm90_and_ptx_without_warnings() {
                 let Some((src, names, arch)) = jobs.get(i) else {
                     break;
                 };
-                match nv.compile(src, arch) {
+                match nv.compile_with(src, arch, &["--ptxas-options=-v"]) {
                     Ok(c) => {
                         *total_ms.lock().unwrap() += c.nvrtc_ms;
-                        let mut problems = Vec::new();
-                        if !c.log.is_empty() {
-                            problems.push(format!("NVRTC log is not empty:\n{}", c.log));
-                        }
+                        let mut problems = ptxas_problems(&c.log);
                         if !c.ptx.contains(".entry k0_")
                             || !c.ptx.contains(&format!(".target {arch}"))
                         {
@@ -148,4 +172,21 @@ fn a_virtual_architecture_gives_ptx_only() {
     assert_eq!((c[0].log.as_str(), c[1].log.as_str()), ("", ""));
     assert!(c[0].cubin.is_none() && c[1].cubin.is_some());
     assert!(c[0].ptx.contains(".target sm_90") && c[0].ptx.contains(".entry k0_conv"));
+}
+
+#[test]
+fn the_ptxas_check_sees_spills_and_warnings() {
+    let clean = "ptxas info    : Compiling entry function 'k0_conv' for 'sm_90'\n\
+                 ptxas info    : Function properties for k0_conv\n\
+                 ptxas         .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\n\
+                 ptxas info    : Used 64 registers, used 1 barriers, 17408 bytes smem\n";
+    assert_eq!(ptxas_problems(clean), Vec::<String>::new());
+    let spills = clean.replace(
+        "0 bytes stack frame, 0 bytes spill stores",
+        "8 bytes stack frame, 8 bytes spill stores",
+    );
+    assert!(ptxas_problems(&spills)[0].contains("local memory"));
+    let warning = format!("{clean}ptxas warning : Registers are spilled to local memory\n");
+    assert!(ptxas_problems(&warning)[0].contains("ptxas warning"));
+    assert!(ptxas_problems("")[0].contains("no ptxas report"));
 }
