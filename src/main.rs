@@ -488,7 +488,7 @@ fn run(
 /// Times a `.rnc` compiled with `--target cuda` on GPU 0: the median device time (CUDA events) of
 /// `iters` runs after a warm-up, transfers excluded.
 fn bench_cuda(m: &resnetc::Model, batch: usize, iters: usize, json: bool) -> Result<()> {
-    let (program, images) = cuda_parts(m)?;
+    let (program, images) = m.cuda_program()?;
     let per_image: usize = program.input.shape.iter().product();
     let x = vec![0.5f32; batch * per_image];
     let mut session = resnetc_cuda::CudaSession::new(&program, &images, 0)?;
@@ -526,42 +526,9 @@ fn bench_cuda(m: &resnetc::Model, batch: usize, iters: usize, json: bool) -> Res
     Ok(())
 }
 
-/// The launch plan and binaries stored in a CUDA artifact.
-fn cuda_parts(
-    m: &resnetc::Model,
-) -> Result<(resnetc_cuda::CudaProgram, Vec<resnetc_cuda::Compiled>)> {
-    let Some(cuda) = m.artifact.as_ref().and_then(|a| a.cuda.as_ref()) else {
-        bail!(
-            "--device cuda runs artifacts compiled with `resnetc compile MODEL.onnx --target cuda`"
-        );
-    };
-    let mut program: resnetc_cuda::CudaProgram =
-        serde_json::from_slice(&cuda.launch_plan).context("the artifact's CUDA launch plan")?;
-    if cuda.weights.len() % 4 != 0 {
-        bail!("the artifact's CUDA weights are damaged; recompile it");
-    }
-    program.weights = cuda
-        .weights
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    let images: Vec<resnetc_cuda::Compiled> = cuda
-        .binaries
-        .iter()
-        .map(|b| resnetc_cuda::Compiled {
-            arch: b.arch.clone(),
-            ptx: b.ptx.clone(),
-            cubin: (!b.cubin.is_empty()).then(|| b.cubin.clone()),
-            log: String::new(),
-            nvrtc_ms: 0.0,
-        })
-        .collect();
-    Ok((program, images))
-}
-
 /// Runs a `.rnc` compiled with `--target cuda` on GPU 0.
 fn run_cuda(m: &resnetc::Model, x: &Tensor) -> Result<Tensor> {
-    let (program, images) = cuda_parts(m)?;
+    let (program, images) = m.cuda_program()?;
     let a = x
         .as_f32()
         .context("float32 input")?

@@ -169,6 +169,38 @@ impl Model {
         )?))
     }
 
+    /// The CUDA program an artifact compiled with `--target cuda` stores: its launch plan with the
+    /// weights, and the compiled images (cubin and PTX per architecture).
+    pub fn cuda_program(&self) -> Result<(resnetc_cuda::CudaProgram, Vec<resnetc_cuda::Compiled>)> {
+        let Some(cuda) = self.artifact.as_ref().and_then(|a| a.cuda.as_ref()) else {
+            anyhow::bail!(
+                "--device cuda runs artifacts compiled with `resnetc compile MODEL.onnx --target cuda`"
+            );
+        };
+        let mut program: resnetc_cuda::CudaProgram =
+            serde_json::from_slice(&cuda.launch_plan).context("the artifact's CUDA launch plan")?;
+        if cuda.weights.len() % 4 != 0 {
+            anyhow::bail!("the artifact's CUDA weights are damaged; recompile it");
+        }
+        program.weights = cuda
+            .weights
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let images = cuda
+            .binaries
+            .iter()
+            .map(|b| resnetc_cuda::Compiled {
+                arch: b.arch.clone(),
+                ptx: b.ptx.clone(),
+                cubin: (!b.cubin.is_empty()).then(|| b.cubin.clone()),
+                log: String::new(),
+                nvrtc_ms: 0.0,
+            })
+            .collect();
+        Ok((program, images))
+    }
+
     pub fn stats(&self) -> ModelStats {
         ModelStats::of(&self.graph, &self.info)
     }

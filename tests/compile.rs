@@ -178,22 +178,11 @@ fn cuda_artifacts_run_on_the_fake_driver() {
     let f = fixture("r20_b_ts17_dynamic");
     let rnc = dir.path().join("r20.rnc");
     ok(&compile_args(&f.path(), &rnc, &["--target", "cuda"]));
-    let artifact = decode(&std::fs::read(&rnc).unwrap(), None).unwrap();
-    let cuda = artifact.cuda.expect("a CUDA section");
-    let program: resnetc_cuda::CudaProgram = serde_json::from_slice(&cuda.launch_plan).unwrap();
-    let images: Vec<resnetc_cuda::Compiled> = cuda
-        .binaries
-        .iter()
-        .map(|b| resnetc_cuda::Compiled {
-            arch: b.arch.clone(),
-            ptx: b.ptx.clone(),
-            cubin: Some(b.cubin.clone()),
-            log: String::new(),
-            nvrtc_ms: 0.0,
-        })
-        .collect();
+    let m = resnetc::load_any(&rnc, &Default::default(), &mut |_, _| {}).unwrap();
+    let (program, images) = m.cuda_program().unwrap();
     let fake = FakeCuda::new();
-    fake.add(&cuda.source, &program.kernels, &images);
+    let source = &m.artifact.as_ref().unwrap().cuda.as_ref().unwrap().source;
+    fake.add(source, &program.kernels, &images);
     let with = |extra: &[(&'static str, &str)]| {
         let mut env = fake.env();
         env.extend(extra.iter().map(|(k, v)| (*k, v.into())));
