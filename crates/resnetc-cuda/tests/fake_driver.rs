@@ -95,6 +95,14 @@ fn sessions_on_the_fake_driver() {
         8 * program.plan(1).unwrap().len() as i64
     );
 
+    // An sm_86 GPU runs the sm_80 cubin (same major architecture).
+    std::env::set_var("RESNETC_FAKE_CUDA_ARCH", "86");
+    let mut s = CudaSession::new(&program, &images, 0).unwrap();
+    assert_eq!(s.image(), "cubin sm_80");
+    let (x, want) = reference(1);
+    assert!(max_abs_diff(&s.run(&x, 1).unwrap(), &want) <= tol);
+    drop(s);
+
     // A GPU newer than every cubin JITs the newest PTX that is not newer than it.
     std::env::set_var("RESNETC_FAKE_CUDA_ARCH", "100");
     let mut s = CudaSession::new(&program, &images, 0).unwrap();

@@ -6,8 +6,8 @@
 // come from RESNETC_FAKE_CUDA_DIR/<hash>.so, a library the test built from the same generated
 // source (fake_kernels.cpp). Everything the real driver would refuse is refused here too, with the
 // real error codes: no current context, freeing or copying outside an allocation, a kernel argument
-// that is not a device address, launch dimensions beyond the limits, a PTX target newer than the
-// device. Device addresses are not host addresses, so passing a host pointer to a kernel fails.
+// that is not a device address, launch dimensions beyond the limits, a cubin for another
+// architecture, a PTX target newer than the device. Device addresses are not host addresses, so passing a host pointer to a kernel fails.
 //
 // Environment:
 //   RESNETC_FAKE_CUDA_DIR      where the kernel libraries are (required to load a module)
@@ -189,15 +189,25 @@ size_t elf_length(const unsigned char* p) {
 extern "C" {
 
 CUresult cuGetErrorName(CUresult code, const char** out) {
-  for (const ErrorText& e : kErrors)
-    if (e.code == code) return *out = e.name, kSuccess;
-  return *out = nullptr, kInvalidValue;
+  *out = nullptr;
+  for (const ErrorText& e : kErrors) {
+    if (e.code == code) {
+      *out = e.name;
+      return kSuccess;
+    }
+  }
+  return kInvalidValue;
 }
 
 CUresult cuGetErrorString(CUresult code, const char** out) {
-  for (const ErrorText& e : kErrors)
-    if (e.code == code) return *out = e.text, kSuccess;
-  return *out = nullptr, kInvalidValue;
+  *out = nullptr;
+  for (const ErrorText& e : kErrors) {
+    if (e.code == code) {
+      *out = e.text;
+      return kSuccess;
+    }
+  }
+  return kInvalidValue;
 }
 
 CUresult cuInit(unsigned flags) {
@@ -280,6 +290,11 @@ CUresult cuModuleLoadData(void** module, const void* image) {
   const unsigned char* p = static_cast<const unsigned char*>(image);
   size_t len;
   if (memcmp(p, "\x7f" "ELF", 4) == 0) {
+    // A cubin runs on its own major architecture, at the same or a higher minor one. Its SM is in
+    // e_flags: bits 8-15 since the ELF ABI version 8 (CUDA 12.8+), bits 0-7 before.
+    uint32_t flags = read_le<uint32_t>(p + 0x30);
+    int sm = p[8] >= 8 ? (flags >> 8) & 0xff : flags & 0xff;
+    if (sm / 10 != arch() / 10 || sm % 10 > arch() % 10) return kNoBinaryForGpu;
     len = elf_length(p);
   } else {
     // PTX: its target must not be newer than the device.
