@@ -6,4 +6,4 @@ pub mod model;
 pub mod npy;
 pub mod validate;
 
-pub use model::{fix_batch, load_any, load_model, load_model_with, Model, ModelStats};
+pub use model::{fix_batch, load_any, load_model, load_model_with, Device, Model, ModelStats};

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use resnetc::{load_model, npy};
+use resnetc::{load_model, npy, Device};
 use resnetc_ir::Tensor;
 use resnetc_passes::PassOptions;
 
@@ -110,7 +110,8 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
         /// `cpu`: the fast CPU backend (falls back to the reference executor for graphs it cannot run);
-        /// `reference`: the plain interpreter every backend is tested against.
+        /// `reference`: the plain interpreter every backend is tested against; `cuda`: GPU 0, with
+        /// the program a `.rnc` compiled for CUDA stores, else one compiled for the GPU now (NVRTC).
         #[arg(long, default_value = "cpu")]
         device: Device,
         /// Threads for the CPU backend (default: all cores).
@@ -119,7 +120,7 @@ enum Command {
         #[command(flatten)]
         opt: OptArgs,
     },
-    /// Measures the CPU backend: warm-up, then median latency, images/s and GFLOP/s.
+    /// Measures a backend (the CPU's, or CUDA's on GPU 0): warm-up, then median latency, images/s and GFLOP/s.
     Bench {
         model: PathBuf,
         #[arg(long, default_value_t = 1)]
@@ -131,6 +132,7 @@ enum Command {
         iters: usize,
         #[arg(long)]
         json: bool,
+        /// `cpu` or `cuda` (as for `run`).
         #[arg(long, default_value = "cpu")]
         device: Device,
         #[command(flatten)]
@@ -168,13 +170,6 @@ enum Command {
     /// Checks a model's optimized graph against expected outputs (PyTorch's), resnetc's unoptimized
     /// graph and tract-onnx; on failure, names the first node where the values diverge.
     Validate(resnetc::validate::ValidateArgs),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum Device {
-    Cpu,
-    Reference,
-    Cuda,
 }
 
 fn main() -> ExitCode {
@@ -468,7 +463,7 @@ fn run(
             }
             Err(e) => return Err(e),
         },
-        Device::Cuda => run_cuda(m, &x)?,
+        Device::Cuda => m.run_cuda(&x)?.0,
     };
     let y = &y;
     match output {
@@ -485,7 +480,7 @@ fn run(
     Ok(())
 }
 
-/// Times a `.rnc` compiled with `--target cuda` on GPU 0: the median device time (CUDA events) of
+/// Times the CUDA backend on GPU 0 (see [`resnetc::Model::cuda_program`]): the median device time (CUDA events) of
 /// `iters` runs after a warm-up, transfers excluded.
 fn bench_cuda(m: &resnetc::Model, batch: usize, iters: usize, json: bool) -> Result<()> {
     let (program, images) = m.cuda_program()?;
@@ -524,25 +519,6 @@ fn bench_cuda(m: &resnetc::Model, batch: usize, iters: usize, json: bool) -> Res
         );
     }
     Ok(())
-}
-
-/// Runs a `.rnc` compiled with `--target cuda` on GPU 0.
-fn run_cuda(m: &resnetc::Model, x: &Tensor) -> Result<Tensor> {
-    let (program, images) = m.cuda_program()?;
-    let a = x
-        .as_f32()
-        .context("float32 input")?
-        .as_standard_layout()
-        .to_owned();
-    let batch = a.shape()[0];
-    let mut session = resnetc_cuda::CudaSession::new(&program, &images, 0)?;
-    let y = session.run(a.as_slice().context("contiguous input")?, batch)?;
-    let mut shape = vec![batch];
-    shape.extend(program.output.shape.iter().copied());
-    Ok(Tensor::f32(ndarray::ArrayD::from_shape_vec(
-        ndarray::IxDyn(&shape),
-        y,
-    )?))
 }
 
 fn bench(

@@ -7,6 +7,25 @@ use anyhow::{Context, Result};
 use resnetc_ir::{validate, Graph, GraphInfo, Op, Tensor, ValueRef};
 use resnetc_passes::{run_passes, PassOptions, PassReport};
 
+/// Where a model runs: resnetc's fast CPU backend, its reference executor (the plain interpreter
+/// every backend is tested against), or the CUDA backend on GPU 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Device {
+    Cpu,
+    Reference,
+    Cuda,
+}
+
+impl Device {
+    pub fn name(self) -> &'static str {
+        match self {
+            Device::Cpu => "cpu",
+            Device::Reference => "reference",
+            Device::Cuda => "cuda",
+        }
+    }
+}
+
 /// A loaded, canonicalized and validated graph.
 pub struct Model {
     pub graph: Graph,
@@ -169,13 +188,19 @@ impl Model {
         )?))
     }
 
-    /// The CUDA program an artifact compiled with `--target cuda` stores: its launch plan with the
-    /// weights, and the compiled images (cubin and PTX per architecture).
+    /// The CUDA program to run on GPU 0: the one an artifact compiled with `--target cuda` stores
+    /// (its launch plan with the weights, and cubin and PTX per architecture), else one lowered from
+    /// the graph and compiled by NVRTC for that GPU now (the graph must be fused: opt level 3).
     pub fn cuda_program(&self) -> Result<(resnetc_cuda::CudaProgram, Vec<resnetc_cuda::Compiled>)> {
         let Some(cuda) = self.artifact.as_ref().and_then(|a| a.cuda.as_ref()) else {
-            anyhow::bail!(
-                "--device cuda runs artifacts compiled with `resnetc compile MODEL.onnx --target cuda`"
-            );
+            let dev = resnetc_cuda::DeviceInfo::query(0)?;
+            let opts = resnetc_cuda::GenOptions {
+                batch: None,
+                sm_count: dev.sm_count,
+            };
+            let program = resnetc_cuda::generate_with(&self.graph, &self.info, &opts)?;
+            let image = resnetc_cuda::compile(&program.source, &dev.arch())?;
+            return Ok((program, vec![image]));
         };
         let mut program: resnetc_cuda::CudaProgram =
             serde_json::from_slice(&cuda.launch_plan).context("the artifact's CUDA launch plan")?;
@@ -199,6 +224,29 @@ impl Model {
             })
             .collect();
         Ok((program, images))
+    }
+
+    /// Runs the CUDA backend on GPU 0 on a single float32 input (NCHW, batch in dim 0); also says
+    /// what ran, e.g. `cubin sm_90 on NVIDIA H100 80GB HBM3`.
+    pub fn run_cuda(&self, input: &Tensor) -> Result<(Tensor, String)> {
+        let (program, images) = self.cuda_program()?;
+        let x = input
+            .as_f32()
+            .context("the CUDA backend takes a float32 input")?
+            .as_standard_layout()
+            .to_owned();
+        let batch = x
+            .shape()
+            .first()
+            .copied()
+            .context("the input has no batch dimension")?;
+        let mut session = resnetc_cuda::CudaSession::new(&program, &images, 0)?;
+        let y = session.run(x.as_slice().context("contiguous input")?, batch)?;
+        let mut shape = vec![batch];
+        shape.extend(program.output.shape.iter().copied());
+        let what = format!("{} on {}", session.image(), session.device().name);
+        let y = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), y)?;
+        Ok((Tensor::f32(y), what))
     }
 
     pub fn stats(&self) -> ModelStats {

@@ -12,6 +12,12 @@
 //!   near zero make it large); pass/fail uses the rule above.
 //! - **top-1**: the number of rows (first axis) whose arg-max agrees, over the number of rows.
 //!
+//! Backends. The graph under test runs on the reference executor (the comparisons above); with
+//! `--device cpu` (the default, when the CPU backend can run the graph) or `--device cuda` it also
+//! runs on that backend, which is compared with the expected values too (row `cpu` or `cuda`): what
+//! `resnetc run` gives is what is checked. When only that row fails, the backend is to blame and
+//! the divergence says so, with its distance from the graph it runs.
+//!
 //! Divergence. When a check fails, [`find_divergence`] runs the unoptimized graph and records every
 //! value by name, then runs the optimized graph with each same-named value *reinjected*: every
 //! optimized node computes from the reference values of its inputs, its result is compared with the
@@ -30,7 +36,7 @@ use resnetc_ir::{Dim, Graph, Op, Tensor};
 use resnetc_passes::PassOptions;
 use serde::Serialize;
 
-use crate::load_model;
+use crate::{load_model, Device, Model};
 
 /// What the optimized graph's outputs are compared with, besides the expected values.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -83,6 +89,11 @@ pub struct ValidateArgs {
     /// Skip an optimizer pass by name in the graph under test (repeatable), e.g. to find which pass breaks a model.
     #[arg(long = "disable-pass", value_name = "NAME")]
     pub disable_pass: Vec<String>,
+    /// Also run the graph under test on this backend and compare it with the expected values:
+    /// `cpu` (the default: skipped, with a note, when the CPU backend cannot run the graph),
+    /// `cuda` (GPU 0, compiled for it now), or `reference` (no backend).
+    #[arg(long, value_enum)]
+    pub device: Option<Device>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -106,6 +117,7 @@ pub fn cli(args: &ValidateArgs) -> Result<()> {
         },
         opt_level: args.opt_level,
         disabled: args.disable_pass.clone(),
+        device: args.device,
     };
     let report = validate_model(&args.model, input, expected, &opts)?;
     if args.json {
@@ -243,7 +255,9 @@ pub struct Divergence {
     pub tolerance: f64,
     /// `intermediate`: the optimized graph computes this value differently from the unoptimized graph,
     /// from the same inputs. `output`: the two graphs agree on every value they share, and the
-    /// comparison named in `against` differs from this node's output (the graph output).
+    /// comparison named in `against` differs from this node's output (the graph output). `backend`:
+    /// every graph comparison passes, but the backend in `against` (`cpu`, `cuda`) differs from the
+    /// optimized graph's output (this node, in the optimized graph) by `max_abs`.
     pub kind: DivergenceKind,
     /// The comparison that failed here: `reference` for `intermediate`, else `expected`, `reference` or `tract`.
     pub against: &'static str,
@@ -259,6 +273,9 @@ pub struct Divergence {
 pub enum DivergenceKind {
     Intermediate,
     Output,
+    /// The graph under test agrees with everything on the reference executor, but the backend
+    /// named in `against` running it does not; `max_abs` is the backend's distance from the graph.
+    Backend,
 }
 
 impl fmt::Display for Divergence {
@@ -279,6 +296,10 @@ impl fmt::Display for Divergence {
             _ => String::new(),
         };
         match (self.kind, self.against) {
+            (DivergenceKind::Backend, device) => writeln!(
+                f,
+                "  the optimized graph gives the expected values on the reference executor, but the {device} backend running it differs from it by that much: a backend bug, not the model's"
+            ),
             (DivergenceKind::Intermediate, _) => {
                 writeln!(f, "  the optimized graph{by} computes this value differently from the unoptimized graph, from the same inputs")
             }
@@ -303,6 +324,9 @@ pub struct Report {
     pub passed: bool,
     pub tolerance: Tolerance,
     pub comparisons: Vec<Comparison>,
+    /// Why the default backend row is missing (the CPU backend cannot run the graph under test).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
     pub first_divergence: Option<Divergence>,
     pub model: String,
     pub opt_level: u8,
@@ -346,6 +370,9 @@ impl fmt::Display for Report {
                 None => writeln!(f)?,
             }
         }
+        if let Some(why) = &self.skipped {
+            writeln!(f, "  ({why})")?;
+        }
         if let Some(d) = &self.first_divergence {
             write!(f, "{d}")?;
         }
@@ -372,6 +399,8 @@ pub struct Options {
     pub opt_level: u8,
     /// Passes left out of the graph under test.
     pub disabled: Vec<String>,
+    /// The backend that also runs the graph under test; `None`: the CPU backend when it can.
+    pub device: Option<Device>,
 }
 
 impl Default for Options {
@@ -381,6 +410,7 @@ impl Default for Options {
             tolerance: ToleranceSpec::default(),
             opt_level: 3,
             disabled: Vec::new(),
+            device: None,
         }
     }
 }
@@ -480,10 +510,52 @@ pub fn validate_graphs(
         let t = run_tract(path, &input, symbolic)?;
         comparisons.push(compare("tract", &Tensor::f32(t), &want, tol));
     }
+    let graph_passed = comparisons.iter().all(|c| c.passed);
+    let (device, required) = match opts.device {
+        None => (Device::Cpu, false),
+        Some(d) => (d, true),
+    };
+    let mut backend = None;
+    let mut skipped = None;
+    if device != Device::Reference {
+        match run_backend(device, optimized, &x) {
+            Ok((y, what)) => {
+                let mut c = compare(device.name(), &y, &want, tol);
+                c.note = Some(what);
+                comparisons.push(c);
+                backend = Some(y);
+            }
+            Err(e) if !required => {
+                skipped = Some(format!("{} backend not run: {e:#}", device.name()))
+            }
+            Err(e) => {
+                return Err(e.context(format!(
+                    "running the graph under test on --device {}",
+                    device.name()
+                )))
+            }
+        }
+    }
 
     let passed = comparisons.iter().all(|c| c.passed);
     let mut first_divergence = None;
-    if !passed {
+    if let (false, true, Some(y)) = (passed, graph_passed, &backend) {
+        // The graph gives the expected values on the reference executor; the backend does not.
+        let own = compare("optimized", y, &got, tol);
+        let out = optimized.outputs[0].value;
+        let node = optimized.node(out.node);
+        first_divergence = Some(Divergence {
+            node: node.label().to_string(),
+            op: node.op.onnx_name().to_string(),
+            value: node.outputs.first().cloned().unwrap_or_default(),
+            max_abs: own.max_abs,
+            tolerance: tol.atol,
+            kind: DivergenceKind::Backend,
+            against: device.name(),
+            optimized_node: None,
+            optimized_op: None,
+        });
+    } else if !passed {
         let u = run_unoptimized(&mut unoptimized)?;
         let graphs_differ = !compare("reference", &got, &u, tol).passed;
         if graphs_differ {
@@ -529,6 +601,7 @@ pub fn validate_graphs(
         passed,
         tolerance: tol,
         comparisons,
+        skipped,
         first_divergence,
         model: path.display().to_string(),
         opt_level: opts.opt_level,
@@ -536,6 +609,29 @@ pub fn validate_graphs(
         output: output_name,
         output_shape: got.shape().to_vec(),
     })
+}
+
+/// Runs `graph` on a backend; also says what ran (the CPU kernel set, or the CUDA image and GPU).
+fn run_backend(device: Device, graph: &Graph, x: &Tensor) -> Result<(Tensor, String)> {
+    let info = resnetc_ir::validate(graph).context("validating the graph under test")?;
+    let m = Model {
+        graph: graph.clone(),
+        info,
+        reports: Vec::new(),
+        artifact: None,
+        cpu: resnetc_cpu::CpuOptions::default(),
+    };
+    match device {
+        Device::Cpu => {
+            let y = m.run_cpu(x, 0)?;
+            Ok((
+                y,
+                format!("{} kernels", resnetc_cpu::Isa::Auto.resolve()?.name()),
+            ))
+        }
+        Device::Cuda => m.run_cuda(x),
+        Device::Reference => unreachable!("the reference executor is not a backend"),
+    }
 }
 
 /// Finds the first node (in `reference`'s topological order) whose value `optimized` computes

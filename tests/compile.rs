@@ -3,7 +3,6 @@
 
 mod common;
 
-use common::cuda_host::FakeCuda;
 use common::*;
 use prost::Message;
 use resnetc_artifact::{decode, encode, Artifact};
@@ -167,86 +166,4 @@ fn compile_for_cuda() {
     let x = dir.path().join("x.rnc");
     let err = fails(&compile_args(&f.path(), &x, &["--target", "tpu"]));
     assert!(err.contains("unknown target 'tpu'"), "{err}");
-}
-
-/// `run` and `bench --device cuda` on a `.rnc` for the default targets (sm_80, sm_90 and their PTX),
-/// through the fake libcuda (`crates/resnetc-cuda/tests/emu/fake_driver.cpp`, the generated kernels
-/// on the host): the whole CLI path of a GPU run, and what each driver failure reads like.
-#[test]
-fn cuda_artifacts_run_on_the_fake_driver() {
-    let dir = tmp("fake-cuda");
-    let f = fixture("r20_b_ts17_dynamic");
-    let rnc = dir.path().join("r20.rnc");
-    ok(&compile_args(&f.path(), &rnc, &["--target", "cuda"]));
-    let m = resnetc::load_any(&rnc, &Default::default(), &mut |_, _| {}).unwrap();
-    let (program, images) = m.cuda_program().unwrap();
-    let fake = FakeCuda::new();
-    let source = &m.artifact.as_ref().unwrap().cuda.as_ref().unwrap().source;
-    fake.add(source, &program.kernels, &images);
-    let with = |extra: &[(&'static str, &str)]| {
-        let mut env = fake.env();
-        env.extend(extra.iter().map(|(k, v)| (*k, v.into())));
-        env
-    };
-
-    let (x, y, y_ref) = (
-        f.input_path(),
-        dir.path().join("y.npy"),
-        dir.path().join("ref.npy"),
-    );
-    ok(&run_args(&rnc, &x, &y_ref, &["--device", "reference"]));
-    let run = run_args(&rnc, &x, &y, &["--device", "cuda"]);
-    let out = resnetc_env(&run, with(&[]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got = read_npy(&y);
-    assert!(max_abs_diff(&got, &read_npy(&y_ref)) <= 1e-4);
-    assert!(max_abs_diff(&got, &f.expected()) <= 1e-3);
-
-    let bench = [
-        "bench",
-        utf8(&rnc),
-        "--device",
-        "cuda",
-        "--batch",
-        "3",
-        "--iters",
-        "3",
-        "--json",
-    ];
-    let out = resnetc_env(&bench, with(&[]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        (v["device"].as_str(), v["batch"].as_u64()),
-        (Some("cuda"), Some(3))
-    );
-    assert_eq!(v["image"], "cubin sm_90");
-    assert!(v["images_per_s"].as_f64().unwrap() > 0.0, "{v}");
-
-    // Driver failures, each with what it means.
-    for (env, expect) in [
-        (("RESNETC_FAKE_CUDA_DEVICES", "0"), "no CUDA device: cuInit: CUDA_ERROR_NO_DEVICE"),
-        (
-            ("RESNETC_FAKE_CUDA_FAIL", "cuLaunchKernel:719"),
-            "CUDA driver call cuLaunchKernel failed: 719 (CUDA_ERROR_LAUNCH_FAILED",
-        ),
-        (("RESNETC_FAKE_CUDA_FAIL", "cuMemAlloc_v2:2"), "cuMemAlloc failed: 2 (CUDA_ERROR_OUT_OF_MEMORY"),
-        (
-            ("RESNETC_FAKE_CUDA_ARCH", "75"),
-            "no compiled image for this GPU (resnetc fake CUDA device (host emulation), sm_75); compiled: sm_80, sm_90. Recompile with `--target cuda:sm_75`",
-        ),
-    ] {
-        let out = resnetc_env(&run, with(&[env]));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && err.contains(expect), "{env:?}: {err}");
-        assert!(!err.contains("panicked"), "{err}");
-    }
 }

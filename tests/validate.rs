@@ -155,7 +155,14 @@ fn json_has_the_documented_fields() {
     assert!(v["tolerance"]["atol"].as_f64().unwrap() >= 1e-4);
     assert_eq!(v["tolerance"]["rtol"], 0.0);
     assert!(v["first_divergence"].is_null());
-    assert_eq!(against(&v), ["expected", "reference", "tract"]);
+    // The CPU backend runs the graph under test too (by default), and says with which kernels.
+    assert_eq!(against(&v), ["expected", "reference", "tract", "cpu"]);
+    assert!(
+        v["comparisons"][3]["note"]
+            .as_str()
+            .is_some_and(|n| n.ends_with(" kernels")),
+        "{v}"
+    );
     for c in v["comparisons"].as_array().unwrap() {
         for field in ["max_abs", "max_rel", "top1_agree", "rows", "passed"] {
             assert!(c.get(field).is_some(), "comparison lacks {field}: {c}");
@@ -185,7 +192,26 @@ fn json_has_the_documented_fields() {
         v["tolerance"],
         serde_json::json!({"atol": 0.01, "rtol": 0.001})
     );
-    assert_eq!(against(&v), ["expected", "reference"]);
+    assert_eq!(against(&v), ["expected", "reference", "cpu"]);
+
+    // --device reference leaves the backend out; at opt level 0 the CPU backend cannot run the
+    // graph (unfused ReLUs), which the default notes and an explicit --device cpu refuses.
+    let out = validate_fixture(&f, &["--json", "--device", "reference"]);
+    assert_eq!(against(&report(&out)), ["expected", "reference", "tract"]);
+    let out = validate_fixture(&f, &["--opt-level", "0", "--against", "reference"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("(cpu backend not run: node "),
+        "{}",
+        text(&out)
+    );
+    let out = validate_fixture(&f, &["--opt-level", "0", "--device", "cpu"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("running the graph under test on --device cpu"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// The node producing the graph output in the unoptimized (level 0) graph, and its output's name.
@@ -564,7 +590,7 @@ fn validate_graphs_reports_an_intermediate_divergence() {
             .iter()
             .map(|c| (c.against, c.passed))
             .collect::<Vec<_>>(),
-        [("expected", false), ("reference", false)]
+        [("expected", false), ("reference", false), ("cpu", false)]
     );
     let d = r.first_divergence.clone().expect("a divergence");
     assert_eq!(d.kind, DivergenceKind::Intermediate);

@@ -16,6 +16,8 @@
 //   RESNETC_FAKE_CUDA_DEVICES  device count, default 1 (0: cuInit fails with CUDA_ERROR_NO_DEVICE)
 //   RESNETC_FAKE_CUDA_FAIL     NAME[:CODE]: the entry point NAME (e.g. cuLaunchKernel) returns CODE
 //                              (default 999, CUDA_ERROR_UNKNOWN) instead of doing its work
+//   RESNETC_FAKE_CUDA_SKEW     X: a miscompiled head kernel, which adds X to the first image's first
+//                              output (for tests of what reports a wrong backend)
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -417,6 +419,12 @@ CUresult cuLaunchKernel(void* function, unsigned gx, unsigned gy, unsigned gz, u
   int batch = *static_cast<int*>(params[pointers]);
   ++s.launches;
   if (f->module->launch(f->name.c_str(), gx, gy, gz, bx, host_args, batch) != 0) return s.sticky = kLaunchFailed;
+  const char* skew = getenv("RESNETC_FAKE_CUDA_SKEW");
+  const std::string& name = f->name;
+  if (skew && name.size() > 5 && name.compare(name.size() - 5, 5, "_head") == 0) {
+    // The head's last pointer argument is its output, [batch][outputs].
+    static_cast<float*>(host_args[pointers - 1])[0] += float(atof(skew));
+  }
   return kSuccess;
 }
 
