@@ -446,6 +446,9 @@ fn run(
     threads: usize,
 ) -> Result<()> {
     let x = npy::read_tensor(input)?;
+    if device == Device::Cuda {
+        note_cuda_compile(m);
+    }
     let y = match device {
         Device::Reference => m
             .run_reference(&[x])?
@@ -521,6 +524,14 @@ fn bench_cuda(m: &resnetc::Model, batch: usize, iters: usize, json: bool) -> Res
     Ok(())
 }
 
+/// Says, when a model without a stored CUDA program goes to the GPU, that it is compiled now and
+/// how to do that once instead.
+fn note_cuda_compile(m: &resnetc::Model) {
+    if m.artifact.as_ref().and_then(|a| a.cuda.as_ref()).is_none() {
+        eprintln!("note: compiling the model for GPU 0 now (NVRTC, seconds); `resnetc compile MODEL --target cuda` does it once");
+    }
+}
+
 fn bench(
     m: &resnetc::Model,
     batch: usize,
@@ -531,7 +542,10 @@ fn bench(
 ) -> Result<()> {
     match device {
         Device::Cpu => {}
-        Device::Cuda => return bench_cuda(m, batch, iters, json),
+        Device::Cuda => {
+            note_cuda_compile(m);
+            return bench_cuda(m, batch, iters, json);
+        }
         Device::Reference => bail!("bench measures a backend: --device cpu or --device cuda"),
     }
     let plan = m.cpu_plan()?;
