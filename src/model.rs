@@ -212,6 +212,7 @@ impl Model {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
+        program.check().context("the artifact's CUDA program")?;
         let images = cuda
             .binaries
             .iter()

@@ -64,6 +64,10 @@ pub enum CudaError {
         arch: String,
         available: String,
     },
+    /// A launch plan whose parts do not fit together (a damaged or hand-edited artifact): it is
+    /// refused before anything reaches the GPU.
+    #[error("the CUDA launch plan is inconsistent: {0}; recompile the model")]
+    Program(String),
     /// Input data of the wrong size.
     #[error("{0}")]
     Input(String),

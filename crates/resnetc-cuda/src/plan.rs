@@ -124,6 +124,79 @@ impl CudaProgram {
         Ok(())
     }
 
+    /// Checks that the parts fit together: every buffer an argument or the input/output names
+    /// exists and holds them, every weight range lies in the blob at a 16-byte boundary (the
+    /// kernels read weights as `float4`), every step has variants of kernels the source defines,
+    /// the last for batch 1, with a block size a GPU can launch. A generated program always
+    /// passes; one read from a file may not, and must not reach the GPU then.
+    pub fn check(&self) -> Result<(), CudaError> {
+        let bad = |m: String| Err(CudaError::Program(m));
+        let buffer = |b: usize, what: &str| -> Result<usize, CudaError> {
+            match self.buffers.get(b) {
+                Some(d) => Ok(d.elems_per_image),
+                None => Err(CudaError::Program(format!(
+                    "{what} is buffer {b}, but there are {}",
+                    self.buffers.len()
+                ))),
+            }
+        };
+        for (io, what) in [(&self.input, "the input"), (&self.output, "the output")] {
+            let room = buffer(io.buffer, what)?;
+            let need = io
+                .shape
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(d))
+                .unwrap_or(usize::MAX);
+            if need > room {
+                return bad(format!(
+                    "{what} {:?} needs {need} floats per image, its buffer holds {room}",
+                    io.shape
+                ));
+            }
+        }
+        for s in &self.steps {
+            for a in &s.args {
+                match *a {
+                    Arg::Buffer(b) => {
+                        buffer(b, &format!("an argument of '{}'", s.what))?;
+                    }
+                    Arg::Weights { offset, len } => {
+                        if offset % 4 != 0
+                            || offset
+                                .checked_add(len)
+                                .is_none_or(|end| end > self.weights.len())
+                        {
+                            return bad(format!(
+                                "'{}' reads weights {offset}..+{len}, the blob has {} floats (offsets are multiples of 4)",
+                                s.what,
+                                self.weights.len()
+                            ));
+                        }
+                    }
+                    Arg::Null | Arg::Batch => {}
+                }
+            }
+            if s.variants.last().is_none_or(|v| v.min_batch > 1) {
+                return bad(format!("'{}' has no kernel for batch 1", s.what));
+            }
+            for v in &s.variants {
+                if !self.kernels.contains(&v.kernel) {
+                    return bad(format!(
+                        "'{}' launches {}, which the source does not define",
+                        s.what, v.kernel
+                    ));
+                }
+                if !(1..=1024).contains(&v.block) || v.grid_y == 0 || v.rows_per_block == 0 {
+                    return bad(format!(
+                        "'{}' launches {} with {} threads per block, grid y {} and {} rows per block",
+                        s.what, v.kernel, v.block, v.grid_y, v.rows_per_block
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The launches that run `batch` images, in order.
     pub fn plan(&self, batch: usize) -> Result<Vec<Launch>, CudaError> {
         self.check_batch(batch)?;

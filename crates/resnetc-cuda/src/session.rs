@@ -201,6 +201,7 @@ impl CudaSession {
         images: &[Compiled],
         ordinal: usize,
     ) -> Result<CudaSession, CudaError> {
+        program.check()?;
         let d = driver::shared()?;
         let info = DeviceInfo::query(ordinal)?;
         let dev = device(d, ordinal)?;

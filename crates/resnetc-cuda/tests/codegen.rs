@@ -138,6 +138,90 @@ fn weights_are_aligned_and_buffers_few() {
     }
 }
 
+/// Generated programs pass `CudaProgram::check`; each kind of damage a file could bring is refused
+/// with what is wrong, before a session touches the driver.
+#[test]
+fn launch_plans_are_checked() {
+    for name in PRETRAINED {
+        let m = load_fused(&pretrained_model(name));
+        for batch in [None, Some(1), Some(256)] {
+            let p = generate(&m.graph, &m.info, batch).unwrap();
+            p.check()
+                .unwrap_or_else(|e| panic!("{name} batch {batch:?}: {e}"));
+        }
+    }
+    let good = generate(&r20().graph, &r20().info, None).unwrap();
+    fn weights_arg(p: &mut CudaProgram) -> &mut Arg {
+        (p.steps.iter_mut().flat_map(|s| s.args.iter_mut()))
+            .find(|a| matches!(a, Arg::Weights { .. }))
+            .unwrap()
+    }
+    type Damage = (&'static str, fn(&mut CudaProgram), &'static str);
+    let cases: Vec<Damage> = vec![
+        (
+            "input buffer",
+            |p| p.input.buffer = 7,
+            "the input is buffer 7, but there are 3",
+        ),
+        (
+            "output shape",
+            |p| p.output.shape = vec![1 << 40],
+            "the output [1099511627776] needs",
+        ),
+        (
+            "argument buffer",
+            |p| p.steps[2].args[0] = Arg::Buffer(3),
+            "an argument of",
+        ),
+        (
+            "weights past the blob",
+            |p| p.weights.truncate(100),
+            "the blob has 100 floats",
+        ),
+        (
+            "unaligned weights",
+            |p| {
+                let a = weights_arg(p);
+                if let Arg::Weights { offset, .. } = a {
+                    *offset += 1;
+                }
+            },
+            "offsets are multiples of 4",
+        ),
+        (
+            "no batch-1 kernel",
+            |p| p.steps[0].variants.last_mut().unwrap().min_batch = 2,
+            "has no kernel for batch 1",
+        ),
+        (
+            "unknown kernel",
+            |p| p.steps[1].variants[0].kernel = "k99_conv".into(),
+            "launches k99_conv, which the source does not define",
+        ),
+        (
+            "block size",
+            |p| p.steps[1].variants[0].block = 2048,
+            "with 2048 threads per block",
+        ),
+    ];
+    for (what, damage, expect) in cases {
+        let mut p = good.clone();
+        damage(&mut p);
+        let e = p.check().expect_err(what);
+        assert!(matches!(e, CudaError::Program(_)), "{what}: {e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains(expect) && text.ends_with("; recompile the model"),
+            "{what}: {text}"
+        );
+        // The session refuses it first thing, whether or not there is a driver.
+        let err = resnetc_cuda::CudaSession::new(&p, &[], 0)
+            .err()
+            .expect(what);
+        assert_eq!(err, e, "{what}");
+    }
+}
+
 #[test]
 fn identifiers_never_come_from_the_model() {
     let m = r20();
