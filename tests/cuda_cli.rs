@@ -11,6 +11,17 @@ use std::ffi::OsString;
 use common::cuda_host::FakeCuda;
 use common::*;
 
+/// Runs `resnetc` with `env`, requires success, and returns its standard output.
+fn ok_env(args: &[&str], env: Vec<(&'static str, OsString)>) -> Vec<u8> {
+    let out = resnetc_env(args, env);
+    assert!(
+        out.status.success(),
+        "resnetc {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// The fake driver's environment plus `extra` variables.
 fn fake_env(fake: &FakeCuda, extra: &[(&'static str, &str)]) -> Vec<(&'static str, OsString)> {
     let mut env = fake.env();
@@ -41,12 +52,7 @@ fn cuda_artifacts_run_on_the_fake_driver() {
     );
     ok(&run_args(&rnc, &x, &y_ref, &["--device", "reference"]));
     let run = run_args(&rnc, &x, &y, &["--device", "cuda"]);
-    let out = resnetc_env(&run, with(&[]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok_env(&run, with(&[]));
     let got = read_npy(&y);
     assert!(max_abs_diff(&got, &read_npy(&y_ref)) <= 1e-4);
     assert!(max_abs_diff(&got, &f.expected()) <= 1e-3);
@@ -62,13 +68,7 @@ fn cuda_artifacts_run_on_the_fake_driver() {
         "3",
         "--json",
     ];
-    let out = resnetc_env(&bench, with(&[]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&ok_env(&bench, with(&[]))).unwrap();
     assert_eq!(
         (v["device"].as_str(), v["batch"].as_u64()),
         (Some("cuda"), Some(3))
@@ -116,14 +116,9 @@ fn onnx_models_run_bench_and_validate_on_the_gpu() {
     let dir = tmp("fake-cuda-onnx");
     let (model, x, y) = (f.path(), f.input_path(), dir.path().join("y.npy"));
     let expected = f.output_path();
-    let out = resnetc_env(
+    ok_env(
         &run_args(&model, &x, &y, &["--device", "cuda"]),
         fake_env(&fake, &[]),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert!(max_abs_diff(&read_npy(&y), &f.expected()) <= 1e-3);
 
@@ -138,13 +133,8 @@ fn onnx_models_run_bench_and_validate_on_the_gpu() {
         "2",
         "--json",
     ];
-    let out = resnetc_env(&bench, fake_env(&fake, &[]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&ok_env(&bench, fake_env(&fake, &[]))).unwrap();
     assert_eq!(v["image"], "cubin sm_90", "{v}");
 
     let validate = [
@@ -160,13 +150,8 @@ fn onnx_models_run_bench_and_validate_on_the_gpu() {
         "cuda",
         "--json",
     ];
-    let out = resnetc_env(&validate, fake_env(&fake, &[]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&ok_env(&validate, fake_env(&fake, &[]))).unwrap();
     let cuda = &v["comparisons"][2];
     assert_eq!(
         (cuda["against"].as_str(), cuda["passed"].as_bool()),

@@ -2,13 +2,14 @@
 //! resnetc's CPU backend, then ResNet-56 timings at batch 1 and 256. `scripts/gpu_check.sh` runs
 //! this and compares the timings with PyTorch.
 //!
-//! `cargo run --release -p resnetc-cuda --example gpu_check -- [--repo DIR] [--shared DIR] [--json FILE] [--tol 1e-3] [--compile-only] [--keep DIR] [--quick]`
+//! `cargo run --release -p resnetc-cuda --example gpu_check -- [--repo DIR] [--shared DIR] [--json FILE] [--tol 1e-3] [--compile-only] [--keep DIR] [--reuse DIR] [--quick]`
 //!
 //! `--repo` is the checkout whose `fixtures/` to read (default: the one this was built in, else the
 //! current folder), for a binary built on one machine and run on another. `--compile-only` stops
 //! after generating and compiling every program, and needs no GPU. `--keep DIR` writes each
 //! distinct program there (`program-NN/`: the source, its kernel names, PTX and cubin per
-//! architecture). `--quick` is a dry run of the whole check: the pretrained models on 8 images,
+//! architecture); `--reuse DIR` takes the images of such a folder for the sources it holds instead
+//! of compiling them again. `--quick` is a dry run of the whole check: the pretrained models on 8 images,
 //! ResNet-56 timed at batches 1 and 2 with 2 runs each; the tests run it on the fake driver
 //! (`tests/gpu_check_dry_run.rs`), where the timings mean nothing.
 //!
@@ -159,6 +160,36 @@ fn keep<'a>(
     Ok(())
 }
 
+/// Fills `cache` with the images of the programs a `--keep DIR` run wrote, so that NVRTC compiles
+/// only sources that changed since.
+fn reuse(dir: &Path, cache: &mut Cache) -> Result<(), Error> {
+    for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let d = entry?.path();
+        let Ok(source) = std::fs::read_to_string(d.join("kernels.cu")) else {
+            continue;
+        };
+        let mut images = Vec::new();
+        for file in std::fs::read_dir(&d)? {
+            let path = file?.path();
+            if path.extension().is_some_and(|x| x == "ptx") {
+                images.push(Compiled {
+                    arch: path
+                        .file_stem()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                    ptx: std::fs::read_to_string(&path)?,
+                    cubin: std::fs::read(path.with_extension("cubin")).ok(),
+                    log: String::new(),
+                    nvrtc_ms: 0.0,
+                });
+            }
+        }
+        cache.insert(source, images);
+    }
+    Ok(())
+}
+
 fn compiled<'c>(cache: &'c Cache, program: &CudaProgram) -> &'c [Compiled] {
     &cache[&program.source]
 }
@@ -223,6 +254,7 @@ fn run() -> Result<bool, Error> {
     let mut tol = 1e-3f32;
     let mut compile_only = false;
     let mut keep_dir = None;
+    let mut reuse_dir = None;
     let mut quick = false;
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -234,6 +266,9 @@ fn run() -> Result<bool, Error> {
             "--tol" => tol = args.next().ok_or("--tol needs a number")?.parse()?,
             "--compile-only" => compile_only = true,
             "--keep" => keep_dir = Some(PathBuf::from(args.next().ok_or("--keep needs a folder")?)),
+            "--reuse" => {
+                reuse_dir = Some(PathBuf::from(args.next().ok_or("--reuse needs a folder")?))
+            }
             "--quick" => quick = true,
             _ => return Err(format!("unknown argument {a}").into()),
         }
@@ -343,6 +378,9 @@ fn run() -> Result<bool, Error> {
     ];
 
     let mut cache = Cache::new();
+    if let Some(dir) = &reuse_dir {
+        reuse(dir, &mut cache)?;
+    }
     compile_all(
         &arch,
         cases.iter().map(|c| &c.program).chain(&fixed),

@@ -3,9 +3,9 @@
 //! timing path, so that the one run a lent GPU gets does not fail on the check's own code.
 //!
 //! The example binary is the one `cargo test` builds beside this test (`target/<profile>/examples`).
-//! It runs twice: `--compile-only --keep DIR` writes every program it compiles, the test builds the
-//! fake driver's kernel library for each, and `--quick` then runs the check (NVRTC gives the same
-//! images for the same source, so the second run's images find their libraries).
+//! It runs twice: `--compile-only --quick --keep DIR` writes every program it compiles, the test builds the
+//! fake driver's kernel library for each, and `--quick --reuse DIR` then runs the check on those
+//! images.
 
 mod common;
 
@@ -95,6 +95,7 @@ fn gpu_check_runs_whole_on_the_fake_driver() {
     };
     check(&[
         "--compile-only".as_ref(),
+        "--quick".as_ref(),
         "--keep".as_ref(),
         keep.as_os_str(),
     ]);
@@ -113,7 +114,15 @@ fn gpu_check_runs_whole_on_the_fake_driver() {
         }
     });
 
-    let text = check(&["--quick".as_ref(), "--json".as_ref(), json.as_os_str()]);
+    let text = check(&[
+        "--quick".as_ref(),
+        "--reuse".as_ref(),
+        keep.as_os_str(),
+        "--json".as_ref(),
+        json.as_os_str(),
+    ]);
+    // Every program was compiled once, by the first run.
+    assert!(text.contains("NVRTC: 0 programs"), "{text}");
     assert!(
         text.contains("device 0: resnetc fake CUDA device"),
         "{text}"
