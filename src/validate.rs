@@ -542,19 +542,13 @@ pub fn validate_graphs(
     if let (false, true, Some(y)) = (passed, graph_passed, &backend) {
         // The graph gives the expected values on the reference executor; the backend does not.
         let own = compare("optimized", y, &got, tol);
-        let out = optimized.outputs[0].value;
-        let node = optimized.node(out.node);
-        first_divergence = Some(Divergence {
-            node: node.label().to_string(),
-            op: node.op.onnx_name().to_string(),
-            value: node.outputs.first().cloned().unwrap_or_default(),
-            max_abs: own.max_abs,
-            tolerance: tol.atol,
-            kind: DivergenceKind::Backend,
-            against: device.name(),
-            optimized_node: None,
-            optimized_op: None,
-        });
+        first_divergence = Some(at_output(
+            optimized,
+            own.max_abs,
+            tol.atol,
+            DivergenceKind::Backend,
+            device.name(),
+        ));
     } else if !passed {
         let u = run_unoptimized(&mut unoptimized)?;
         let graphs_differ = !compare("reference", &got, &u, tol).passed;
@@ -579,20 +573,17 @@ pub fn validate_graphs(
                     .expect("a comparison failed")
                     .clone()
             };
-            let out = reference.outputs[0].value;
-            let node = reference.node(out.node);
-            let opt_out = optimized.outputs[0].value;
-            let opt_node = optimized.node(opt_out.node);
+            let opt_node = optimized.node(optimized.outputs[0].value.node);
             first_divergence = Some(Divergence {
-                node: node.label().to_string(),
-                op: node.op.onnx_name().to_string(),
-                value: node.outputs.first().cloned().unwrap_or_default(),
-                max_abs: failed.max_abs,
-                tolerance: tol.atol,
-                kind: DivergenceKind::Output,
-                against: failed.against,
                 optimized_node: Some(opt_node.label().to_string()),
                 optimized_op: Some(opt_node.op.onnx_name().to_string()),
+                ..at_output(
+                    reference,
+                    failed.max_abs,
+                    tol.atol,
+                    DivergenceKind::Output,
+                    failed.against,
+                )
             });
         }
     }
@@ -609,6 +600,28 @@ pub fn validate_graphs(
         output: output_name,
         output_shape: got.shape().to_vec(),
     })
+}
+
+/// A divergence blamed on the node producing `graph`'s first output.
+fn at_output(
+    graph: &Graph,
+    max_abs: f64,
+    tolerance: f64,
+    kind: DivergenceKind,
+    against: &'static str,
+) -> Divergence {
+    let node = graph.node(graph.outputs[0].value.node);
+    Divergence {
+        node: node.label().to_string(),
+        op: node.op.onnx_name().to_string(),
+        value: node.outputs.first().cloned().unwrap_or_default(),
+        max_abs,
+        tolerance,
+        kind,
+        against,
+        optimized_node: None,
+        optimized_op: None,
+    }
 }
 
 /// Runs `graph` on a backend; also says what ran (the CPU kernel set, or the CUDA image and GPU).

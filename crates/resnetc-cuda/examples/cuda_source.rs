@@ -55,13 +55,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         &[]
     };
-    let c = resnetc_cuda::nvrtc::shared()?.compile_with(&program.source, &arch, extra)?;
+    let nvrtc = resnetc_cuda::nvrtc::shared()?;
+    let c = nvrtc.compile_with(&program.source, &arch, extra)?;
     eprintln!(
         "NVRTC {arch}: {:.0} ms, PTX {} bytes, cubin {} bytes ({}), log:\n{}",
         c.nvrtc_ms,
         c.ptx.len(),
         c.cubin.as_ref().map_or(0, Vec::len),
-        resnetc_cuda::nvrtc::shared()?.path(),
+        nvrtc.path(),
         c.log,
     );
     Ok(())

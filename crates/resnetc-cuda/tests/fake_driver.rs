@@ -95,21 +95,18 @@ fn sessions_on_the_fake_driver() {
         8 * program.plan(1).unwrap().len() as i64
     );
 
-    // An sm_86 GPU runs the sm_80 cubin (same major architecture).
-    std::env::set_var("RESNETC_FAKE_CUDA_ARCH", "86");
-    let mut s = CudaSession::new(&program, &images, 0).unwrap();
-    assert_eq!(s.image(), "cubin sm_80");
-    let (x, want) = reference(1);
-    assert!(max_abs_diff(&s.run(&x, 1).unwrap(), &want) <= tol);
-    drop(s);
-
-    // A GPU newer than every cubin JITs the newest PTX that is not newer than it.
-    std::env::set_var("RESNETC_FAKE_CUDA_ARCH", "100");
-    let mut s = CudaSession::new(&program, &images, 0).unwrap();
-    assert_eq!(s.image(), "PTX sm_90");
-    let (x, want) = reference(2);
-    assert!(max_abs_diff(&s.run(&x, 2).unwrap(), &want) <= tol);
-    drop(s);
+    // An sm_86 GPU runs the sm_80 cubin (same major architecture); one newer than every cubin
+    // JITs the newest PTX that is not newer than it.
+    for (arch, image, batch) in [("86", "cubin sm_80", 1), ("100", "PTX sm_90", 2)] {
+        std::env::set_var("RESNETC_FAKE_CUDA_ARCH", arch);
+        let mut s = CudaSession::new(&program, &images, 0).unwrap();
+        assert_eq!(s.image(), image);
+        let (x, want) = reference(batch);
+        assert!(
+            max_abs_diff(&s.run(&x, batch).unwrap(), &want) <= tol,
+            "sm_{arch}"
+        );
+    }
 
     // Cubins of another major architecture and no PTX: refused, naming what there is.
     std::env::set_var("RESNETC_FAKE_CUDA_ARCH", "90");
