@@ -149,7 +149,7 @@ fn compile_for_cuda() {
     let rnc = dir.path().join("r20.rnc");
     ok(&compile_args(&f.path(), &rnc, &["--target", "cuda:sm_80"]));
     let v = inspect_json(&rnc, &[]);
-    assert_eq!(v["cuda_archs"], serde_json::json!(["sm_80"]));
+    assert_eq!(v["artifact"]["cuda_archs"], serde_json::json!(["sm_80"]));
     assert_eq!(v["artifact"]["target"], "cuda:sm_80");
     let y = dir.path().join("y.npy");
     let out = resnetc(&run_args(&rnc, &f.input_path(), &y, &["--device", "cuda"]));

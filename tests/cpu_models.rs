@@ -9,7 +9,6 @@ mod common;
 use common::*;
 use ndarray::{ArrayD, IxDyn};
 use resnetc_cpu::{CpuOptions, CpuPlan, Session, Winograd};
-use resnetc_passes::PassOptions;
 
 /// Runs `x` (batch first) through a plan on `threads` threads (0: all); the logits come back shaped
 /// `[batch, floats per image]`.
@@ -32,8 +31,8 @@ fn every_fixture_matches_pytorch() {
         for isa in resnetc_cpu::Isa::all_available() {
             for winograd in [Winograd::Off, Winograd::F2, Winograd::Auto] {
                 let plan = CpuPlan::compile_with(
-                    &model.graph,
-                    &model.info,
+                    model.graph(),
+                    model.info(),
                     &CpuOptions {
                         isa,
                         winograd: Some(winograd),
@@ -71,7 +70,7 @@ fn a_team_of_threads_computes_exactly_what_one_thread_does() {
                     isa,
                     winograd: Some(winograd),
                 };
-                let plan = CpuPlan::compile_with(&model.graph, &model.info, &opts).unwrap();
+                let plan = CpuPlan::compile_with(model.graph(), model.info(), &opts).unwrap();
                 let one = run(&plan, &x, 1);
                 for (batch, threads) in [(1, 2), (1, 3), (1, 16), (x.shape()[0], 3)] {
                     let xb = x.slice_axis(ndarray::Axis(0), (0..batch).into()).to_owned();
@@ -95,7 +94,7 @@ fn pretrained(name: &str) {
     let model = load_fused(&pretrained_model(name));
     let (images, labels) = cifar_test_images(1000);
     assert_eq!(labels.len(), 1000);
-    let plan = CpuPlan::compile(&model.graph, &model.info).unwrap();
+    let plan = CpuPlan::compile(model.graph(), model.info()).unwrap();
     let y = run(&plan, &images.into_dyn(), 0);
     assert_pytorch_predictions(
         &format!("{name} ({})", plan.isa()),
@@ -129,7 +128,7 @@ fn pretrained_resnet56() {
 #[test]
 fn the_memory_plan_reuses_buffers() {
     let model = load_fused(&pretrained_model("resnet56"));
-    let plan = CpuPlan::compile(&model.graph, &model.info).unwrap();
+    let plan = CpuPlan::compile(model.graph(), model.info()).unwrap();
     // One 16×34×34 activation (the halo included) is 18 496 floats; the widest point of the network
     // holds three of them (the block's input, its first conv's output, the second's).
     let per_image = plan.arena_bytes(1) / 4;
@@ -144,12 +143,9 @@ fn the_memory_plan_reuses_buffers() {
 #[test]
 fn unsupported_ops_name_the_node() {
     // Level 0 keeps BatchNormalization in the bnkept fixture.
-    let model = resnetc::load_model(
-        &repo().join("fixtures/models/r20_a_ts13_bnkept.onnx"),
-        &PassOptions::default(),
-    )
+    let model = resnetc::Model::load_with(&repo().join("fixtures/models/r20_a_ts13_bnkept.onnx"), &resnetc::LoadOptions::level(0))
     .unwrap();
-    let err = CpuPlan::compile(&model.graph, &model.info).unwrap_err();
+    let err = CpuPlan::compile(model.graph(), model.info()).unwrap_err();
     let msg = err.to_string();
     assert!(
         matches!(err, resnetc_cpu::CpuError::Unsupported { .. }),

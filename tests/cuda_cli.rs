@@ -38,10 +38,10 @@ fn cuda_artifacts_run_on_the_fake_driver() {
     let f = fixture("r20_b_ts17_dynamic");
     let rnc = dir.path().join("r20.rnc");
     ok(&compile_args(&f.path(), &rnc, &["--target", "cuda"]));
-    let m = resnetc::load_any(&rnc, &Default::default(), &mut |_, _| {}).unwrap();
-    let (program, images) = m.cuda_program().unwrap();
-    let fake = FakeCuda::new();
-    let source = &m.artifact.as_ref().unwrap().cuda.as_ref().unwrap().source;
+    let m = resnetc::Model::load(&rnc).unwrap();
+    let (program, images) = m.cuda_program(0).unwrap();
+    let fake = FakeCuda::new(env!("CARGO_TARGET_TMPDIR"));
+    let source = &m.artifact().unwrap().cuda.as_ref().unwrap().source;
     fake.add(source, &program.kernels, &images);
     let with = |extra: &[(&'static str, &str)]| fake_env(&fake, extra);
 
@@ -107,10 +107,10 @@ fn onnx_models_run_bench_and_validate_on_the_gpu() {
         batch: None,
         sm_count: 132,
     };
-    let program = resnetc_cuda::generate_with(&m.graph, &m.info, &opts).unwrap();
+    let program = resnetc_cuda::generate_with(m.graph(), m.info(), &opts).unwrap();
     // NVRTC compiles the same source to the same cubin, so the CLI's images find this library.
     let image = resnetc_cuda::compile(&program.source, "sm_90").unwrap();
-    let fake = FakeCuda::new();
+    let fake = FakeCuda::new(env!("CARGO_TARGET_TMPDIR"));
     fake.add(&program.source, &program.kernels, &[image]);
 
     let dir = tmp("fake-cuda-onnx");

@@ -5,15 +5,13 @@ mod common;
 
 use common::*;
 use resnetc_ir::{Op, Tensor};
-use resnetc_passes::PassOptions;
 
 #[test]
 fn reference_matches_pytorch_on_every_fixture() {
     for f in fixtures() {
-        let m = resnetc::load_model(&f.path(), &PassOptions::default())
+        let m = resnetc::Model::load_with(&f.path(), &resnetc::LoadOptions::level(0))
             .unwrap_or_else(|e| panic!("{}: {e:#}", f.name));
-        let y = m
-            .run_reference(&[Tensor::f32(f.input())])
+        let y = resnetc::reference::run(m.graph(), &[Tensor::f32(f.input())])
             .unwrap_or_else(|e| panic!("{}: {e:#}", f.name));
         assert_logits_close(&f.name, &f32_of(&y[0]), &f.expected());
     }
@@ -22,9 +20,9 @@ fn reference_matches_pytorch_on_every_fixture() {
 #[test]
 fn canonical_graphs_have_no_shape_arithmetic() {
     for f in fixtures() {
-        let m = resnetc::load_model(&f.path(), &PassOptions::default()).unwrap();
-        for &id in &m.info.order {
-            let op = m.graph.op(id);
+        let m = resnetc::Model::load_with(&f.path(), &resnetc::LoadOptions::level(0)).unwrap();
+        for &id in &m.info().order {
+            let op = m.graph().op(id);
             assert!(
                 !op.is_shape_arithmetic(),
                 "{}: {} survived canonicalization",
@@ -34,7 +32,7 @@ fn canonical_graphs_have_no_shape_arithmetic() {
             assert!(!matches!(op, Op::Identity), "{}: Identity survived", f.name);
         }
         assert!(
-            m.info.unknown_values(&m.graph).is_empty(),
+            m.info().unknown_values(m.graph()).is_empty(),
             "{}: some shapes are unknown after canonicalization",
             f.name
         );
@@ -44,7 +42,7 @@ fn canonical_graphs_have_no_shape_arithmetic() {
 #[test]
 fn dynamic_batch_fixtures_run_at_other_batch_sizes() {
     for f in fixtures().into_iter().filter(|f| f.dynamic_batch) {
-        let m = resnetc::load_model(&f.path(), &PassOptions::default()).unwrap();
+        let m = resnetc::Model::load_with(&f.path(), &resnetc::LoadOptions::level(0)).unwrap();
         let x = f.input();
         let expected = f.expected();
         assert_ne!(
@@ -57,7 +55,7 @@ fn dynamic_batch_fixtures_run_at_other_batch_sizes() {
         let x1 = x
             .slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..1))
             .to_owned();
-        let y1 = m.run_reference(&[Tensor::f32(x1)]).unwrap();
+        let y1 = resnetc::reference::run(m.graph(), &[Tensor::f32(x1)]).unwrap();
         let e1 = expected
             .slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..1))
             .to_owned();

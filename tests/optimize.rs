@@ -9,11 +9,8 @@ use common::*;
 use resnetc_ir::{validate, Op, Tensor};
 use resnetc_passes::{PassOptions, PassReport, PASSES};
 
-fn opts(level: u8) -> PassOptions {
-    PassOptions {
-        level,
-        ..Default::default()
-    }
+fn opts(level: u8) -> resnetc::LoadOptions {
+    resnetc::LoadOptions::level(level)
 }
 
 fn ops_of(m: &resnetc::Model) -> BTreeMap<String, usize> {
@@ -23,13 +20,13 @@ fn ops_of(m: &resnetc::Model) -> BTreeMap<String, usize> {
 #[test]
 fn optimized_graphs_match_pytorch_and_the_unoptimized_graph() {
     for f in fixtures() {
-        let base = resnetc::load_model(&f.path(), &opts(0)).unwrap();
+        let base = resnetc::Model::load_with(&f.path(), &opts(0)).unwrap();
         let x = Tensor::f32(f.input());
-        let y0 = f32_of(&base.run_reference(std::slice::from_ref(&x)).unwrap()[0]);
+        let y0 = f32_of(&resnetc::reference::run(base.graph(), std::slice::from_ref(&x)).unwrap()[0]);
         for level in 1..=3 {
-            let m = resnetc::load_model(&f.path(), &opts(level))
+            let m = resnetc::Model::load_with(&f.path(), &opts(level))
                 .unwrap_or_else(|e| panic!("{} -O{level}: {e:#}", f.name));
-            let y = f32_of(&m.run_reference(std::slice::from_ref(&x)).unwrap()[0]);
+            let y = f32_of(&resnetc::reference::run(m.graph(), std::slice::from_ref(&x)).unwrap()[0]);
             assert_logits_close(
                 &format!("{} -O{level} vs PyTorch", f.name),
                 &y,
@@ -65,7 +62,7 @@ fn each_pass_alone_keeps_outputs() {
 #[test]
 fn fused_graphs_hold_only_fused_convs_pool_flatten_and_gemm() {
     for f in fixtures() {
-        let m = resnetc::load_model(&f.path(), &opts(3)).unwrap();
+        let m = resnetc::Model::load_with(&f.path(), &opts(3)).unwrap();
         let ops = ops_of(&m);
         let n = (f.depth - 2) / 6;
         let convs = 6 * n + 1 + if f.shortcut == "B" { 2 } else { 0 };
@@ -84,8 +81,8 @@ fn fused_graphs_hold_only_fused_convs_pool_flatten_and_gemm() {
         }
         // Option A folds both shortcuts into the residual reads of the convs that consume them.
         assert_eq!(ops, std::mem::take(&mut want), "{}", f.name);
-        for &id in &m.info.order {
-            if let Op::FusedConv { epilogue, .. } = m.graph.op(id) {
+        for &id in &m.info().order {
+            if let Op::FusedConv { epilogue, .. } = m.graph().op(id) {
                 assert!(
                     epilogue.contains(&resnetc_ir::Epilogue::Bias),
                     "{}: a conv without a bias after folding",
@@ -99,7 +96,7 @@ fn fused_graphs_hold_only_fused_convs_pool_flatten_and_gemm() {
 #[test]
 fn pretrained_models_fuse_the_same_way() {
     for name in PRETRAINED {
-        let m = resnetc::load_model(&pretrained_model(name), &opts(3)).unwrap();
+        let m = resnetc::Model::load_with(&pretrained_model(name), &opts(3)).unwrap();
         let ops = ops_of(&m);
         assert_eq!(
             ops.get("FusedConv").copied().unwrap_or(0) + 3,
@@ -114,11 +111,11 @@ fn optimized_exports_run_in_onnxruntime() {
     let dir = tmp("opt-ort");
     let mut exports = Vec::new();
     for f in fixtures() {
-        let m = resnetc::load_model(&f.path(), &opts(3)).unwrap();
+        let m = resnetc::Model::load_with(&f.path(), &opts(3)).unwrap();
         let out = dir.path().join(format!("{}.onnx", f.name));
-        resnetc_onnx::export_file(&m.graph, &m.info, &out).unwrap();
+        resnetc_onnx::export_file(m.graph(), m.info(), &out).unwrap();
         // The standard export re-imports, and re-optimizes to the same fused graph.
-        let again = resnetc::load_model(&out, &opts(3)).unwrap();
+        let again = resnetc::Model::load_with(&out, &opts(3)).unwrap();
         assert_eq!(
             ops_of(&again),
             ops_of(&m),
@@ -137,18 +134,18 @@ fn optimized_exports_run_in_onnxruntime() {
 fn keep_fused_exports_round_trip() {
     let dir = tmp("keep-fused");
     for f in fixtures() {
-        let m = resnetc::load_model(&f.path(), &opts(3)).unwrap();
+        let m = resnetc::Model::load_with(&f.path(), &opts(3)).unwrap();
         let out = dir.path().join(format!("{}.onnx", f.name));
         let options = resnetc_onnx::ExportOptions { keep_fused: true };
-        resnetc_onnx::export_file_with(&m.graph, &m.info, &out, options).unwrap();
-        let again = resnetc::load_model(&out, &opts(3)).unwrap();
+        resnetc_onnx::export_file_with(m.graph(), m.info(), &out, options).unwrap();
+        let again = resnetc::Model::load_with(&out, &opts(3)).unwrap();
         assert_eq!(
-            resnetc_ir::dump(&again.graph, Some(&again.info)),
-            resnetc_ir::dump(&m.graph, Some(&m.info)),
+            resnetc_ir::dump(again.graph(), Some(again.info())),
+            resnetc_ir::dump(m.graph(), Some(m.info())),
             "{}",
             f.name
         );
-        let y = f32_of(&again.run_reference(&[Tensor::f32(f.input())]).unwrap()[0]);
+        let y = f32_of(&resnetc::reference::run(again.graph(), &[Tensor::f32(f.input())]).unwrap()[0]);
         assert_logits_close(&format!("{} keep-fused", f.name), &y, &f.expected());
     }
 }
@@ -162,7 +159,7 @@ fn snapshots_of_resnet20_through_the_passes() {
         resnetc_ir::dump(&graph, validate(&graph).ok().as_ref())
     );
     let mut dumps = Vec::new();
-    let reports = resnetc_passes::run_passes(&mut graph, &opts(3), &mut |pass, g| {
+    let reports = resnetc_passes::run_passes(&mut graph, &PassOptions { level: 3, ..Default::default() }, &mut |pass, g| {
         dumps.push((
             pass.to_string(),
             resnetc_ir::dump(g, validate(g).ok().as_ref()),

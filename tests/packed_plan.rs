@@ -11,7 +11,6 @@ use prost::Message;
 use resnetc::Model;
 use resnetc_artifact::{decode, encode, Artifact};
 use resnetc_cpu::{proto, weights_packed_on_this_thread, CpuPlan, Isa, PlanError, Session};
-use resnetc_passes::PassOptions;
 
 /// `resnetc compile --target cpu` of a fixture into `dir`.
 fn compile(f: &Fixture, dir: &Path) -> PathBuf {
@@ -20,8 +19,8 @@ fn compile(f: &Fixture, dir: &Path) -> PathBuf {
     rnc
 }
 
-fn load(path: &Path) -> anyhow::Result<Model> {
-    resnetc::load_any(path, &PassOptions::default(), &mut |_, _| {})
+fn load(path: &Path) -> resnetc::Result<Model> {
+    resnetc::Model::load_with(path, &resnetc::LoadOptions::level(0))
 }
 
 /// The plan's output for the fixture's input, on `threads` threads.
@@ -51,14 +50,14 @@ fn stored_plans_run_bit_for_bit_like_fresh_ones_and_pack_nothing() {
         let f = fixture(name);
         let rnc = compile(&f, dir);
         let packed = weights_packed_on_this_thread();
-        let stored = load(&rnc).unwrap().cpu_plan().unwrap();
+        let stored = load(&rnc).unwrap().cpu_plan(None).unwrap();
         assert_eq!(
             weights_packed_on_this_thread(),
             packed,
             "{name}: loading the artifact's plan packed weights"
         );
         assert_eq!(stored.isa(), Isa::Auto.resolve().unwrap());
-        let fresh = load_fused(&f.path()).cpu_plan().unwrap();
+        let fresh = load_fused(&f.path()).cpu_plan(None).unwrap();
         assert!(
             weights_packed_on_this_thread() > packed,
             "the counter counts"
@@ -81,7 +80,7 @@ fn stored_plans_run_bit_for_bit_like_fresh_ones_and_pack_nothing() {
 #[test]
 fn every_fixture_plan_round_trips() {
     for f in fixtures() {
-        let plan = load_fused(&f.path()).cpu_plan().unwrap();
+        let plan = load_fused(&f.path()).cpu_plan(None).unwrap();
         let bytes = plan.to_bytes();
         let loaded = CpuPlan::from_bytes(&bytes, Isa::Auto).unwrap();
         assert_eq!(loaded.to_bytes(), bytes, "{}", f.name);
@@ -103,19 +102,19 @@ fn with_plan(a: &Artifact, edit: impl FnOnce(&mut proto::CpuPlan)) -> Artifact {
 
 fn with_plan_bytes(a: &Artifact, bytes: Vec<u8>) -> Artifact {
     let mut a = a.clone();
-    a.cpu = Some(resnetc_artifact::cpu_section(bytes));
+    a.cpu = Some(resnetc_artifact::cpu_section(bytes, &a.graph_sha256));
     a
 }
 
 /// Writes `a` and loads it as `run` does; the error of its plan.
-fn plan_error(a: &Artifact, dir: &Path, tag: &str) -> anyhow::Error {
+fn plan_error(a: &Artifact, dir: &Path, tag: &str) -> resnetc::Error {
     let path = dir.join(format!("{tag}.rnc"));
     std::fs::write(&path, encode(a)).unwrap();
-    load(&path).unwrap().cpu_plan().map(|_| ()).unwrap_err()
+    load(&path).unwrap().cpu_plan(None).map(|_| ()).unwrap_err()
 }
 
 /// Asserts `e` is the plan's [`PlanError::Invalid`] with a message containing `what`.
-fn assert_invalid(e: &anyhow::Error, what: &str) {
+fn assert_invalid(e: &resnetc::Error, what: &str) {
     assert!(
         matches!(
             e.downcast_ref::<PlanError>(),
@@ -210,7 +209,7 @@ fn artifacts_without_a_plan_compile_their_graph() {
     let path = dir.join("old.rnc");
     std::fs::write(&path, encode(&a)).unwrap();
     let packed = weights_packed_on_this_thread();
-    let compiled = load(&path).unwrap().cpu_plan().unwrap();
+    let compiled = load(&path).unwrap().cpu_plan(None).unwrap();
     assert!(weights_packed_on_this_thread() > packed);
     assert!(same_bits(&run(&compiled, &f, 1), &run(&stored, &f, 1)));
 }

@@ -6,17 +6,16 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use resnetc_passes::PassOptions;
 
 fn dump_of(path: &Path) -> String {
-    let m = resnetc::load_model(path, &PassOptions::default())
+    let m = resnetc::Model::load_with(path, &resnetc::LoadOptions::level(0))
         .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
-    resnetc_ir::dump(&m.graph, Some(&m.info))
+    resnetc_ir::dump(m.graph(), Some(m.info()))
 }
 
 fn export_to(src: &Path, dst: &Path) {
-    let m = resnetc::load_model(src, &PassOptions::default()).unwrap();
-    resnetc_onnx::export_file(&m.graph, &m.info, dst).unwrap();
+    let m = resnetc::Model::load_with(src, &resnetc::LoadOptions::level(0)).unwrap();
+    resnetc_onnx::export_file(m.graph(), m.info(), dst).unwrap();
 }
 
 #[test]

@@ -10,9 +10,8 @@ use std::process::Output;
 use common::*;
 use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::WriteNpyExt;
-use resnetc::validate::{find_divergence, DivergenceKind, ToleranceSpec};
+use resnetc_validate::{find_divergence, DivergenceKind, ToleranceSpec};
 use resnetc_ir::{BinOp, DType, Graph, Op, Tensor, TensorType};
-use resnetc_passes::PassOptions;
 
 fn text(out: &Output) -> String {
     format!(
@@ -72,17 +71,17 @@ fn against(v: &serde_json::Value) -> Vec<&str> {
 
 /// A fixture's unoptimized (level 0) graph, the oracle, and its fused one, the graph under test.
 fn unoptimized_and_fused(f: &Fixture) -> (resnetc::Model, resnetc::Model) {
-    let unoptimized = resnetc::load_model(&f.path(), &PassOptions::default()).unwrap();
+    let unoptimized = resnetc::Model::load_with(&f.path(), &resnetc::LoadOptions::level(0)).unwrap();
     (unoptimized, load_fused(&f.path()))
 }
 
 /// The fused convolutions of a graph, in its canonical order.
 fn fused_convs(m: &resnetc::Model) -> Vec<resnetc_ir::NodeId> {
-    m.info
+    m.info()
         .order
         .iter()
         .copied()
-        .filter(|&id| matches!(m.graph.op(id), Op::FusedConv { .. }))
+        .filter(|&id| matches!(m.graph().op(id), Op::FusedConv { .. }))
         .collect()
 }
 
@@ -216,8 +215,8 @@ fn json_has_the_documented_fields() {
 
 /// The node producing the graph output in the unoptimized (level 0) graph, and its output's name.
 fn output_producer(f: &Fixture) -> (String, String, String) {
-    let m = resnetc::load_model(&f.path(), &PassOptions::default()).unwrap();
-    let node = m.graph.node(m.graph.outputs[0].value.node);
+    let m = resnetc::Model::load_with(&f.path(), &resnetc::LoadOptions::level(0)).unwrap();
+    let node = m.graph().node(m.graph().outputs[0].value.node);
     (
         node.label().to_string(),
         node.op.onnx_name().to_string(),
@@ -423,7 +422,7 @@ fn x() -> Tensor {
     )
 }
 
-fn divergence(b: Break) -> Option<resnetc::validate::Divergence> {
+fn divergence(b: Break) -> Option<resnetc_validate::Divergence> {
     find_divergence(
         &graph(Break::Nothing),
         &graph(b),
@@ -511,8 +510,8 @@ fn finder_finds_nothing_between_levels_on_a_fixture() {
     let f = fixture("r20_a_ts17_static");
     let (reference, optimized) = unoptimized_and_fused(&f);
     let d = find_divergence(
-        &reference.graph,
-        &optimized.graph,
+        reference.graph(),
+        optimized.graph(),
         &[Tensor::f32(f.input())],
         &ToleranceSpec::default(),
     )
@@ -526,20 +525,21 @@ fn finder_finds_nothing_between_levels_on_a_fixture() {
 fn finder_names_a_broken_fused_conv_in_a_real_graph() {
     use resnetc_ir::Epilogue;
     let f = fixture("r20_a_ts17_static");
-    let (reference, mut optimized) = unoptimized_and_fused(&f);
+    let (reference, optimized) = unoptimized_and_fused(&f);
+    let mut graph = optimized.graph().clone();
     // layer2.1's first conv: the sixth with a plain Relu epilogue (no residual).
     let victim = fused_convs(&optimized)
         .into_iter()
-        .filter(|&id| matches!(optimized.graph.op(id), Op::FusedConv { epilogue, .. } if epilogue == &[Epilogue::Bias, Epilogue::Relu]))
+        .filter(|&id| matches!(&graph.op(id), Op::FusedConv { epilogue, .. } if epilogue == &[Epilogue::Bias, Epilogue::Relu]))
         .nth(5)
         .expect("a fused conv with a plain Relu epilogue");
-    let value = optimized.graph.node(victim).outputs[0].clone();
-    if let Op::FusedConv { epilogue, .. } = &mut optimized.graph.node_mut(victim).op {
+    let value = graph.node(victim).outputs[0].clone();
+    if let Op::FusedConv { epilogue, .. } = &mut graph.node_mut(victim).op {
         epilogue.retain(|e| *e != Epilogue::Relu);
     }
     let d = find_divergence(
-        &reference.graph,
-        &optimized.graph,
+        reference.graph(),
+        &graph,
         &[Tensor::f32(f.input())],
         &ToleranceSpec::default(),
     )
@@ -550,7 +550,7 @@ fn finder_names_a_broken_fused_conv_in_a_real_graph() {
     assert_eq!(d.optimized_op.as_deref(), Some("FusedConv"));
     assert_eq!(
         d.optimized_node.as_deref(),
-        Some(optimized.graph.node(victim).label())
+        Some(graph.node(victim).label())
     );
 }
 
@@ -559,26 +559,27 @@ fn finder_names_a_broken_fused_conv_in_a_real_graph() {
 /// that differ (the fixture's batch is dynamic).
 #[test]
 fn validate_graphs_reports_an_intermediate_divergence() {
-    use resnetc::validate::{validate_graphs, Against, Options};
+    use resnetc_validate::{validate_graphs, Against, Options};
     let f = fixture("r20_b_ts17_dynamic");
-    let (reference, mut optimized) = unoptimized_and_fused(&f);
+    let (reference, optimized) = unoptimized_and_fused(&f);
+    let mut graph = optimized.graph().clone();
     // The weight of the fourth fused conv, scaled.
     let victim = fused_convs(&optimized)[3];
-    let w = optimized.graph.input(victim, 1).unwrap().node;
-    if let Op::Constant(Tensor::F32(a)) = &mut optimized.graph.node_mut(w).op {
+    let w = graph.input(victim, 1).unwrap().node;
+    if let Op::Constant(Tensor::F32(a)) = &mut graph.node_mut(w).op {
         a.mapv_inplace(|x| x * 1.5);
     } else {
         panic!("the weight is not a float constant");
     }
-    let value = optimized.graph.node(victim).outputs[0].clone();
+    let value = graph.node(victim).outputs[0].clone();
     let opts = Options {
         against: Against::Reference,
         ..Default::default()
     };
     let r = validate_graphs(
         &f.path(),
-        &reference.graph,
-        &optimized.graph,
+        reference.graph(),
+        &graph,
         f.input(),
         f.expected(),
         &opts,

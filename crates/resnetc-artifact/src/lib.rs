@@ -25,7 +25,7 @@ pub use proto::{Artifact, CpuSection, CudaBinary, CudaSection};
 /// The first bytes of every `.rnc` file.
 pub const MAGIC: &[u8; 8] = b"RESNETC\0";
 /// The format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// This build's version, recorded in and checked against artifacts.
 pub const RESNETC_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -45,6 +45,10 @@ pub enum ArtifactError {
     GraphHash,
     #[error("the artifact's CPU plan does not match its recorded SHA-256 (the file was modified or damaged); recompile it")]
     PlanHash,
+    #[error("the artifact's CUDA section does not match its recorded SHA-256 (the file was modified or damaged); recompile it")]
+    CudaHash,
+    #[error("the artifact's {section} section was compiled from another graph than the one the artifact holds (a section copied from another artifact?); recompile it")]
+    SectionGraph { section: &'static str },
     #[error("the artifact's source model hash differs from {path}: it was compiled from another model (or another version of it); recompile it")]
     SourceHash { path: String },
     #[error("the artifact's graph cannot be read: {0}")]
@@ -124,16 +128,57 @@ pub fn decode(bytes: &[u8], wanted_target: Option<&str>) -> Result<Artifact, Art
         if !cpu.packed_plan.is_empty() && sha256(&cpu.packed_plan) != cpu.packed_plan_sha256 {
             return Err(ArtifactError::PlanHash);
         }
+        if !cpu.packed_plan.is_empty() && cpu.graph_sha256 != a.graph_sha256 {
+            return Err(ArtifactError::SectionGraph { section: "CPU" });
+        }
+    }
+    if let Some(cuda) = &a.cuda {
+        if cuda_digest(cuda) != cuda.sha256 {
+            return Err(ArtifactError::CudaHash);
+        }
+        if cuda.graph_sha256 != a.graph_sha256 {
+            return Err(ArtifactError::SectionGraph { section: "CUDA" });
+        }
     }
     Ok(a)
 }
 
-/// A CPU section holding `packed_plan` (an encoded `resnetc.rnc.cpu.CpuPlan`) and its SHA-256.
-pub fn cpu_section(packed_plan: Vec<u8>) -> CpuSection {
+/// A CPU section holding `packed_plan` (an encoded `resnetc.rnc.cpu.CpuPlan`), its SHA-256, and
+/// the hash of the graph it was compiled from.
+pub fn cpu_section(packed_plan: Vec<u8>, graph_sha256: &[u8]) -> CpuSection {
     CpuSection {
         packed_plan_sha256: sha256(&packed_plan),
         packed_plan,
+        graph_sha256: graph_sha256.to_vec(),
     }
+}
+
+/// The CUDA section with its digest and the hash of the graph it was lowered from filled in.
+pub fn seal_cuda(mut section: CudaSection, graph_sha256: &[u8]) -> CudaSection {
+    section.graph_sha256 = graph_sha256.to_vec();
+    section.sha256 = cuda_digest(&section);
+    section
+}
+
+/// SHA-256 over a CUDA section's contents: each field length-prefixed, in field order, so that no
+/// two different sections hash alike.
+pub fn cuda_digest(c: &CudaSection) -> Vec<u8> {
+    let mut h = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(c.source.as_bytes());
+    field(&(c.binaries.len() as u64).to_le_bytes());
+    for b in &c.binaries {
+        field(b.arch.as_bytes());
+        field(&b.cubin);
+        field(b.ptx.as_bytes());
+    }
+    field(&c.launch_plan);
+    field(&c.weights);
+    field(&c.graph_sha256);
+    h.finalize().to_vec()
 }
 
 /// The stored CPU plan, if the artifact has one (artifacts written before plans were stored, and

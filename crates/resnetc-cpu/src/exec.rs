@@ -40,9 +40,26 @@ impl Arena {
     }
 }
 
+/// The plan a session runs: borrowed, or shared ([`Session::shared`], a session that owns its
+/// plan and can outlive the caller's borrow).
+enum PlanRef<'p> {
+    Borrowed(&'p CpuPlan),
+    Shared(std::sync::Arc<CpuPlan>),
+}
+
+impl std::ops::Deref for PlanRef<'_> {
+    type Target = CpuPlan;
+    fn deref(&self) -> &CpuPlan {
+        match self {
+            PlanRef::Borrowed(p) => p,
+            PlanRef::Shared(p) => p,
+        }
+    }
+}
+
 /// A plan ready to run repeatedly: its arenas and threads.
 pub struct Session<'p> {
-    plan: &'p CpuPlan,
+    plan: PlanRef<'p>,
     threads: usize,
     pool: Option<rayon::ThreadPool>,
     arenas: Vec<Arena>,
@@ -51,6 +68,10 @@ pub struct Session<'p> {
 impl<'p> Session<'p> {
     /// A session on `threads` threads (0: all cores).
     pub fn new(plan: &'p CpuPlan, threads: usize) -> Session<'p> {
+        Session::with_plan(PlanRef::Borrowed(plan), threads)
+    }
+
+    fn with_plan(plan: PlanRef<'p>, threads: usize) -> Session<'p> {
         let threads = if threads == 0 {
             default_threads()
         } else {
@@ -78,8 +99,8 @@ impl<'p> Session<'p> {
         self.threads
     }
 
-    pub fn plan(&self) -> &'p CpuPlan {
-        self.plan
+    pub fn plan(&self) -> &CpuPlan {
+        &self.plan
     }
 
     /// Runs a plan with one input and one output: `input` holds `batch` images (plain NCHW),
@@ -95,7 +116,7 @@ impl<'p> Session<'p> {
         batch: usize,
         outputs: &mut [&mut [f32]],
     ) -> Result<(), CpuError> {
-        let plan = self.plan;
+        let plan: &CpuPlan = &self.plan;
         if inputs.len() != plan.inputs.len() {
             return Err(CpuError::Count {
                 what: "inputs",
@@ -213,6 +234,14 @@ pub(crate) fn splits_batch(threads: usize, batch: usize, outputs: usize) -> bool
         && batch > 1
         && batch >= threads
         && (batch.is_multiple_of(threads) || batch >= 4 * threads)
+}
+
+impl Session<'static> {
+    /// A session that holds its plan by `Arc`, for callers that keep the session longer than any
+    /// borrow (a library handle, a Python object).
+    pub fn shared(plan: std::sync::Arc<CpuPlan>, threads: usize) -> Session<'static> {
+        Session::with_plan(PlanRef::Shared(plan), threads)
+    }
 }
 
 impl CpuPlan {

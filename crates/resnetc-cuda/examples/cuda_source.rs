@@ -7,7 +7,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use resnetc_passes::PassOptions;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -28,15 +27,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model =
         model.ok_or("usage: cuda_source MODEL.onnx [--batch N] [--arch sm_80] [--quiet]")?;
     let t0 = Instant::now();
-    let m = resnetc::load_model(
-        &model,
-        &PassOptions {
-            level: 3,
-            ..Default::default()
-        },
-    )?;
+    let m = resnetc::Model::load_with(&model, &resnetc::LoadOptions::level(3))?;
     let t1 = Instant::now();
-    let program = resnetc_cuda::generate(&m.graph, &m.info, batch)?;
+    let program = resnetc_cuda::generate(m.graph(), m.info(), batch)?;
     let t2 = Instant::now();
     if !quiet {
         print!("{}", program.source);

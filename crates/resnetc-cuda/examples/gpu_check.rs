@@ -22,8 +22,6 @@ use std::time::Instant;
 
 use ndarray::ArrayD;
 use resnetc_cuda::{nvrtc, Compiled, CudaProgram, CudaSession, DeviceInfo, GenOptions};
-use resnetc_ir::Tensor;
-use resnetc_passes::PassOptions;
 use serde_json::json;
 
 type Error = Box<dyn std::error::Error>;
@@ -195,26 +193,17 @@ fn compiled<'c>(cache: &'c Cache, program: &CudaProgram) -> &'c [Compiled] {
 }
 
 fn load(path: &Path) -> Result<resnetc::Model, Error> {
-    Ok(resnetc::load_model(
-        path,
-        &PassOptions {
-            level: 3,
-            ..Default::default()
-        },
-    )
+    Ok(resnetc::Model::load_with(path, &resnetc::LoadOptions::level(3))
     .map_err(|e| format!("{}: {e:#}", path.display()))?)
 }
 
 /// The CPU backend's output for `x`, on all cores.
 fn cpu(m: &resnetc::Model, x: &ArrayD<f32>) -> Result<Vec<f32>, Error> {
     let y = m
-        .run_cpu(&Tensor::f32(x.clone()), 0)
+        .session(resnetc::Device::Cpu)
+        .and_then(|mut s| s.run_dyn(x.view()))
         .map_err(|e| format!("{e:#}"))?;
-    Ok(y.as_f32()
-        .ok_or("the CPU backend's output is not f32")?
-        .iter()
-        .copied()
-        .collect())
+    Ok(y.iter().copied().collect())
 }
 
 struct Checked {
@@ -301,7 +290,7 @@ fn run() -> Result<bool, Error> {
     }
     println!("NVRTC {:?} at {}", nv.version()?, nv.path());
     let generate = |m: &resnetc::Model, batch: Option<usize>| {
-        resnetc_cuda::generate_with(&m.graph, &m.info, &GenOptions { batch, sm_count })
+        resnetc_cuda::generate_with(m.graph(), m.info(), &GenOptions { batch, sm_count })
     };
 
     // Fixtures: their own inputs and PyTorch's outputs.

@@ -237,3 +237,21 @@ impl CudaProgram {
             .collect()
     }
 }
+
+/// The launch plan as an artifact stores it: the program without its source and weights (which
+/// the artifact keeps beside it).
+pub fn encode_program(program: &CudaProgram) -> Vec<u8> {
+    let bare = CudaProgram {
+        source: String::new(),
+        weights: Vec::new(),
+        ..program.clone()
+    };
+    serde_json::to_vec(&bare).expect("a launch plan serializes")
+}
+
+/// Reads a launch plan that [`encode_program`] wrote; the caller adds source and weights and then
+/// [`CudaProgram::check`]s it.
+pub fn decode_program(bytes: &[u8]) -> Result<CudaProgram, crate::CudaError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| crate::CudaError::Program(format!("the launch plan cannot be decoded ({e})")))
+}

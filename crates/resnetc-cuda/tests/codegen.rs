@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use common::*;
 use resnetc_cuda::{generate, generate_with, Arg, CudaError, CudaProgram, GenOptions};
-use resnetc_passes::PassOptions;
 
 fn r20() -> resnetc::Model {
     load_fused(&repo().join("fixtures/models/r20_a_ts17_static.onnx"))
@@ -62,7 +61,7 @@ fn plan_text(p: &CudaProgram) -> String {
 #[test]
 fn resnet20_source() {
     let m = r20();
-    let p = generate(&m.graph, &m.info, None).unwrap();
+    let p = generate(m.graph(), m.info(), None).unwrap();
     insta::assert_snapshot!("resnet20_static_batch2.cu", p.source);
     insta::assert_snapshot!("resnet20_static_batch2_plan", plan_text(&p));
 }
@@ -70,7 +69,7 @@ fn resnet20_source() {
 #[test]
 fn resnet20_dynamic_batch_plan() {
     let m = load_fused(&repo().join("fixtures/models/r20_a_ts17_dynamic.onnx"));
-    let p = generate(&m.graph, &m.info, None).unwrap();
+    let p = generate(m.graph(), m.info(), None).unwrap();
     assert_eq!(p.batch, None);
     insta::assert_snapshot!("resnet20_dynamic_plan", plan_text(&p));
     // Small batches take small tiles, large ones the largest.
@@ -99,7 +98,7 @@ fn resnet20_dynamic_batch_plan() {
 fn weights_are_aligned_and_buffers_few() {
     for name in PRETRAINED {
         let m = load_fused(&pretrained_model(name));
-        let p = generate(&m.graph, &m.info, None).unwrap();
+        let p = generate(m.graph(), m.info(), None).unwrap();
         assert_eq!(
             p.buffers.len(),
             3,
@@ -145,12 +144,12 @@ fn launch_plans_are_checked() {
     for name in PRETRAINED {
         let m = load_fused(&pretrained_model(name));
         for batch in [None, Some(1), Some(256)] {
-            let p = generate(&m.graph, &m.info, batch).unwrap();
+            let p = generate(m.graph(), m.info(), batch).unwrap();
             p.check()
                 .unwrap_or_else(|e| panic!("{name} batch {batch:?}: {e}"));
         }
     }
-    let good = generate(&r20().graph, &r20().info, None).unwrap();
+    let good = generate(r20().graph(), r20().info(), None).unwrap();
     fn weights_arg(p: &mut CudaProgram) -> &mut Arg {
         (p.steps.iter_mut().flat_map(|s| s.args.iter_mut()))
             .find(|a| matches!(a, Arg::Weights { .. }))
@@ -225,8 +224,8 @@ fn launch_plans_are_checked() {
 #[test]
 fn identifiers_never_come_from_the_model() {
     let m = r20();
-    let clean = generate(&m.graph, &m.info, None).unwrap();
-    let mut g = m.graph.clone();
+    let clean = generate(m.graph(), m.info(), None).unwrap();
+    let mut g = m.graph().clone();
     let ids: Vec<_> = g.node_ids().collect();
     for (k, id) in ids.into_iter().enumerate() {
         let n = g.node_mut(id);
@@ -248,15 +247,15 @@ fn batches() {
     let m = r20();
     // The fixture's batch is fixed at 2.
     assert!(matches!(
-        generate(&m.graph, &m.info, Some(4)),
+        generate(m.graph(), m.info(), Some(4)),
         Err(CudaError::Batch(_))
     ));
-    let p = generate(&m.graph, &m.info, Some(2)).unwrap();
+    let p = generate(m.graph(), m.info(), Some(2)).unwrap();
     assert_eq!(p.batch, Some(2));
     insta::assert_snapshot!(p.plan(3).unwrap_err().to_string(), @"the program was compiled for batch 2, not 3; compile without a fixed batch to run any batch");
     assert!(matches!(p.plan(0), Err(CudaError::Batch(_))));
     let d = load_fused(&repo().join("fixtures/models/r20_a_ts17_dynamic.onnx"));
-    let p = generate(&d.graph, &d.info, Some(64)).unwrap();
+    let p = generate(d.graph(), d.info(), Some(64)).unwrap();
     assert_eq!(p.batch, Some(64));
     assert!(p.steps.iter().all(|s| s.variants.len() == 1));
     assert!(
@@ -264,7 +263,7 @@ fn batches() {
         "the batch is baked into the kernels"
     );
     assert!(matches!(
-        generate(&d.graph, &d.info, Some(0)),
+        generate(d.graph(), d.info(), Some(0)),
         Err(CudaError::Batch(_))
     ));
     assert!(matches!(p.plan(1 << 30), Err(CudaError::Batch(_))));
@@ -272,15 +271,9 @@ fn batches() {
 
 #[test]
 fn unfused_graphs_are_refused_with_the_node() {
-    let m = resnetc::load_model(
-        &repo().join("fixtures/models/r20_a_ts17_static.onnx"),
-        &PassOptions {
-            level: 0,
-            ..Default::default()
-        },
-    )
+    let m = resnetc::Model::load_with(&repo().join("fixtures/models/r20_a_ts17_static.onnx"), &resnetc::LoadOptions::level(0))
     .unwrap();
-    let e = generate(&m.graph, &m.info, None).unwrap_err();
+    let e = generate(m.graph(), m.info(), None).unwrap_err();
     insta::assert_snapshot!(e.to_string(), @"node '/conv1/Conv' (Conv): Conv has no CUDA lowering; the CUDA backend lowers the fused graph of opt level 3 (FusedConv, GlobalAveragePool → Flatten → Gemm), run `resnetc compile --target cpu` or the reference executor instead");
 }
 
@@ -290,7 +283,7 @@ fn generation_is_fast() {
     let mut best = f64::INFINITY;
     for _ in 0..3 {
         let t = Instant::now();
-        let p = generate(&m.graph, &m.info, None).unwrap();
+        let p = generate(m.graph(), m.info(), None).unwrap();
         best = best.min(t.elapsed().as_secs_f64());
         assert_eq!(p.steps.len(), 56);
     }
@@ -298,8 +291,8 @@ fn generation_is_fast() {
     assert!(best < 1.0, "generate() took {best:.2} s for ResNet-56");
     // The tile choice follows the SM count.
     let one = generate_with(
-        &m.graph,
-        &m.info,
+        m.graph(),
+        m.info(),
         &GenOptions {
             batch: Some(1),
             sm_count: 1,
@@ -307,8 +300,8 @@ fn generation_is_fast() {
     )
     .unwrap();
     let many = generate_with(
-        &m.graph,
-        &m.info,
+        m.graph(),
+        m.info(),
         &GenOptions {
             batch: Some(1),
             sm_count: 132,

@@ -38,10 +38,10 @@ fn check(
 fn resnet20_option_a_static_batch() {
     let f = fixture("r20_a_ts17_static");
     let m = load_fused(&f.path());
-    let p = generate(&m.graph, &m.info, None).unwrap();
+    let p = generate(m.graph(), m.info(), None).unwrap();
     assert_eq!(p.batch, Some(2));
     let emu = Emulator::build(&p, "r20a-static", true);
-    check(&p, &emu, &m.graph, &f.input(), 2);
+    check(&p, &emu, m.graph(), &f.input(), 2);
     let got = emu.run(&p, &f.input().iter().copied().collect::<Vec<_>>(), 2);
     let torch: Vec<f32> = f.expected().iter().copied().collect();
     assert!(
@@ -59,8 +59,8 @@ fn resnet20_option_b_dynamic_batch_every_tile() {
     // Small tiles (planned for a big GPU at small batches) and the largest ones (planned for one SM).
     for (sm, tag) in [(132, "r20b-dyn-small"), (1, "r20b-dyn-large")] {
         let p = generate_with(
-            &m.graph,
-            &m.info,
+            m.graph(),
+            m.info(),
             &GenOptions {
                 batch: None,
                 sm_count: sm,
@@ -70,7 +70,7 @@ fn resnet20_option_b_dynamic_batch_every_tile() {
         assert_eq!(p.batch, None);
         let emu = Emulator::build(&p, tag, true);
         for batch in [1, 3] {
-            check(&p, &emu, &m.graph, &input, batch);
+            check(&p, &emu, m.graph(), &input, batch);
         }
     }
 }
@@ -81,8 +81,8 @@ fn resnet56_pretrained_on_cifar_images() {
     let images = cifar_test_images(5).0.into_dyn();
     // sm_count 8: the medium tiles for 5 images, the large ones for the first layers.
     let p = generate_with(
-        &m.graph,
-        &m.info,
+        m.graph(),
+        m.info(),
         &GenOptions {
             batch: None,
             sm_count: 8,
@@ -90,7 +90,7 @@ fn resnet56_pretrained_on_cifar_images() {
     )
     .unwrap();
     let emu = Emulator::build(&p, "r56-pretrained", false);
-    check(&p, &emu, &m.graph, &images, 5);
+    check(&p, &emu, m.graph(), &images, 5);
     let logits = pretrained_logits("resnet56");
     let got = emu.run(&p, &images.iter().copied().collect::<Vec<_>>(), 5);
     let torch: Vec<f32> = logits.iter().take(50).copied().collect();

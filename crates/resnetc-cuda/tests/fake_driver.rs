@@ -36,9 +36,9 @@ fn sessions_on_the_fake_driver() {
         batch: None,
         sm_count: 132,
     };
-    let program = resnetc_cuda::generate_with(&m.graph, &m.info, &opts).unwrap();
+    let program = resnetc_cuda::generate_with(m.graph(), m.info(), &opts).unwrap();
     let images = resnetc_cuda::compile_archs(&program.source, resnetc_cuda::DEFAULT_ARCHS).unwrap();
-    let fake = FakeCuda::new();
+    let fake = FakeCuda::new(env!("CARGO_TARGET_TMPDIR"));
     fake.add(&program.source, &program.kernels, &images);
     // SAFETY (of set_var): this is the binary's only test, and nothing else runs yet.
     for (k, v) in fake.env() {
@@ -55,7 +55,7 @@ fn sessions_on_the_fake_driver() {
             .slice(ndarray::s![..batch, .., .., ..])
             .to_owned()
             .into_dyn();
-        let want = resnetc_reference::run(&m.graph, &[Tensor::f32(x.clone())]).unwrap();
+        let want = resnetc_reference::run(m.graph(), &[Tensor::f32(x.clone())]).unwrap();
         (
             x.iter().copied().collect(),
             want[0].as_f32().unwrap().iter().copied().collect(),

@@ -70,7 +70,7 @@ fn kept(dir: &std::path::Path) -> Vec<(String, Vec<String>, Vec<Compiled>)> {
 #[test]
 fn gpu_check_runs_whole_on_the_fake_driver() {
     let bin = gpu_check_binary();
-    let fake = FakeCuda::new();
+    let fake = FakeCuda::new(env!("CARGO_TARGET_TMPDIR"));
     let dir = tempfile::Builder::new()
         .prefix("resnetc-gpu-check-")
         .tempdir()

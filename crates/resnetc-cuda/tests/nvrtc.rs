@@ -61,12 +61,12 @@ fn every_model_compiles_for_sm80_sm90_and_ptx_without_warnings() {
     let mut sources: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, path) in &models {
         let m = load_fused(path);
-        let p = resnetc_cuda::generate(&m.graph, &m.info, None)
+        let p = resnetc_cuda::generate(m.graph(), m.info(), None)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         sources.entry(p.source).or_default().push(name.clone());
         if name == "resnet56" {
             for b in [1, 256] {
-                let p = resnetc_cuda::generate(&m.graph, &m.info, Some(b)).unwrap();
+                let p = resnetc_cuda::generate(m.graph(), m.info(), Some(b)).unwrap();
                 sources
                     .entry(p.source)
                     .or_default()
@@ -163,7 +163,7 @@ fn a_compile_error_is_reported_with_its_log() {
 fn a_virtual_architecture_gives_ptx_only() {
     nvrtc_or_explain();
     let m = load_fused(&repo().join("fixtures/models/r20_a_ts17_static.onnx"));
-    let p = resnetc_cuda::generate(&m.graph, &m.info, None).unwrap();
+    let p = resnetc_cuda::generate(m.graph(), m.info(), None).unwrap();
     let c = resnetc_cuda::compile_archs(&p.source, &["compute_90", "sm_80"]).unwrap();
     assert_eq!(
         (c[0].arch.as_str(), c[1].arch.as_str()),

@@ -11,7 +11,7 @@ use resnetc_ir::Tensor;
 fn session_runs_or_reports_no_driver() {
     let f = fixture("r20_b_ts17_dynamic");
     let m = load_fused(&f.path());
-    let program = resnetc_cuda::generate(&m.graph, &m.info, None).unwrap();
+    let program = resnetc_cuda::generate(m.graph(), m.info(), None).unwrap();
     match DeviceInfo::query(0) {
         Err(CudaError::NoDriver(_) | CudaError::NoDevice(_)) => {
             // No GPU here: the session must say so without compiling anything or panicking.
@@ -45,7 +45,7 @@ fn session_runs_or_reports_no_driver() {
             let got = s
                 .run(&input.iter().copied().collect::<Vec<_>>(), batch)
                 .unwrap();
-            let want = resnetc_reference::run(&m.graph, &[Tensor::f32(input.clone())]).unwrap();
+            let want = resnetc_reference::run(m.graph(), &[Tensor::f32(input.clone())]).unwrap();
             let want: Vec<f32> = want[0].as_f32().unwrap().iter().copied().collect();
             assert!(
                 max_abs_diff(&got, &want) <= 1e-3,

@@ -1,12 +1,8 @@
-//! Helpers shared by the CUDA backend's tests: where the models are and loading them fused (the
-//! root crate's `tests/common/models.rs`, included), and the host emulation of generated programs.
+//! Helpers of the CUDA backend's tests: the shared ones (`resnetc-testkit`: where the models are,
+//! loading them fused, the host emulation's dispatch and fake driver), and the emulator runner.
 #![allow(dead_code)]
 
-#[path = "../../../../tests/common/models.rs"]
-mod models;
-
-#[path = "../../../../tests/common/cuda_host.rs"]
-pub mod cuda_host;
+pub use resnetc_testkit::cuda_host;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -14,7 +10,8 @@ use std::process::Command;
 use cuda_host::{cxx, dispatch_source, emu_dir};
 use resnetc_cuda::{Arg, CudaProgram};
 
-pub use models::*;
+#[allow(unused_imports)]
+pub use resnetc_testkit::*;
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");

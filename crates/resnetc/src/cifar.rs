@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
 use ndarray::Array4;
+
+use crate::{escape, Error, Result};
 
 /// Bytes per record: one label, then 3×32×32 channel-planar pixels.
 pub const RECORD: usize = 1 + 3 * 32 * 32;
@@ -13,13 +14,13 @@ pub const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// Reads up to `limit` images: NCHW float32 preprocessed as in training, and their labels.
 pub fn read_batch(path: &Path, limit: usize) -> Result<(Array4<f32>, Vec<u8>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
     if bytes.len() % RECORD != 0 {
-        bail!(
+        return Err(Error::invalid_input(format!(
             "{} is {} bytes, not a whole number of {RECORD}-byte CIFAR-10 records",
-            path.display(),
+            escape::path(path),
             bytes.len()
-        );
+        )));
     }
     let n = (bytes.len() / RECORD).min(limit);
     let mut x = Array4::<f32>::zeros((n, 3, 32, 32));

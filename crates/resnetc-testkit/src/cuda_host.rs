@@ -3,14 +3,13 @@
 //! share, and [`FakeCuda`], which builds the fake libcuda (`tests/emu/fake_driver.cpp`) and the
 //! kernel library for each compiled image, so that the real session code runs end to end.
 //!
-//! Used by the root crate's CLI tests and, through `#[path]`, by resnetc-cuda's tests.
 #![allow(dead_code)]
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use resnetc_cuda::Compiled;
+use resnetc::cuda::Compiled;
 
 /// The host C++ compiler: `$CXX`, else the first of g++, c++, clang++ that runs.
 pub fn cxx() -> String {
@@ -32,15 +31,9 @@ pub fn cxx() -> String {
     panic!("no C++ compiler found (tried $CXX, g++, c++, clang++): the host emulation tests compile the generated CUDA as C++; install g++ (apt-get install g++)");
 }
 
-/// The emulation's `tests/emu` folder, from either crate's manifest folder.
+/// The emulation's folder, `crates/resnetc-cuda/tests/emu`.
 pub fn emu_dir() -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let own = here.join("tests/emu");
-    if own.exists() {
-        own
-    } else {
-        here.join("crates/resnetc-cuda/tests/emu")
-    }
+    crate::repo().join("crates/resnetc-cuda/tests/emu")
 }
 
 /// `dispatch.inc` for a program's kernels: `dispatch(name, pointers, batch)` calls the kernel, and
@@ -82,7 +75,11 @@ fn build_once(out: &Path, sources: &[PathBuf], includes: &[&Path]) {
     if out.exists() {
         return;
     }
-    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+    // Unique per process and per call: tests of one process run in parallel threads and may
+    // build the same library at once (they used to share a name and race on the rename).
+    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = out.with_extension(format!("tmp{}-{n}", std::process::id()));
     let mut cmd = Command::new(cxx());
     cmd.args(["-std=c++17", "-O2", "-w", "-shared", "-fPIC", "-o"])
         .arg(&tmp);
@@ -108,8 +105,9 @@ pub struct FakeCuda {
 
 impl FakeCuda {
     /// Builds the fake driver library (once per checkout of its source).
-    pub fn new() -> FakeCuda {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fake-cuda");
+    /// `tmp` is the test's `env!("CARGO_TARGET_TMPDIR")`.
+    pub fn new(tmp: impl AsRef<Path>) -> FakeCuda {
+        let dir = tmp.as_ref().join("fake-cuda");
         std::fs::create_dir_all(&dir).unwrap();
         let src = emu_dir().join("fake_driver.cpp");
         let code = std::fs::read(&src).unwrap();

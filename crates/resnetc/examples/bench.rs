@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 
-use resnetc_cpu::{bench, CpuOptions, CpuPlan, Isa, Winograd};
-use resnetc_passes::PassOptions;
+use resnetc::cpu::{bench, CpuOptions, CpuPlan, Isa, Winograd};
 
 fn main() -> anyhow_free::Result {
     let mut args = std::env::args().skip(1);
@@ -34,15 +33,9 @@ fn main() -> anyhow_free::Result {
         }
     }
     let model = model.ok_or("usage: bench MODEL [--batch N] [--threads N] [--iters N] [--json]")?;
-    let m = resnetc::load_model(
-        &model,
-        &PassOptions {
-            level: 3,
-            ..Default::default()
-        },
-    )
+    let m = resnetc::Model::load(&model)
     .map_err(|e| format!("{e:#}"))?;
-    let plan = CpuPlan::compile_with(&m.graph, &m.info, &CpuOptions { isa, winograd })
+    let plan = CpuPlan::compile_with(m.graph(), m.info(), &CpuOptions { isa, winograd })
         .map_err(|e| e.to_string())?;
     let r = bench(&plan, batch, threads, iters).map_err(|e| e.to_string())?;
     if json {

@@ -28,18 +28,19 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
 use ndarray::{ArrayD, Axis};
-use resnetc_ir::{Dim, Graph, Op, Tensor};
-use resnetc_passes::PassOptions;
+use resnetc::ir::{Dim, Graph, Op, Tensor};
+use resnetc::{escape, Context as _, Device, Error, ErrorKind, LoadOptions, Model, Result};
 use serde::Serialize;
 
-use crate::{load_model, Device, Model};
+fn invalid(message: String) -> Error {
+    Error::new(ErrorKind::InvalidInput, message)
+}
 
 /// What the optimized graph's outputs are compared with, besides the expected values.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Against {
     /// resnetc's unoptimized (level 0) graph.
     Reference,
@@ -51,6 +52,14 @@ pub enum Against {
 }
 
 impl Against {
+    pub fn name(self) -> &'static str {
+        match self {
+            Against::Reference => "reference",
+            Against::Tract => "tract",
+            Against::All => "all",
+        }
+    }
+
     fn reference(self) -> bool {
         matches!(self, Against::Reference | Against::All)
     }
@@ -60,92 +69,16 @@ impl Against {
     }
 }
 
-/// The command-line arguments of `resnetc validate`.
-#[derive(Clone, Debug, clap::Args)]
-pub struct ValidateArgs {
-    /// The ONNX model.
-    pub model: PathBuf,
-    /// The input batch: a float32 NCHW `.npy` array.
-    #[arg(long, requires = "expected", required_unless_present = "npz")]
-    pub input: Option<PathBuf>,
-    /// The expected outputs for it (e.g. PyTorch's logits): a float32 `.npy` array.
-    #[arg(long, requires = "input")]
-    pub expected: Option<PathBuf>,
-    /// An `.npz` archive holding arrays named `input` and `expected`, instead of --input/--expected.
-    #[arg(long, conflicts_with_all = ["input", "expected"])]
-    pub npz: Option<PathBuf>,
-    /// What else to compare with: resnetc's unoptimized graph, tract-onnx, or both.
-    #[arg(long, value_enum, default_value_t = Against::All)]
-    pub against: Against,
-    /// Absolute tolerance [default: max(1e-4, 2e-5 × max|expected|)].
-    #[arg(long)]
-    pub atol: Option<f64>,
-    /// Relative tolerance: a value passes if |a - b| <= atol + rtol × |b| [default: 0].
-    #[arg(long)]
-    pub rtol: Option<f64>,
-    /// The optimization level of the graph under test (0: canonicalize only, ... 3: everything).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=3))]
-    pub opt_level: u8,
-    /// Skip an optimizer pass by name in the graph under test (repeatable), e.g. to find which pass breaks a model.
-    #[arg(long = "disable-pass", value_name = "NAME")]
-    pub disable_pass: Vec<String>,
-    /// Also run the graph under test on this backend and compare it with the expected values:
-    /// `cpu` (the default: skipped, with a note, when the CPU backend cannot run the graph),
-    /// `cuda` (GPU 0, compiled for it now), or `reference` (no backend).
-    #[arg(long, value_enum)]
-    pub device: Option<Device>,
-    /// Print one JSON object instead of text.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Runs `resnetc validate`: prints the report, and returns an error when a comparison failed.
-pub fn cli(args: &ValidateArgs) -> Result<()> {
-    let (input, expected) = match (&args.npz, &args.input, &args.expected) {
-        (Some(npz), _, _) => read_npz(npz)?,
-        (None, Some(input), Some(expected)) => (
-            crate::npy::read_f32(input)?,
-            crate::npy::read_f32(expected)?,
-        ),
-        _ => bail!("give --input and --expected, or --npz"),
-    };
-    let opts = Options {
-        against: args.against,
-        tolerance: ToleranceSpec {
-            atol: args.atol,
-            rtol: args.rtol,
-        },
-        opt_level: args.opt_level,
-        disabled: args.disable_pass.clone(),
-        device: args.device,
-    };
-    let report = validate_model(&args.model, input, expected, &opts)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{report}");
-    }
-    if !report.passed {
-        let failed: Vec<&str> = report
-            .comparisons
-            .iter()
-            .filter(|c| !c.passed)
-            .map(|c| c.against)
-            .collect();
-        bail!("validation failed (against {})", failed.join(", "));
-    }
-    Ok(())
-}
-
 /// Reads the arrays `input` and `expected` from an `.npz` archive (as `np.savez(path, input=x, expected=y)` writes).
 pub fn read_npz(path: &Path) -> Result<(ArrayD<f32>, ArrayD<f32>)> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let shown = escape::path(path);
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::new(ErrorKind::Environment, format!("cannot open {shown}: {e}")))?;
     let mut npz = ndarray_npy::NpzReader::new(std::io::BufReader::new(file))
-        .with_context(|| format!("{} is not an .npz archive", path.display()))?;
+        .map_err(|e| invalid(format!("{shown} is not an .npz archive: {e}")))?;
     let mut get = |name: &str| -> Result<ArrayD<f32>> {
         npz.by_name::<ndarray::OwnedRepr<f32>, ndarray::IxDyn>(name)
-            .with_context(|| format!("{}: no float32 array named '{name}' (write it with np.savez(path, input=x, expected=y))", path.display()))
+            .map_err(|e| invalid(format!("{shown}: no float32 array named '{name}' ({e}; write it with np.savez(path, input=x, expected=y))")))
     };
     Ok((get("input")?, get("expected")?))
 }
@@ -321,6 +254,7 @@ impl fmt::Display for Divergence {
 /// Everything `validate` found.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    pub schema_version: u32,
     pub passed: bool,
     pub tolerance: Tolerance,
     pub comparisons: Vec<Comparison>,
@@ -376,7 +310,32 @@ impl fmt::Display for Report {
         if let Some(d) = &self.first_divergence {
             write!(f, "{d}")?;
         }
-        writeln!(f, "{}", if self.passed { "passed" } else { "FAILED" })
+        writeln!(f, "{}", self.verdict())
+    }
+}
+
+impl Report {
+    /// The last line: `PASSED` or `FAILED`, the model, and the largest difference from the
+    /// expected values; one line a script can grep.
+    pub fn verdict(&self) -> String {
+        let worst = self
+            .comparisons
+            .iter()
+            .filter(|c| c.against == "expected" || !c.passed)
+            .map(|c| c.max_abs)
+            .fold(0f64, f64::max);
+        format!(
+            "{} {} max abs error {} (tolerance {:.3e})",
+            if self.passed { "PASSED" } else { "FAILED" },
+            self.model,
+            fmt_err(worst),
+            self.tolerance.atol
+        )
+    }
+
+    /// The comparisons that failed, by name.
+    pub fn failed(&self) -> Vec<&'static str> {
+        self.comparisons.iter().filter(|c| !c.passed).map(|c| c.against).collect()
     }
 }
 
@@ -423,30 +382,18 @@ pub fn validate_model(
     expected: ArrayD<f32>,
     opts: &Options,
 ) -> Result<Report> {
-    let reference = load_model(
+    let reference = Model::load_with(path, &LoadOptions::level(0))?;
+    let optimized = Model::load_with(
         path,
-        &PassOptions {
-            level: 0,
-            ..Default::default()
-        },
-    )?;
-    for name in &opts.disabled {
-        if resnetc_passes::pass_named(name).is_none() {
-            bail!("there is no pass named '{name}'");
-        }
-    }
-    let optimized = load_model(
-        path,
-        &PassOptions {
-            level: opts.opt_level,
-            disabled: opts.disabled.clone(),
-            ..Default::default()
+        &LoadOptions {
+            opt_level: opts.opt_level,
+            disabled_passes: opts.disabled.clone(),
         },
     )?;
     validate_graphs(
         path,
-        &reference.graph,
-        &optimized.graph,
+        reference.graph(),
+        optimized.graph(),
         input,
         expected,
         opts,
@@ -464,27 +411,38 @@ pub fn validate_graphs(
     opts: &Options,
 ) -> Result<Report> {
     if optimized.inputs.len() != 1 {
-        bail!(
-            "validate handles models with one input; this one has {}",
-            optimized.inputs.len()
-        );
+        return Err(Error::new(
+            ErrorKind::UnsupportedModel,
+            format!(
+                "validate handles models with one input; this one has {}",
+                optimized.inputs.len()
+            ),
+        ));
     }
     let output_name = optimized
         .outputs
         .first()
         .map(|o| o.name.clone())
-        .context("the model has no outputs")?;
+        .ok_or_else(|| Error::new(ErrorKind::InvalidModel, "the model has no outputs"))?;
     let input_shape = input.shape().to_vec();
+    // The input contract, before anything runs: the same check and message as every session's.
+    let under_test = Model::from_graph(optimized.clone(), &LoadOptions::level(0))?;
+    under_test.inputs()[0].check(resnetc::ir::DType::F32, &input_shape)?;
     let x = Tensor::f32(input.clone());
     let want = Tensor::f32(expected);
     let tol = opts.tolerance.resolve(&want);
 
     let got = first_output(
-        resnetc_reference::run(optimized, std::slice::from_ref(&x))
+        resnetc::reference::run(optimized, std::slice::from_ref(&x))
             .context("running the optimized graph")?,
     )?;
     if got.shape() != want.shape() {
-        bail!("the expected outputs have shape {:?}, but the model's output '{output_name}' has shape {:?}", want.shape(), got.shape());
+        return Err(invalid(format!(
+            "the expected outputs have shape {:?}, but the model's output '{}' has shape {:?}",
+            want.shape(),
+            escape::name(&output_name),
+            got.shape()
+        )));
     }
     let mut comparisons = vec![compare("expected", &got, &want, tol)];
 
@@ -495,7 +453,7 @@ pub fn validate_graphs(
             return Ok(t.clone());
         }
         let t = first_output(
-            resnetc_reference::run(reference, std::slice::from_ref(&x))
+            resnetc::reference::run(reference, std::slice::from_ref(&x))
                 .context("running the unoptimized graph")?,
         )?;
         *unoptimized = Some(t.clone());
@@ -518,7 +476,7 @@ pub fn validate_graphs(
     let mut backend = None;
     let mut skipped = None;
     if device != Device::Reference {
-        match run_backend(device, optimized, &x) {
+        match run_backend(device, &under_test, &x) {
             Ok((y, what)) => {
                 let mut c = compare(device.name(), &y, &want, tol);
                 c.note = Some(what);
@@ -526,11 +484,11 @@ pub fn validate_graphs(
                 backend = Some(y);
             }
             Err(e) if !required => {
-                skipped = Some(format!("{} backend not run: {e:#}", device.name()))
+                skipped = Some(format!("{} backend not run: {e}", device.name()))
             }
             Err(e) => {
                 return Err(e.context(format!(
-                    "running the graph under test on --device {}",
+                    "running the graph under test on device {}",
                     device.name()
                 )))
             }
@@ -589,12 +547,13 @@ pub fn validate_graphs(
     }
 
     Ok(Report {
+        schema_version: resnetc::SCHEMA_VERSION,
         passed,
         tolerance: tol,
         comparisons,
         skipped,
         first_divergence,
-        model: path.display().to_string(),
+        model: escape::path(path),
         opt_level: opts.opt_level,
         input_shape,
         output: output_name,
@@ -625,26 +584,10 @@ fn at_output(
 }
 
 /// Runs `graph` on a backend; also says what ran (the CPU kernel set, or the CUDA image and GPU).
-fn run_backend(device: Device, graph: &Graph, x: &Tensor) -> Result<(Tensor, String)> {
-    let info = resnetc_ir::validate(graph).context("validating the graph under test")?;
-    let m = Model {
-        graph: graph.clone(),
-        info,
-        reports: Vec::new(),
-        artifact: None,
-        cpu: resnetc_cpu::CpuOptions::default(),
-    };
-    match device {
-        Device::Cpu => {
-            let y = m.run_cpu(x, 0)?;
-            Ok((
-                y,
-                format!("{} kernels", resnetc_cpu::Isa::Auto.resolve()?.name()),
-            ))
-        }
-        Device::Cuda => m.run_cuda(x),
-        Device::Reference => unreachable!("the reference executor is not a backend"),
-    }
+fn run_backend(device: Device, m: &Model, x: &Tensor) -> Result<(Tensor, String)> {
+    let mut session = m.session(device)?;
+    let y = session.run_tensor(x)?;
+    Ok((y, session.describe()))
 }
 
 /// Finds the first node (in `reference`'s topological order) whose value `optimized` computes
@@ -674,7 +617,7 @@ pub fn find_divergence(
         .collect();
 
     // The reference values, by name, and each name's position in the reference order.
-    let info = resnetc_ir::validate(reference).context("validating the unoptimized graph")?;
+    let info = resnetc::ir::validate(reference).context("validating the unoptimized graph")?;
     let mut position: HashMap<&str, usize> = HashMap::new();
     for (pos, &id) in info.order.iter().enumerate() {
         if let Some(name) = reference.node(id).outputs.first() {
@@ -682,7 +625,7 @@ pub fn find_divergence(
         }
     }
     let mut values: HashMap<String, Tensor> = HashMap::new();
-    resnetc_reference::run_with(reference, inputs, &mut |id, value| {
+    resnetc::reference::run_with(reference, inputs, &mut |id, value| {
         let node = reference.node(id);
         if let Some(name) = node.outputs.first() {
             if !skip(&node.op) && wanted.contains(name.as_str()) && !values.contains_key(name) {
@@ -695,7 +638,7 @@ pub fn find_divergence(
 
     // The optimized graph, reinjecting the reference values; the first difference in reference order wins.
     let mut first: Option<(usize, Divergence)> = None;
-    resnetc_reference::run_with(optimized, inputs, &mut |id, value| {
+    resnetc::reference::run_with(optimized, inputs, &mut |id, value| {
         let node = optimized.node(id);
         if skip(&node.op) {
             return None;
@@ -736,47 +679,78 @@ pub fn find_divergence(
 }
 
 /// Runs tract-onnx on the ONNX file: with the input's concrete shape for static models, with the
-/// model's own (symbolic) input fact otherwise.
+/// model's own (symbolic) input fact otherwise. A panic inside tract is caught and reported as
+/// tract's failure.
+#[cfg(feature = "tract")]
 pub fn run_tract(path: &Path, input: &ArrayD<f32>, symbolic: bool) -> Result<ArrayD<f32>> {
     use tract_onnx::prelude::*;
+    let shown = escape::path(path);
+    let failed = |what: String| Error::new(ErrorKind::UnsupportedModel, what);
     let shape = input.shape().to_vec();
-    let model = tract_onnx::onnx()
-        .model_for_path(path)
-        .and_then(|m| {
-            if symbolic {
-                Ok(m)
-            } else {
-                m.with_input_fact(0, f32::fact(&shape).into())
-            }
-        })
-        .and_then(|m| m.into_optimized())
-        .and_then(|m| m.into_runnable())
-        .map_err(|e| {
-            anyhow!(
-                "tract-onnx cannot load {}: {e:?} (use --against reference to skip tract)",
-                path.display()
-            )
-        })?;
-    let x: tract_onnx::prelude::Tensor =
-        tract_ndarray::ArrayD::from_shape_vec(shape, input.iter().copied().collect())?.into();
-    let out = model
-        .run(tvec!(x.into()))
-        .map_err(|e| anyhow!("tract-onnx failed to run {}: {e:?}", path.display()))?;
-    let y = out.first().context("tract returned no outputs")?;
-    let view = y
-        .to_plain_array_view::<f32>()
-        .map_err(|e| anyhow!("tract's output is not float32: {e}"))?;
-    Ok(ArrayD::from_shape_vec(
-        view.shape().to_vec(),
-        view.iter().copied().collect(),
-    )?)
+    let run = || -> std::result::Result<ArrayD<f32>, Error> {
+        let model = tract_onnx::onnx()
+            .model_for_path(path)
+            .and_then(|m| {
+                if symbolic {
+                    Ok(m)
+                } else {
+                    m.with_input_fact(0, f32::fact(&shape).into())
+                }
+            })
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| {
+                failed(format!(
+                    "tract-onnx cannot load {shown}: {e:?} (use --against reference to skip tract)"
+                ))
+            })?;
+        let x: tract_onnx::prelude::Tensor =
+            tract_ndarray::ArrayD::from_shape_vec(shape.clone(), input.iter().copied().collect())
+                .map_err(|e| failed(format!("tract input: {e}")))?
+                .into();
+        let out = model
+            .run(tvec!(x.into()))
+            .map_err(|e| failed(format!("tract-onnx failed to run {shown}: {e:?}")))?;
+        let y = out.first().ok_or_else(|| failed("tract returned no outputs".into()))?;
+        let view = y
+            .to_plain_array_view::<f32>()
+            .map_err(|e| failed(format!("tract's output is not float32: {e}")))?;
+        ArrayD::from_shape_vec(view.shape().to_vec(), view.iter().copied().collect())
+            .map_err(|e| failed(format!("tract output: {e}")))
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(result) => result,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Err(failed(format!(
+                "tract-onnx panicked on {shown}: {} (use --against reference to skip tract)",
+                escape::name(&why)
+            )))
+        }
+    }
+}
+
+/// Without the `tract` feature there is no tract oracle.
+#[cfg(not(feature = "tract"))]
+pub fn run_tract(path: &Path, _input: &ArrayD<f32>, _symbolic: bool) -> Result<ArrayD<f32>> {
+    Err(Error::new(
+        ErrorKind::Environment,
+        format!(
+            "{}: this build of resnetc has no tract oracle (feature `tract`); use --against reference",
+            escape::path(path)
+        ),
+    ))
 }
 
 fn first_output(outputs: Vec<Tensor>) -> Result<Tensor> {
     outputs
         .into_iter()
         .next()
-        .context("the model has no outputs")
+        .ok_or_else(|| Error::new(ErrorKind::InvalidModel, "the model has no outputs"))
 }
 
 /// Whether the (single) graph input has a symbolic dimension.

@@ -1,14 +1,12 @@
 //! Where the test models and data are and how they load: the fixtures of `fixtures/manifest.json`,
 //! and the pretrained models, their PyTorch logits and the CIFAR-10 test images of `../shared`.
-//! Both the root crate's tests and resnetc-cuda's include this file (the latter by `#[path]`), so it
-//! uses only crates both have: resnetc, resnetc-passes, ndarray, serde and serde_json.
+
 
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array4, ArrayD};
-use resnetc_passes::PassOptions;
 
-/// The repository root, found above the including crate's manifest so that both crates agree on it.
+/// The repository root (above this crate's manifest).
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
@@ -135,12 +133,6 @@ pub fn read_npy(path: &Path) -> ArrayD<f32> {
 /// Loads a model at the highest opt level (what `resnetc compile` uses): the fused graph the CPU and
 /// CUDA backends run.
 pub fn load_fused(path: &Path) -> resnetc::Model {
-    resnetc::load_model(
-        path,
-        &PassOptions {
-            level: resnetc_passes::MAX_LEVEL,
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
+    resnetc::Model::load_with(path, &resnetc::LoadOptions::level(resnetc::LoadOptions::DEFAULT_OPT_LEVEL))
+        .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
 }

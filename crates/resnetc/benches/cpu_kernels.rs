@@ -11,11 +11,10 @@
 use std::path::Path;
 use std::time::Instant;
 
-use resnetc_cpu::{CpuOptions, CpuPlan, Isa, Session, Winograd};
-use resnetc_ir::{
+use resnetc::cpu::{CpuOptions, CpuPlan, Isa, Session, Winograd};
+use resnetc::ir::{
     validate, Conv, DType, Epilogue, Graph, Op, Padding, Tensor, TensorType, ValueRef,
 };
-use resnetc_passes::PassOptions;
 
 /// Deterministic values in [-0.5, 0.5).
 fn values(n: usize, seed: u32) -> Vec<f32> {
@@ -150,13 +149,7 @@ fn main() {
         ("resnet56", 1, 2),
     ] {
         let path = shared.join(format!("{model}_cifar10_pretrained.onnx"));
-        let Ok(m) = resnetc::load_model(
-            &path,
-            &PassOptions {
-                level: 3,
-                ..Default::default()
-            },
-        ) else {
+        let Ok(m) = resnetc::Model::load(&path) else {
             println!("{model}: not found at {}, skipped", path.display());
             continue;
         };
@@ -165,8 +158,8 @@ fn main() {
             .iter()
             .map(|&(_, w)| {
                 CpuPlan::compile_with(
-                    &m.graph,
-                    &m.info,
+                    m.graph(),
+                    m.info(),
                     &CpuOptions {
                         isa: Isa::Auto,
                         winograd: Some(w),

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine that has only the Rust toolchain: installs what the
+# tests need (onnxruntime and numpy from PyPI, NVRTC from PyPI, the aarch64 cross linker and
+# qemu-user), then runs every crate's tests and doc tests, and the aarch64 NEON kernel tests under
+# qemu. Safe to rerun: what is installed already is kept. `.ci/run` is this script.
+#
+# Usage: bash scripts/test.sh [extra cargo test arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== python test dependencies (onnxruntime runs resnetc's exports)"
+python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+echo "== NVRTC from PyPI (compiles the generated CUDA kernels; no GPU needed)"
+eval "$(bash crates/resnetc-cuda/ci-nvrtc.sh)"
+echo "RESNETC_NVRTC=${RESNETC_NVRTC:-unset}"
+
+echo "== aarch64 NEON kernels under qemu-user"
+bash crates/resnetc-cpu/ci-neon.sh
+
+echo "== tests"
+cargo test --workspace --locked "$@"
