@@ -63,7 +63,7 @@ def tract_cmd(args):
     if not example.exists() and debug.exists() and not args.build:
         return [str(debug)]
     if not example.exists() or args.build:
-        r = subprocess.run(["cargo", "build", "--release", "-p", "resnetc", "--example", "tract_bench"], cwd=ROOT)
+        r = subprocess.run(["cargo", "build", "--release", "-p", "resnetc-validate", "--example", "tract_bench"], cwd=ROOT)
         if r.returncode != 0:
             print("tract_bench did not build; leaving tract out", file=sys.stderr)
             return None

@@ -143,7 +143,10 @@ fn the_memory_plan_reuses_buffers() {
 #[test]
 fn unsupported_ops_name_the_node() {
     // Level 0 keeps BatchNormalization in the bnkept fixture.
-    let model = resnetc::Model::load_with(&repo().join("fixtures/models/r20_a_ts13_bnkept.onnx"), &resnetc::LoadOptions::level(0))
+    let model = resnetc::Model::load_with(
+        repo().join("fixtures/models/r20_a_ts13_bnkept.onnx"),
+        &resnetc::LoadOptions::level(0),
+    )
     .unwrap();
     let err = CpuPlan::compile(model.graph(), model.info()).unwrap_err();
     let msg = err.to_string();

@@ -137,6 +137,41 @@ fn onnx_models_run_bench_and_validate_on_the_gpu() {
         serde_json::from_slice(&ok_env(&bench, fake_env(&fake, &[]))).unwrap();
     assert_eq!(v["image"], "cubin sm_90", "{v}");
 
+    // The input contract holds on the GPU too: a channels-last batch is refused before the
+    // model is compiled for the device, by the CLI (exit 3) and by the library's session.
+    let nhwc = dir.path().join("nhwc.npy");
+    ndarray_npy::WriteNpyExt::write_npy(
+        &f.input()
+            .permuted_axes(vec![0, 2, 3, 1])
+            .as_standard_layout()
+            .to_owned(),
+        std::fs::File::create(&nhwc).unwrap(),
+    )
+    .unwrap();
+    let out = resnetc_env(
+        &run_args(&model, &nhwc, &y, &["--device", "cuda"]),
+        fake_env(&fake, &[]),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("looks like NHWC") && err.contains("[batch,3,32,32]"),
+        "{err}"
+    );
+    // The library loads the driver that RESNETC_CUDA_DRIVER names (the only test of this file
+    // that runs the GPU path in-process).
+    for (k, v) in fake.env() {
+        std::env::set_var(k, v);
+    }
+    let mut session = m.session(resnetc::Device::Cuda).unwrap();
+    for shape in [&[2, 32, 32, 3][..], &[2, 3072], &[1, 3, 64, 16]] {
+        let x = ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(shape));
+        let e = session.run_dyn(x.view()).unwrap_err();
+        assert_eq!(e.kind(), resnetc::ErrorKind::InvalidInput, "{shape:?}: {e}");
+    }
+    let y_lib = session.run_dyn(f.input().view()).unwrap();
+    assert!(max_abs_diff(&y_lib, &f.expected()) <= 1e-3);
+
     let validate = [
         "validate",
         utf8(&model),

@@ -9,7 +9,7 @@ use resnetc_ir::{Op, Tensor};
 #[test]
 fn reference_matches_pytorch_on_every_fixture() {
     for f in fixtures() {
-        let m = resnetc::Model::load_with(&f.path(), &resnetc::LoadOptions::level(0))
+        let m = resnetc::Model::load_with(f.path(), &resnetc::LoadOptions::level(0))
             .unwrap_or_else(|e| panic!("{}: {e:#}", f.name));
         let y = resnetc::reference::run(m.graph(), &[Tensor::f32(f.input())])
             .unwrap_or_else(|e| panic!("{}: {e:#}", f.name));
@@ -20,7 +20,7 @@ fn reference_matches_pytorch_on_every_fixture() {
 #[test]
 fn canonical_graphs_have_no_shape_arithmetic() {
     for f in fixtures() {
-        let m = resnetc::Model::load_with(&f.path(), &resnetc::LoadOptions::level(0)).unwrap();
+        let m = resnetc::Model::load_with(f.path(), &resnetc::LoadOptions::level(0)).unwrap();
         for &id in &m.info().order {
             let op = m.graph().op(id);
             assert!(
@@ -42,7 +42,7 @@ fn canonical_graphs_have_no_shape_arithmetic() {
 #[test]
 fn dynamic_batch_fixtures_run_at_other_batch_sizes() {
     for f in fixtures().into_iter().filter(|f| f.dynamic_batch) {
-        let m = resnetc::Model::load_with(&f.path(), &resnetc::LoadOptions::level(0)).unwrap();
+        let m = resnetc::Model::load_with(f.path(), &resnetc::LoadOptions::level(0)).unwrap();
         let x = f.input();
         let expected = f.expected();
         assert_ne!(

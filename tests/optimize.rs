@@ -20,13 +20,15 @@ fn ops_of(m: &resnetc::Model) -> BTreeMap<String, usize> {
 #[test]
 fn optimized_graphs_match_pytorch_and_the_unoptimized_graph() {
     for f in fixtures() {
-        let base = resnetc::Model::load_with(&f.path(), &opts(0)).unwrap();
+        let base = resnetc::Model::load_with(f.path(), &opts(0)).unwrap();
         let x = Tensor::f32(f.input());
-        let y0 = f32_of(&resnetc::reference::run(base.graph(), std::slice::from_ref(&x)).unwrap()[0]);
+        let y0 =
+            f32_of(&resnetc::reference::run(base.graph(), std::slice::from_ref(&x)).unwrap()[0]);
         for level in 1..=3 {
-            let m = resnetc::Model::load_with(&f.path(), &opts(level))
+            let m = resnetc::Model::load_with(f.path(), &opts(level))
                 .unwrap_or_else(|e| panic!("{} -O{level}: {e:#}", f.name));
-            let y = f32_of(&resnetc::reference::run(m.graph(), std::slice::from_ref(&x)).unwrap()[0]);
+            let y =
+                f32_of(&resnetc::reference::run(m.graph(), std::slice::from_ref(&x)).unwrap()[0]);
             assert_logits_close(
                 &format!("{} -O{level} vs PyTorch", f.name),
                 &y,
@@ -48,7 +50,8 @@ fn each_pass_alone_keeps_outputs() {
         for pass in PASSES.iter().filter(|p| p.level > 0) {
             let mut g = base.clone();
             let mut report = PassReport::new(pass.name);
-            (pass.run)(&mut g, &mut report)
+            let info = validate(&g).unwrap();
+            (pass.run)(&mut g, &info, &mut report)
                 .unwrap_or_else(|e| panic!("{} {}: {e}", f.name, pass.name));
             validate(&g).unwrap_or_else(|e| {
                 panic!("{} {}: invalid after the pass: {e}", f.name, pass.name)
@@ -62,7 +65,7 @@ fn each_pass_alone_keeps_outputs() {
 #[test]
 fn fused_graphs_hold_only_fused_convs_pool_flatten_and_gemm() {
     for f in fixtures() {
-        let m = resnetc::Model::load_with(&f.path(), &opts(3)).unwrap();
+        let m = resnetc::Model::load_with(f.path(), &opts(3)).unwrap();
         let ops = ops_of(&m);
         let n = (f.depth - 2) / 6;
         let convs = 6 * n + 1 + if f.shortcut == "B" { 2 } else { 0 };
@@ -96,7 +99,7 @@ fn fused_graphs_hold_only_fused_convs_pool_flatten_and_gemm() {
 #[test]
 fn pretrained_models_fuse_the_same_way() {
     for name in PRETRAINED {
-        let m = resnetc::Model::load_with(&pretrained_model(name), &opts(3)).unwrap();
+        let m = resnetc::Model::load_with(pretrained_model(name), &opts(3)).unwrap();
         let ops = ops_of(&m);
         assert_eq!(
             ops.get("FusedConv").copied().unwrap_or(0) + 3,
@@ -111,7 +114,7 @@ fn optimized_exports_run_in_onnxruntime() {
     let dir = tmp("opt-ort");
     let mut exports = Vec::new();
     for f in fixtures() {
-        let m = resnetc::Model::load_with(&f.path(), &opts(3)).unwrap();
+        let m = resnetc::Model::load_with(f.path(), &opts(3)).unwrap();
         let out = dir.path().join(format!("{}.onnx", f.name));
         resnetc_onnx::export_file(m.graph(), m.info(), &out).unwrap();
         // The standard export re-imports, and re-optimizes to the same fused graph.
@@ -134,7 +137,7 @@ fn optimized_exports_run_in_onnxruntime() {
 fn keep_fused_exports_round_trip() {
     let dir = tmp("keep-fused");
     for f in fixtures() {
-        let m = resnetc::Model::load_with(&f.path(), &opts(3)).unwrap();
+        let m = resnetc::Model::load_with(f.path(), &opts(3)).unwrap();
         let out = dir.path().join(format!("{}.onnx", f.name));
         let options = resnetc_onnx::ExportOptions { keep_fused: true };
         resnetc_onnx::export_file_with(m.graph(), m.info(), &out, options).unwrap();
@@ -145,7 +148,8 @@ fn keep_fused_exports_round_trip() {
             "{}",
             f.name
         );
-        let y = f32_of(&resnetc::reference::run(again.graph(), &[Tensor::f32(f.input())]).unwrap()[0]);
+        let y =
+            f32_of(&resnetc::reference::run(again.graph(), &[Tensor::f32(f.input())]).unwrap()[0]);
         assert_logits_close(&format!("{} keep-fused", f.name), &y, &f.expected());
     }
 }
@@ -159,12 +163,19 @@ fn snapshots_of_resnet20_through_the_passes() {
         resnetc_ir::dump(&graph, validate(&graph).ok().as_ref())
     );
     let mut dumps = Vec::new();
-    let reports = resnetc_passes::run_passes(&mut graph, &PassOptions { level: 3, ..Default::default() }, &mut |pass, g| {
-        dumps.push((
-            pass.to_string(),
-            resnetc_ir::dump(g, validate(g).ok().as_ref()),
-        ));
-    })
+    let reports = resnetc_passes::run_passes(
+        &mut graph,
+        &PassOptions {
+            level: 3,
+            ..Default::default()
+        },
+        &mut |pass, g| {
+            dumps.push((
+                pass.to_string(),
+                resnetc_ir::dump(g, validate(g).ok().as_ref()),
+            ));
+        },
+    )
     .unwrap();
     for (pass, dump) in dumps {
         insta::assert_snapshot!(format!("r20_after_{pass}"), dump);

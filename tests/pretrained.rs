@@ -10,12 +10,11 @@ use common::*;
 use resnetc_ir::Tensor;
 
 fn check(name: &str) {
-    let model = resnetc::Model::load_with(&pretrained_model(name), &resnetc::LoadOptions::level(0))
+    let model = resnetc::Model::load_with(pretrained_model(name), &resnetc::LoadOptions::level(0))
         .unwrap_or_else(|e| panic!("{name}: {e:#}"));
     let (images, labels) = cifar_test_images(1000);
     assert_eq!(labels.len(), 1000);
-    let y = resnetc::reference::run(model.graph(), &[Tensor::f32(images.into_dyn())])
-        .unwrap();
+    let y = resnetc::reference::run(model.graph(), &[Tensor::f32(images.into_dyn())]).unwrap();
     assert_pytorch_predictions(name, &f32_of(&y[0]), &pretrained_logits(name), &labels);
 }
 

@@ -84,4 +84,3 @@ pub fn run_args<'a>(
 pub fn compile_args<'a>(model: &'a Path, out: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
     [&["compile", utf8(model), "-o", utf8(out)], args].concat()
 }
-

@@ -88,7 +88,11 @@ fn pass_name(s: &str) -> std::result::Result<String, String> {
         Ok(s.to_string())
     } else {
         let names: Vec<&str> = resnetc::passes().map(|p| p.0).collect();
-        Err(format!("there is no pass named '{}'; the passes are: {}", resnetc::escape::name(s), names.join(", ")))
+        Err(format!(
+            "there is no pass named '{}'; the passes are: {}",
+            resnetc::escape::name(s),
+            names.join(", ")
+        ))
     }
 }
 
@@ -107,7 +111,10 @@ impl OptArgs {
             if which.as_deref().is_some_and(|w| w == "all" || w == pass) {
                 eprintln!("// IR after {pass}");
                 let info = resnetc::ir::validate(graph).ok();
-                eprint!("{}", resnetc::escape::text(&resnetc::ir::dump(graph, info.as_ref())));
+                eprint!(
+                    "{}",
+                    resnetc::escape::text(&resnetc::ir::dump(graph, info.as_ref()))
+                );
             }
         })?;
         if self.pass_report {
@@ -305,7 +312,13 @@ fn dispatch(command: Command) -> Result<()> {
                 resnetc::fsio::check_distinct(out, &[&input, &model])?;
             }
             let m = opt.load(&model, 3)?;
-            run(&m, &input, output.as_deref(), device.into(), &opt.session(threads))
+            run(
+                &m,
+                &input,
+                output.as_deref(),
+                device.into(),
+                &opt.session(threads),
+            )
         }
         Command::Bench {
             model,
@@ -384,7 +397,11 @@ fn inspect(m: &Model, path: &Path, json: bool, dump: bool) -> Result<()> {
         return Ok(());
     }
     use resnetc::escape::name;
-    outln!("model: {}  (opset {})", resnetc::escape::path(path), r.opset);
+    outln!(
+        "model: {}  (opset {})",
+        resnetc::escape::path(path),
+        r.opset
+    );
     if let Some(a) = &r.artifact {
         outln!(
             "artifact: target {}, -O{}, compiled by resnetc {} from {} (sha256 {})",
@@ -412,7 +429,12 @@ fn inspect(m: &Model, path: &Path, json: bool, dump: bool) -> Result<()> {
                 .iter()
                 .map(|d| name(d.to_string().trim_matches('"')))
                 .collect();
-            outln!("{kind:>7}: {} {}[{}]", name(&v.name), v.dtype, dims.join(","));
+            outln!(
+                "{kind:>7}: {} {}[{}]",
+                name(&v.name),
+                v.dtype,
+                dims.join(",")
+            );
         }
     }
     outln!(
@@ -424,9 +446,16 @@ fn inspect(m: &Model, path: &Path, json: bool, dump: bool) -> Result<()> {
             .join(", ")
     );
     outln!(" params: {} ({} constant tensors)", s.params, s.constants);
-    outln!("   MACs: {} per image ({:.1} M)", s.macs, s.macs as f64 / 1e6);
+    outln!(
+        "   MACs: {} per image ({:.1} M)",
+        s.macs,
+        s.macs as f64 / 1e6
+    );
     if dump {
-        out::text(&resnetc::escape::text(&resnetc::ir::dump(m.graph(), Some(m.info()))))?;
+        out::text(&resnetc::escape::text(&resnetc::ir::dump(
+            m.graph(),
+            Some(m.info()),
+        )))?;
     }
     Ok(())
 }
@@ -448,7 +477,9 @@ fn run(
     };
     let mut session = m.session_with(device, &opts)?;
     if let Some(why) = session.fallback() {
-        eprintln!("note: the CPU backend cannot run this graph ({why}); using the reference executor");
+        eprintln!(
+            "note: the CPU backend cannot run this graph ({why}); using the reference executor"
+        );
     }
     let y = session.run_dyn(x.view())?;
     match output {
@@ -460,7 +491,10 @@ fn run(
             if y.ndim() != 2 {
                 return Err(Error::new(
                     ErrorKind::UnsupportedModel,
-                    format!("the output has shape {:?}, not [batch, classes]; use --output to save it", y.shape()),
+                    format!(
+                        "the output has shape {:?}, not [batch, classes]; use --output to save it",
+                        y.shape()
+                    ),
                 ));
             }
             for (i, class) in resnetc::top1(&y.view()).iter().enumerate() {
@@ -562,7 +596,9 @@ const DEMO_OUTPUT: &[u8] = include_bytes!("../../../fixtures/models/r20_a_ts17_s
 
 fn demo(shared: &Path) -> Result<()> {
     use ndarray_npy::ReadNpyExt;
-    let bundled = |e: ndarray_npy::ReadNpyError| Error::new(ErrorKind::InvalidModel, format!("bundled data: {e}"));
+    let bundled = |e: ndarray_npy::ReadNpyError| {
+        Error::new(ErrorKind::InvalidModel, format!("bundled data: {e}"))
+    };
     let m = Model::from_onnx_bytes(DEMO_MODEL, None, &LoadOptions::level(0))?;
     let x = ndarray::ArrayD::<f32>::read_npy(DEMO_INPUT).map_err(bundled)?;
     let expected = ndarray::ArrayD::<f32>::read_npy(DEMO_OUTPUT).map_err(bundled)?;

@@ -7,7 +7,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let mut model = None;

@@ -193,8 +193,10 @@ fn compiled<'c>(cache: &'c Cache, program: &CudaProgram) -> &'c [Compiled] {
 }
 
 fn load(path: &Path) -> Result<resnetc::Model, Error> {
-    Ok(resnetc::Model::load_with(path, &resnetc::LoadOptions::level(3))
-    .map_err(|e| format!("{}: {e:#}", path.display()))?)
+    Ok(
+        resnetc::Model::load_with(path, &resnetc::LoadOptions::level(3))
+            .map_err(|e| format!("{}: {e:#}", path.display()))?,
+    )
 }
 
 /// The CPU backend's output for `x`, on all cores.

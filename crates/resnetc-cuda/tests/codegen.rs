@@ -271,7 +271,10 @@ fn batches() {
 
 #[test]
 fn unfused_graphs_are_refused_with_the_node() {
-    let m = resnetc::Model::load_with(&repo().join("fixtures/models/r20_a_ts17_static.onnx"), &resnetc::LoadOptions::level(0))
+    let m = resnetc::Model::load_with(
+        repo().join("fixtures/models/r20_a_ts17_static.onnx"),
+        &resnetc::LoadOptions::level(0),
+    )
     .unwrap();
     let e = generate(m.graph(), m.info(), None).unwrap_err();
     insta::assert_snapshot!(e.to_string(), @"node '/conv1/Conv' (Conv): Conv has no CUDA lowering; the CUDA backend lowers the fused graph of opt level 3 (FusedConv, GlobalAveragePool → Flatten → Gemm), run `resnetc compile --target cpu` or the reference executor instead");

@@ -1,7 +1,7 @@
 //! Canonicalization: turn the shape arithmetic of PyTorch exports into constants and drop what is dead.
 
 use ndarray::{ArcArray, IxDyn};
-use resnetc_ir::{validate, Dim, Graph, NodeId, Op, SymInt, Tensor, ValueRef};
+use resnetc_ir::{validate, Dim, Graph, GraphInfo, NodeId, Op, SymInt, Tensor, ValueRef};
 
 use crate::{PassError, PassReport};
 
@@ -28,9 +28,18 @@ fn make_constant(graph: &mut Graph, id: NodeId, t: Tensor) {
 
 /// Evaluates nodes whose inputs are all constants, and replaces integer values that inference knows
 /// in full (e.g. `Shape` of a statically shaped tensor) by constants.
-pub fn fold_constants(graph: &mut Graph, report: &mut PassReport) -> Result<(), PassError> {
-    for _ in 0..MAX_SWEEPS {
-        let info = validate(graph).map_err(invalid)?;
+pub fn fold_constants(
+    graph: &mut Graph,
+    given: &GraphInfo,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
+    let mut fresh: Option<GraphInfo> = None;
+    for sweep in 0..MAX_SWEEPS {
+        // The manager's info for the first sweep; a later sweep sees the graph this pass changed.
+        if sweep > 0 {
+            fresh = Some(validate(graph).map_err(invalid)?);
+        }
+        let info = fresh.as_ref().unwrap_or(given);
         let mut changed = false;
         for &id in &info.order {
             let op = graph.op(id).clone();
@@ -142,8 +151,11 @@ fn consts_first(inputs: &[Option<ValueRef>], graph: &Graph) -> Option<Option<Opt
 /// Rewrites shape operands that hold the symbolic batch: `Reshape(x, [N, -1])` where `x`'s dim 0 is
 /// `N` becomes `Reshape(x, [0, -1])`; `Expand(x, [N, C, 1, 1])` becomes `Expand(x, [1, C, 1, 1])`
 /// where `x` already has `N` there.
-pub fn fold_symbolic_shapes(graph: &mut Graph, report: &mut PassReport) -> Result<(), PassError> {
-    let info = validate(graph).map_err(invalid)?;
+pub fn fold_symbolic_shapes(
+    graph: &mut Graph,
+    info: &GraphInfo,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
     for &id in &info.order {
         let (is_reshape, allowzero) = match graph.op(id) {
             Op::Reshape { allowzero } => (true, *allowzero),
@@ -221,7 +233,11 @@ pub fn fold_symbolic_shapes(graph: &mut Graph, report: &mut PassReport) -> Resul
 }
 
 /// Removes Identity nodes, rewiring their readers (and graph outputs) to the identity's input.
-pub fn remove_identity(graph: &mut Graph, report: &mut PassReport) -> Result<(), PassError> {
+pub fn remove_identity(
+    graph: &mut Graph,
+    _: &GraphInfo,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
     let ids: Vec<NodeId> = graph
         .node_ids()
         .filter(|&id| matches!(graph.op(id), Op::Identity))
@@ -238,7 +254,11 @@ pub fn remove_identity(graph: &mut Graph, report: &mut PassReport) -> Result<(),
 }
 
 /// Removes nodes that no graph output depends on. Graph inputs stay: they are the interface.
-pub fn remove_dead(graph: &mut Graph, report: &mut PassReport) -> Result<(), PassError> {
+pub fn remove_dead(
+    graph: &mut Graph,
+    _: &GraphInfo,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
     for id in graph.dead_nodes() {
         if matches!(graph.op(id), Op::Input { .. }) {
             continue;

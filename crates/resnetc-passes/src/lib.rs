@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use resnetc_ir::{validate, Graph, ValidationError};
+use resnetc_ir::{validate, Graph, GraphInfo, ValidationError};
 use thiserror::Error;
 
 pub mod canon;
@@ -88,7 +88,10 @@ pub enum PassError {
     },
 }
 
-pub type PassFn = fn(&mut Graph, &mut PassReport) -> Result<(), PassError>;
+/// A pass: rewrites the graph, given what validation inferred about it just before (the manager
+/// validates once after each pass and hands the result to the next, so no pass validates at its
+/// start).
+pub type PassFn = fn(&mut Graph, &GraphInfo, &mut PassReport) -> Result<(), PassError>;
 
 /// The highest `--opt-level`.
 pub const MAX_LEVEL: u8 = 3;
@@ -147,22 +150,10 @@ pub const PASSES: &[PassDef] = &[
 ];
 
 /// Which passes to run and how.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PassOptions {
     pub level: u8,
     pub disabled: Vec<String>,
-    /// Validate after every pass (on by default; turning it off only saves time).
-    pub verify: bool,
-}
-
-impl Default for PassOptions {
-    fn default() -> Self {
-        PassOptions {
-            level: 0,
-            disabled: Vec::new(),
-            verify: true,
-        }
-    }
 }
 
 /// Looks a pass up by name.
@@ -176,24 +167,33 @@ pub fn run_passes(
     opts: &PassOptions,
     after: &mut dyn FnMut(&str, &Graph),
 ) -> Result<Vec<PassReport>, PassError> {
-    validate(graph).map_err(PassError::Invalid)?;
+    Ok(optimize(graph, opts, after)?.0)
+}
+
+/// [`run_passes`], also returning the validated final graph's info. The graph is validated once
+/// before the first pass and once after each (a failure there is [`PassError::Verify`], a resnetc
+/// bug), and each pass is handed the info of the graph it receives.
+pub fn optimize(
+    graph: &mut Graph,
+    opts: &PassOptions,
+    after: &mut dyn FnMut(&str, &Graph),
+) -> Result<(Vec<PassReport>, GraphInfo), PassError> {
+    let mut info = validate(graph).map_err(PassError::Invalid)?;
     let mut reports = Vec::new();
     for p in PASSES {
         if p.level > opts.level || opts.disabled.iter().any(|d| d == p.name) {
             continue;
         }
         let mut report = PassReport::new(p.name);
-        (p.run)(graph, &mut report)?;
-        if opts.verify {
-            validate(graph).map_err(|error| PassError::Verify {
-                pass: p.name,
-                error,
-            })?;
-        }
+        (p.run)(graph, &info, &mut report)?;
+        info = validate(graph).map_err(|error| PassError::Verify {
+            pass: p.name,
+            error,
+        })?;
         after(p.name, graph);
         reports.push(report);
     }
-    Ok(reports)
+    Ok((reports, info))
 }
 
 /// Level-0 canonicalization, as every load does.

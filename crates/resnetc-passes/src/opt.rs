@@ -8,14 +8,10 @@
 
 use ndarray::{ArcArray, ArrayD, Axis, IxDyn};
 use resnetc_ir::{
-    validate, Dim, Epilogue, Graph, GraphInfo, NodeId, Op, Padding, ResidualRead, Tensor, ValueRef,
+    Dim, Epilogue, Graph, GraphInfo, NodeId, Op, Padding, ResidualRead, Tensor, ValueRef,
 };
 
 use crate::{PassError, PassReport};
-
-fn info_of(graph: &Graph) -> Result<GraphInfo, PassError> {
-    validate(graph).map_err(PassError::Invalid)
-}
 
 /// The one reader of `v`, if it has exactly one and is not a graph output.
 fn single_user(graph: &Graph, v: ValueRef) -> Option<(NodeId, usize)> {
@@ -73,8 +69,11 @@ fn bn_affine(graph: &Graph, bn: NodeId, epsilon: f32) -> Option<(Vec<f64>, Vec<f
 
 /// Folds an inference BatchNormalization into the convolution that feeds it: `w' = w·s`,
 /// `b' = (b − mean)·s + beta` with `s = scale / sqrt(var + eps)`; a conv without a bias gets one.
-pub fn fold_batchnorm(graph: &mut Graph, report: &mut PassReport) -> Result<(), PassError> {
-    let info = info_of(graph)?;
+pub fn fold_batchnorm(
+    graph: &mut Graph,
+    info: &GraphInfo,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
     for &bn in &info.order {
         let Op::BatchNorm { epsilon } = graph.op(bn).clone() else {
             continue;
@@ -160,8 +159,11 @@ pub fn fold_batchnorm(graph: &mut Graph, report: &mut PassReport) -> Result<(), 
 }
 
 /// Turns a BatchNormalization that no convolution could absorb into `x · s + t` per channel.
-pub fn batchnorm_to_affine(graph: &mut Graph, report: &mut PassReport) -> Result<(), PassError> {
-    let info = info_of(graph)?;
+pub fn batchnorm_to_affine(
+    graph: &mut Graph,
+    info: &GraphInfo,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
     for &bn in &info.order {
         let Op::BatchNorm { epsilon } = graph.op(bn).clone() else {
             continue;
@@ -213,8 +215,11 @@ pub fn batchnorm_to_affine(graph: &mut Graph, report: &mut PassReport) -> Result
 
 /// AveragePool over the whole map and ReduceMean over H and W become GlobalAveragePool
 /// (followed by a Flatten when ReduceMean dropped the reduced axes).
-pub fn canonical_pooling(graph: &mut Graph, report: &mut PassReport) -> Result<(), PassError> {
-    let info = info_of(graph)?;
+pub fn canonical_pooling(
+    graph: &mut Graph,
+    info: &GraphInfo,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
     for &id in &info.order {
         let Some(x) = graph.input(id, 0) else {
             continue;
@@ -278,8 +283,11 @@ pub fn canonical_pooling(graph: &mut Graph, report: &mut PassReport) -> Result<(
 
 /// `Reshape(x, [N, -1])`-like and `Squeeze` patterns that keep the batch and merge the rest become
 /// `Flatten(axis = 1)`.
-pub fn canonical_flatten(graph: &mut Graph, report: &mut PassReport) -> Result<(), PassError> {
-    let info = info_of(graph)?;
+pub fn canonical_flatten(
+    graph: &mut Graph,
+    info: &GraphInfo,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
     for &id in &info.order {
         if !matches!(
             graph.op(id),
@@ -343,8 +351,11 @@ fn slice_specs(graph: &Graph, id: NodeId, rank: usize) -> Option<Vec<(usize, i64
 
 /// Recognizes CifarResNet's option-A shortcut — `Slice`s taking every `s`-th row and column from
 /// the start, then a zero `Pad` on the channel axis only — and replaces it with one `Shortcut`.
-pub fn fold_shortcut(graph: &mut Graph, report: &mut PassReport) -> Result<(), PassError> {
-    let info = info_of(graph)?;
+pub fn fold_shortcut(
+    graph: &mut Graph,
+    info: &GraphInfo,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
     for &pad in &info.order {
         if !matches!(graph.op(pad), Op::Pad { .. }) || !graph.contains(pad) {
             continue;
@@ -434,7 +445,11 @@ pub fn fold_shortcut(graph: &mut Graph, report: &mut PassReport) -> Result<(), P
 
 /// Turns each convolution into a `FusedConv` and moves the bias, the residual Add (reading through
 /// a `Shortcut` in place) and the ReLU that follow it into its epilogue.
-pub fn fuse_conv_epilogue(graph: &mut Graph, report: &mut PassReport) -> Result<(), PassError> {
+pub fn fuse_conv_epilogue(
+    graph: &mut Graph,
+    info: &GraphInfo,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
     let ids: Vec<NodeId> = graph.node_ids().collect();
     for id in ids {
         if let Op::Conv(c) = graph.op(id).clone() {
@@ -447,7 +462,8 @@ pub fn fuse_conv_epilogue(graph: &mut Graph, report: &mut PassReport) -> Result<
             report.fire("conv");
         }
     }
-    let info = info_of(graph)?;
+    // Turning a Conv into a FusedConv with the same operands changes no node, edge or type: the
+    // manager's info still describes the graph.
     for &id in &info.order {
         if !graph.contains(id) || !matches!(graph.op(id), Op::FusedConv { .. }) {
             continue;

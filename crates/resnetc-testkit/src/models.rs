@@ -1,7 +1,6 @@
 //! Where the test models and data are and how they load: the fixtures of `fixtures/manifest.json`,
 //! and the pretrained models, their PyTorch logits and the CIFAR-10 test images of `../shared`.
 
-
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array4, ArrayD};
@@ -133,6 +132,9 @@ pub fn read_npy(path: &Path) -> ArrayD<f32> {
 /// Loads a model at the highest opt level (what `resnetc compile` uses): the fused graph the CPU and
 /// CUDA backends run.
 pub fn load_fused(path: &Path) -> resnetc::Model {
-    resnetc::Model::load_with(path, &resnetc::LoadOptions::level(resnetc::LoadOptions::DEFAULT_OPT_LEVEL))
-        .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
+    resnetc::Model::load_with(
+        path,
+        &resnetc::LoadOptions::level(resnetc::LoadOptions::DEFAULT_OPT_LEVEL),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
 }

@@ -335,7 +335,11 @@ impl Report {
 
     /// The comparisons that failed, by name.
     pub fn failed(&self) -> Vec<&'static str> {
-        self.comparisons.iter().filter(|c| !c.passed).map(|c| c.against).collect()
+        self.comparisons
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.against)
+            .collect()
     }
 }
 
@@ -711,7 +715,9 @@ pub fn run_tract(path: &Path, input: &ArrayD<f32>, symbolic: bool) -> Result<Arr
         let out = model
             .run(tvec!(x.into()))
             .map_err(|e| failed(format!("tract-onnx failed to run {shown}: {e:?}")))?;
-        let y = out.first().ok_or_else(|| failed("tract returned no outputs".into()))?;
+        let y = out
+            .first()
+            .ok_or_else(|| failed("tract returned no outputs".into()))?;
         let view = y
             .to_plain_array_view::<f32>()
             .map_err(|e| failed(format!("tract's output is not float32: {e}")))?;

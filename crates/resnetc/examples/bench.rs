@@ -33,8 +33,7 @@ fn main() -> anyhow_free::Result {
         }
     }
     let model = model.ok_or("usage: bench MODEL [--batch N] [--threads N] [--iters N] [--json]")?;
-    let m = resnetc::Model::load(&model)
-    .map_err(|e| format!("{e:#}"))?;
+    let m = resnetc::Model::load(&model).map_err(|e| format!("{e:#}"))?;
     let plan = CpuPlan::compile_with(m.graph(), m.info(), &CpuOptions { isa, winograd })
         .map_err(|e| e.to_string())?;
     let r = bench(&plan, batch, threads, iters).map_err(|e| e.to_string())?;

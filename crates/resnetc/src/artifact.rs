@@ -22,7 +22,10 @@ impl Target {
     /// CUDA for the default architectures (cubin and PTX for each of `resnetc_cuda::DEFAULT_ARCHS`).
     pub fn cuda() -> Target {
         Target::Cuda {
-            archs: resnetc_cuda::DEFAULT_ARCHS.iter().map(|a| a.to_string()).collect(),
+            archs: resnetc_cuda::DEFAULT_ARCHS
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
         }
     }
 
@@ -36,7 +39,10 @@ impl Target {
     }
 
     fn cuda_default_archs() -> Vec<String> {
-        resnetc_cuda::DEFAULT_ARCHS.iter().map(|a| a.to_string()).collect()
+        resnetc_cuda::DEFAULT_ARCHS
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
     }
 }
 
@@ -53,7 +59,9 @@ impl std::str::FromStr for Target {
         let arch_ok = |a: &str| {
             a.strip_prefix("sm_")
                 .or_else(|| a.strip_prefix("compute_"))
-                .is_some_and(|n| !n.is_empty() && n.len() <= 4 && n.chars().all(|c| c.is_ascii_digit()))
+                .is_some_and(|n| {
+                    !n.is_empty() && n.len() <= 4 && n.chars().all(|c| c.is_ascii_digit())
+                })
         };
         match s.split_once(':') {
             None if s == "cpu" => Ok(Target::Cpu),
@@ -189,9 +197,11 @@ pub fn compile_with(model: &Model, target: Target, opts: &CompileOptions) -> Res
                         .context("internal error: the plan just packed does not verify")?;
                     proto.cpu = Some(resnetc_artifact::cpu_section(bytes, &proto.graph_sha256));
                 }
-                Err(e) if e.downcast_ref::<resnetc_cpu::CpuError>().is_some() => notes.push(format!(
+                Err(e) if e.downcast_ref::<resnetc_cpu::CpuError>().is_some() => {
+                    notes.push(format!(
                     "the CPU backend cannot run this graph ({e}); the artifact holds no CPU plan"
-                )),
+                ))
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -202,7 +212,11 @@ pub fn compile_with(model: &Model, target: Target, opts: &CompileOptions) -> Res
             let arch_refs: Vec<&str> = archs.iter().map(String::as_str).collect();
             let images = resnetc_cuda::compile_archs(&program.source, &arch_refs)?;
             let nvrtc_ms = images.iter().map(|c| c.nvrtc_ms).fold(0.0, f64::max);
-            let weights: Vec<u8> = program.weights.iter().flat_map(|w| w.to_le_bytes()).collect();
+            let weights: Vec<u8> = program
+                .weights
+                .iter()
+                .flat_map(|w| w.to_le_bytes())
+                .collect();
             program.weights = Vec::new();
             let section = resnetc_artifact::CudaSection {
                 source: program.source.clone(),
@@ -239,7 +253,7 @@ pub(crate) fn cuda_program(
 ) -> Result<(resnetc_cuda::CudaProgram, Vec<resnetc_cuda::Compiled>)> {
     let mut program = resnetc_cuda::decode_program(&section.launch_plan)
         .context("the artifact's CUDA launch plan")?;
-    if section.weights.len() % 4 != 0 {
+    if !section.weights.len().is_multiple_of(4) {
         return Err(Error::new(
             ErrorKind::InvalidModel,
             "the artifact's CUDA weights are damaged; recompile it",

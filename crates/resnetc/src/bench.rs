@@ -112,7 +112,13 @@ pub fn bench(model: &Model, device: Device, opts: &BenchOptions) -> Result<Bench
         }
         Device::Cuda => {
             let mut session = model.session_with(Device::Cuda, &opts.session)?;
-            let per_image: usize = session.input().dims().iter().skip(1).map(|d| d.unwrap_or(1)).product();
+            let per_image: usize = session
+                .input()
+                .dims()
+                .iter()
+                .skip(1)
+                .map(|d| d.unwrap_or(1))
+                .product();
             let x = vec![0.5f32; opts.batch * per_image];
             let macs = model.stats().macs;
             let cuda = session.cuda().expect("a CUDA session");

@@ -97,7 +97,6 @@ impl Error {
     }
 }
 
-
 /// Adds context to a `Result` of any error that converts into [`Error`].
 pub trait Context<T> {
     fn context(self, what: impl fmt::Display) -> Result<T>;

@@ -29,17 +29,6 @@ pub fn path(p: &Path) -> String {
     name(&p.to_string_lossy())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn control_characters_are_escaped_and_long_names_cut() {
-        assert_eq!(super::name("a\u{1b}[31mb\r\0"), "a\\u{1b}[31mb\\u{d}\\u{0}");
-        let long = "x".repeat(5000);
-        let cut = super::name(&long);
-        assert!(cut.len() < 300 && cut.ends_with("(5000 characters)"), "{cut}");
-    }
-}
-
 /// Multi-line text (a dump, a report) with every control character but the newline escaped.
 pub fn text(s: &str) -> String {
     if !s.chars().any(|c| c.is_control() && c != '\n') {
@@ -54,4 +43,18 @@ pub fn text(s: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_escaped_and_long_names_cut() {
+        assert_eq!(super::name("a\u{1b}[31mb\r\0"), "a\\u{1b}[31mb\\u{d}\\u{0}");
+        let long = "x".repeat(5000);
+        let cut = super::name(&long);
+        assert!(
+            cut.len() < 300 && cut.ends_with("(5000 characters)"),
+            "{cut}"
+        );
+    }
 }

@@ -20,7 +20,10 @@ pub fn write_atomic_with(
     if path.is_dir() {
         return Err(Error::new(
             ErrorKind::Environment,
-            format!("cannot write {}: it is a directory", crate::escape::path(path)),
+            format!(
+                "cannot write {}: it is a directory",
+                crate::escape::path(path)
+            ),
         ));
     }
     let dir = match path.parent() {

@@ -37,13 +37,24 @@ impl Port {
     /// a rank-0 port). Every fixed dimension must match; a symbolic one takes any size ≥ 1.
     pub fn check(&self, dtype: DType, shape: &[usize]) -> Result<usize> {
         let name = escape::name(&self.name);
-        let given = format!("[{}]", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","));
+        let given = format!(
+            "[{}]",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
         let expected = self.shape_text();
         if dtype != self.dtype {
             return Err(Error::invalid_input(format!(
                 "input '{name}' must be {} {expected}, but the given array is {dtype} {given}{}",
                 self.dtype,
-                if self.dtype == DType::F32 { " (convert it with x.astype(np.float32))" } else { "" }
+                if self.dtype == DType::F32 {
+                    " (convert it with x.astype(np.float32))"
+                } else {
+                    ""
+                }
             )));
         }
         if shape.len() != self.shape.len() {
@@ -171,17 +182,53 @@ mod tests {
         let dynamic = image_port(Dim::Sym("N".into()));
         let fixed = image_port(Dim::Fixed(2));
         // (port, dtype, shape, Ok(batch) or a fragment of the message)
-        let cases: &[(&Port, DType, &[usize], Result<usize, &str>)] = &[
+        type Case<'a> = (&'a Port, DType, &'a [usize], Result<usize, &'a str>);
+        let cases: &[Case] = &[
             (&dynamic, DType::F32, &[8, 3, 32, 32], Ok(8)),
             (&fixed, DType::F32, &[2, 3, 32, 32], Ok(2)),
-            (&dynamic, DType::F32, &[8, 32, 32, 3], Err("looks like NHWC")),
+            (
+                &dynamic,
+                DType::F32,
+                &[8, 32, 32, 3],
+                Err("looks like NHWC"),
+            ),
             (&dynamic, DType::F32, &[8, 3072], Err("rank 2 instead of 4")),
-            (&dynamic, DType::F32, &[8, 96, 32], Err("rank 3 instead of 4")),
-            (&dynamic, DType::F32, &[1, 3, 64, 16], Err("its images are 64×16, but the model takes 32×32")),
-            (&dynamic, DType::F32, &[1, 1, 32, 32], Err("it has 1 channels, but the model takes 3")),
-            (&fixed, DType::F32, &[8, 3, 32, 32], Err("batch is fixed at 2")),
-            (&dynamic, DType::F32, &[0, 3, 32, 32], Err("dimension 0 is empty")),
-            (&dynamic, DType::F64, &[1, 3, 32, 32], Err("astype(np.float32)")),
+            (
+                &dynamic,
+                DType::F32,
+                &[8, 96, 32],
+                Err("rank 3 instead of 4"),
+            ),
+            (
+                &dynamic,
+                DType::F32,
+                &[1, 3, 64, 16],
+                Err("its images are 64×16, but the model takes 32×32"),
+            ),
+            (
+                &dynamic,
+                DType::F32,
+                &[1, 1, 32, 32],
+                Err("it has 1 channels, but the model takes 3"),
+            ),
+            (
+                &fixed,
+                DType::F32,
+                &[8, 3, 32, 32],
+                Err("batch is fixed at 2"),
+            ),
+            (
+                &dynamic,
+                DType::F32,
+                &[0, 3, 32, 32],
+                Err("dimension 0 is empty"),
+            ),
+            (
+                &dynamic,
+                DType::F64,
+                &[1, 3, 32, 32],
+                Err("astype(np.float32)"),
+            ),
         ];
         for (port, dtype, shape, want) in cases {
             let got = port.check(*dtype, shape);
@@ -190,8 +237,18 @@ mod tests {
                 (Err(frag), Err(e)) => {
                     assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
                     assert!(e.message().contains(frag), "{shape:?}: {e}");
-                    let given = format!("[{}]", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","));
-                    assert!(e.message().contains(&given), "{shape:?}: names the given shape: {e}");
+                    let given = format!(
+                        "[{}]",
+                        shape
+                            .iter()
+                            .map(|d| d.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    );
+                    assert!(
+                        e.message().contains(&given),
+                        "{shape:?}: names the given shape: {e}"
+                    );
                 }
                 (want, got) => panic!("{shape:?}: wanted {want:?}, got {got:?}"),
             }

@@ -39,12 +39,14 @@ mod session;
 mod stats;
 
 pub use artifact::{compile, compile_with, Artifact, CompileOptions, Target};
-pub use bench::{bench, BenchOptions, BenchReport, CpuBench, CudaBench, MAX_BENCH_BATCH, MAX_BENCH_ITERS};
+pub use bench::{
+    bench, BenchOptions, BenchReport, CpuBench, CudaBench, MAX_BENCH_BATCH, MAX_BENCH_ITERS,
+};
 pub use error::{Context, Error, ErrorKind, Result};
+pub use export::{export_onnx, export_onnx_bytes, ExportOptions};
 pub use input::Port;
 pub use model::{passes, LoadOptions, Model};
 pub use session::{Device, Session, SessionOptions, Winograd};
-pub use export::{export_onnx, export_onnx_bytes, ExportOptions};
 pub use stats::{top1, ArtifactInfo, InspectReport, ModelStats, ValueSummary};
 
 pub use ndarray;

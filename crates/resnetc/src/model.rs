@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use resnetc_ir::{validate, Dim, Graph, GraphInfo, Op, ValueRef};
-use resnetc_passes::{run_passes, PassOptions, PassReport};
+use resnetc_passes::{PassOptions, PassReport};
 
 use crate::error::Context as _;
 use crate::escape;
@@ -50,7 +50,9 @@ impl Default for LoadOptions {
 
 /// The optimizer's passes, in the order they run: (name, lowest level that runs it, what it does).
 pub fn passes() -> impl Iterator<Item = (&'static str, u8, &'static str)> {
-    resnetc_passes::PASSES.iter().map(|p| (p.name, p.level, p.doc))
+    resnetc_passes::PASSES
+        .iter()
+        .map(|p| (p.name, p.level, p.doc))
 }
 
 /// Where a model came from.
@@ -134,7 +136,11 @@ impl Model {
     }
 
     /// Imports an ONNX model held in memory (external data, if any, is looked up beside `base_dir`).
-    pub fn from_onnx_bytes(bytes: &[u8], base_dir: Option<&Path>, opts: &LoadOptions) -> Result<Model> {
+    pub fn from_onnx_bytes(
+        bytes: &[u8],
+        base_dir: Option<&Path>,
+        opts: &LoadOptions,
+    ) -> Result<Model> {
         check_passes(&opts.disabled_passes)?;
         let graph = resnetc_onnx::import_bytes(bytes, base_dir)?;
         let source = Source {
@@ -160,10 +166,8 @@ impl Model {
         let pass_opts = PassOptions {
             level: opts.opt_level,
             disabled: opts.disabled_passes.clone(),
-            verify: true,
         };
-        let reports = run_passes(&mut graph, &pass_opts, after)?;
-        let info = validate(&graph)?;
+        let (reports, info) = resnetc_passes::optimize(&mut graph, &pass_opts, after)?;
         Ok(Model {
             graph,
             info,
@@ -210,7 +214,10 @@ impl Model {
             [port] => port.check(dtype, shape),
             ports => Err(Error::new(
                 ErrorKind::UnsupportedModel,
-                format!("resnetc runs models with one input; this one has {}", ports.len()),
+                format!(
+                    "resnetc runs models with one input; this one has {}",
+                    ports.len()
+                ),
             )),
         }
     }
@@ -293,7 +300,10 @@ impl Model {
         if let Some(plan) = cached.as_ref() {
             return Ok(plan.clone());
         }
-        let stored = self.artifact.as_ref().and_then(resnetc_artifact::packed_plan);
+        let stored = self
+            .artifact
+            .as_ref()
+            .and_then(resnetc_artifact::packed_plan);
         let plan = match stored {
             Some(bytes) => {
                 let plan = resnetc_cpu::CpuPlan::from_bytes(bytes, resnetc_cpu::Isa::Auto)?;
@@ -401,7 +411,11 @@ fn fix_batch(graph: &mut Graph, batch: usize) -> Result<()> {
                         "the model's batch is fixed at {n}; it cannot be compiled for batch {batch}"
                     )))
                 }
-                None => return Err(Error::invalid_input("the model's input has no batch dimension")),
+                None => {
+                    return Err(Error::invalid_input(
+                        "the model's input has no batch dimension",
+                    ))
+                }
             }
         }
     }

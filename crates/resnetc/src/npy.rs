@@ -84,7 +84,9 @@ fn declared_bytes(file: &mut impl Read, file_len: u64) -> std::result::Result<u6
         if d.is_empty() {
             continue;
         }
-        let n: u64 = d.parse().map_err(|_| format!("its shape has a bad dimension '{}'", escape::name(d)))?;
+        let n: u64 = d
+            .parse()
+            .map_err(|_| format!("its shape has a bad dimension '{}'", escape::name(d)))?;
         elements = elements
             .checked_mul(n)
             .ok_or("its shape overflows".to_string())?;
@@ -97,9 +99,7 @@ fn declared_bytes(file: &mut impl Read, file_len: u64) -> std::result::Result<u6
 
 /// Writes a float32 array as `.npy`, atomically (a temporary file renamed into place).
 pub fn write_f32(path: &Path, a: &ArrayD<f32>) -> Result<()> {
-    crate::fsio::write_atomic_with(path, |w| {
-        a.write_npy(w).map_err(std::io::Error::other)
-    })
+    crate::fsio::write_atomic_with(path, |w| a.write_npy(w).map_err(std::io::Error::other))
 }
 
 #[cfg(test)]
@@ -121,15 +121,31 @@ mod tests {
 
     #[test]
     fn headers_are_bounded_before_reading() {
-        let ok = header(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }\n");
+        let ok = header(
+            1,
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }\n",
+        );
         let len = ok.len() as u64 + 24;
         assert_eq!(declared_bytes(&mut ok.as_slice(), len), Ok(len));
-        let huge = header(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }\n");
-        assert_eq!(declared_bytes(&mut huge.as_slice(), 100_000).map(|b| b > 100_000), Ok(true));
-        let overflow = header(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 8), }\n");
-        assert!(declared_bytes(&mut overflow.as_slice(), 100).unwrap_err().contains("overflows"));
+        let huge = header(
+            1,
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }\n",
+        );
+        assert_eq!(
+            declared_bytes(&mut huge.as_slice(), 100_000).map(|b| b > 100_000),
+            Ok(true)
+        );
+        let overflow = header(
+            1,
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 8), }\n",
+        );
+        assert!(declared_bytes(&mut overflow.as_slice(), 100)
+            .unwrap_err()
+            .contains("overflows"));
         let mut claims = b"\x93NUMPY\x02\x00".to_vec();
         claims.extend(u32::MAX.to_le_bytes());
-        assert!(declared_bytes(&mut claims.as_slice(), 100).unwrap_err().contains("claims"));
+        assert!(declared_bytes(&mut claims.as_slice(), 100)
+            .unwrap_err()
+            .contains("claims"));
     }
 }

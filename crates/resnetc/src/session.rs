@@ -134,7 +134,10 @@ impl Model {
             Device::Reference => Backend::Reference(Box::new(self.graph().clone())),
             Device::Cpu => match self.cpu_plan(opts.winograd) {
                 Ok(plan) => cpu_backend(plan, opts.threads),
-                Err(e) if opts.fallback_to_reference && e.downcast_ref::<resnetc_cpu::CpuError>().is_some() => {
+                Err(e)
+                    if opts.fallback_to_reference
+                        && e.downcast_ref::<resnetc_cpu::CpuError>().is_some() =>
+                {
                     fallback = Some(e.to_string());
                     Backend::Reference(Box::new(self.graph().clone()))
                 }
@@ -184,7 +187,10 @@ impl Session {
     pub fn run_dyn(&mut self, input: ArrayViewD<f32>) -> Result<ArrayD<f32>> {
         let batch = self.input.check(DType::F32, input.shape())?;
         match &mut self.backend {
-            Backend::Cpu { session, out_floats } => {
+            Backend::Cpu {
+                session,
+                out_floats,
+            } => {
                 let x = input.as_standard_layout();
                 let x = x.as_slice().expect("standard layout is contiguous");
                 let mut y = vec![0f32; batch * *out_floats];
@@ -212,7 +218,10 @@ impl Session {
         if let (Backend::Reference(graph), false) = (&self.backend, input.dtype() == DType::F32) {
             self.input.check(input.dtype(), input.shape())?;
             let y = resnetc_reference::run(graph, std::slice::from_ref(input))?;
-            return y.into_iter().next().ok_or_else(|| internal("the model has no outputs"));
+            return y
+                .into_iter()
+                .next()
+                .ok_or_else(|| internal("the model has no outputs"));
         }
         let Some(x) = input.as_f32() else {
             // The check refuses the element type with its message.
@@ -227,18 +236,18 @@ impl Session {
         &self.input
     }
 
-    /// What runs: `cpu (avx512 kernels, 2 threads)`, `reference executor`, `cuda (cubin sm_90 on …)`.
+    /// What runs: `avx512 kernels, 2 threads` (CPU), `cubin sm_90 on …` (CUDA), `reference executor`.
     pub fn describe(&self) -> String {
         match &self.backend {
             Backend::Cpu { session, .. } => format!(
-                "cpu ({} kernels, {} thread{})",
+                "{} kernels, {} thread{}",
                 session.plan().isa().name(),
                 session.threads(),
                 if session.threads() == 1 { "" } else { "s" }
             ),
             Backend::Reference(_) => "reference executor".into(),
             Backend::Cuda { session, .. } => {
-                format!("cuda ({} on {})", session.image(), session.device().name)
+                format!("{} on {}", session.image(), session.device().name)
             }
         }
     }
@@ -262,12 +271,21 @@ fn concrete(port: &Port, batch: usize) -> Vec<usize> {
     port.shape
         .iter()
         .enumerate()
-        .map(|(i, d)| if i == 0 { batch } else { d.fixed().unwrap_or(1) })
+        .map(|(i, d)| {
+            if i == 0 {
+                batch
+            } else {
+                d.fixed().unwrap_or(1)
+            }
+        })
         .collect()
 }
 
 fn first_f32(outputs: Vec<Tensor>) -> Result<ArrayD<f32>> {
-    let y = outputs.into_iter().next().ok_or_else(|| internal("the model has no outputs"))?;
+    let y = outputs
+        .into_iter()
+        .next()
+        .ok_or_else(|| internal("the model has no outputs"))?;
     match y {
         Tensor::F32(a) => Ok(a.into_owned()),
         other => Err(Error::new(
@@ -278,5 +296,8 @@ fn first_f32(outputs: Vec<Tensor>) -> Result<ArrayD<f32>> {
 }
 
 fn internal(e: impl std::fmt::Display) -> Error {
-    Error::new(ErrorKind::InvalidModel, format!("internal error: {e}; please report this with the model"))
+    Error::new(
+        ErrorKind::InvalidModel,
+        format!("internal error: {e}; please report this with the model"),
+    )
 }

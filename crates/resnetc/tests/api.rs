@@ -23,10 +23,22 @@ fn errors_have_the_kind_of_what_went_wrong() {
         std::fs::write(&future, m.encode_to_vec()).unwrap();
     }
     let cases: &[(&str, resnetc::Result<Model>, ErrorKind)] = &[
-        ("missing file", Model::load(dir.path().join("missing.onnx")), ErrorKind::Environment),
-        ("a directory", Model::load(dir.path()), ErrorKind::Environment),
+        (
+            "missing file",
+            Model::load(dir.path().join("missing.onnx")),
+            ErrorKind::Environment,
+        ),
+        (
+            "a directory",
+            Model::load(dir.path()),
+            ErrorKind::Environment,
+        ),
         ("random bytes", Model::load(&junk), ErrorKind::InvalidModel),
-        ("opset 99", Model::load(&future), ErrorKind::UnsupportedModel),
+        (
+            "opset 99",
+            Model::load(&future),
+            ErrorKind::UnsupportedModel,
+        ),
         (
             "unknown pass",
             Model::load_with(
@@ -43,8 +55,16 @@ fn errors_have_the_kind_of_what_went_wrong() {
         let e = result.as_ref().expect_err(what);
         assert_eq!(e.kind(), *kind, "{what}: {e}");
     }
-    assert_eq!("gpu".parse::<Target>().unwrap_err().kind(), ErrorKind::InvalidInput);
-    assert_eq!("cuda:sm_90".parse::<Target>().unwrap(), Target::Cuda { archs: vec!["sm_90".into()] });
+    assert_eq!(
+        "gpu".parse::<Target>().unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        "cuda:sm_90".parse::<Target>().unwrap(),
+        Target::Cuda {
+            archs: vec!["sm_90".into()]
+        }
+    );
     assert_eq!("cuda".parse::<Target>().unwrap(), Target::cuda());
 }
 
@@ -76,18 +96,29 @@ fn compiled_artifacts_never_replace_their_source_and_replace_old_ones_whole() {
     let artifact = resnetc::compile(&model, Target::Cpu).unwrap();
     let e = artifact.save(&src).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
-    assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(fixture("r20_b_ts17_dynamic").path()).unwrap());
+    assert_eq!(
+        std::fs::read(&src).unwrap(),
+        std::fs::read(fixture("r20_b_ts17_dynamic").path()).unwrap()
+    );
 
     let rnc = dir.path().join("m.rnc");
     std::fs::write(&rnc, b"an old file").unwrap();
     artifact.save(&rnc).unwrap();
     assert_eq!(std::fs::read(&rnc).unwrap(), artifact.to_bytes());
     // Nothing is left beside it: the temporary file was renamed into place.
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 2, "{names:?}");
     // An artifact is not compiled again.
     let loaded = Model::load(&rnc).unwrap();
-    assert_eq!(resnetc::compile(&loaded, Target::Cpu).err().map(|e| e.kind()), Some(ErrorKind::InvalidInput));
+    assert_eq!(
+        resnetc::compile(&loaded, Target::Cpu)
+            .err()
+            .map(|e| e.kind()),
+        Some(ErrorKind::InvalidInput)
+    );
 }
 
 /// One session, many runs: the same result each time, and equal to a fresh session's.
@@ -100,8 +131,18 @@ fn sessions_are_reused() {
     for _ in 0..3 {
         assert_eq!(session.run_dyn(x.view()).unwrap(), first);
     }
-    let reference = model.session(Device::Reference).unwrap().run_dyn(x.view()).unwrap();
-    let diff = (&first - &reference).iter().fold(0f32, |m, d| m.max(d.abs()));
+    let reference = model
+        .session(Device::Reference)
+        .unwrap()
+        .run_dyn(x.view())
+        .unwrap();
+    let diff = (&first - &reference)
+        .iter()
+        .fold(0f32, |m, d| m.max(d.abs()));
     assert!(diff < 1e-4, "{diff}");
-    assert!(session.describe().starts_with("cpu ("), "{}", session.describe());
+    assert!(
+        session.describe().contains(" kernels, "),
+        "{}",
+        session.describe()
+    );
 }

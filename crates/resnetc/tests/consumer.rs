@@ -27,7 +27,13 @@ fn a_separate_project_runs_resnet56_through_the_public_api() {
         "the consumer project failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    assert!(stdout.contains("0 predictions differ from PyTorch's"), "{stdout}");
-    assert!(stdout.contains("logits equal to the ONNX model's"), "{stdout}");
+    assert!(
+        stdout.contains("0 predictions differ from PyTorch's"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("logits equal to the ONNX model's"),
+        "{stdout}"
+    );
     eprintln!("{stdout}");
 }
