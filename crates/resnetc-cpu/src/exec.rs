@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use rayon::prelude::*;
 
 use crate::kernels;
-use crate::plan::{Buffer, CpuPlan, Kernel, Loc, Step, BLOCK};
+use crate::program::{Buffer, CpuPlan, Kernel, Loc, Step, BLOCK};
 use crate::CpuError;
 
 /// Threads to use when asked for 0: all the machine's.

@@ -36,6 +36,7 @@ mod exec;
 mod kernels;
 mod peak;
 mod plan;
+mod program;
 mod serial;
 
 pub use bench::{bench, BenchResult};
@@ -43,7 +44,8 @@ pub use error::{CpuError, PlanError};
 pub use eval::eval_op;
 pub use exec::{default_threads, Session};
 pub use peak::fp32_peak_gflops;
-pub use plan::{weights_packed_on_this_thread, CpuPlan, Port};
+pub use plan::weights_packed_on_this_thread;
+pub use program::{CpuPlan, Port};
 pub use serial::{proto, PLAN_VERSION};
 
 /// How to compile a plan.

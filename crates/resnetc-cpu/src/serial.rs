@@ -31,9 +31,8 @@ use std::collections::BTreeMap;
 
 use prost::Message;
 
-use crate::kernels::Form;
-use crate::plan::{
-    has_direct_rows, Block, BufId, Buffer, ConvKernel, GemmKernel, Kernel, Loc, Post,
+use crate::program::{
+    has_direct_rows, Block, BufId, Buffer, ConvKernel, Form, GemmKernel, Kernel, Loc, Post,
     ResidualKernel, ResidualRead2, Step, WinogradKernel, ALIGN, BLOCK, MAX_PAD,
 };
 use crate::{CpuPlan, Isa, PlanError, Port};

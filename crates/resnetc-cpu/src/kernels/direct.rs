@@ -23,7 +23,7 @@ use super::simd::{finish, Lanes16, Plain};
 #[cfg(target_arch = "x86_64")]
 use super::simd::{Avx2, Avx512};
 use super::{StripArgs, StripFn, MAX_P};
-use crate::plan::BLOCK;
+use crate::program::BLOCK;
 
 /// Repetition `rep` of one strip `P` pixels wide; `SW` is the horizontal stride when known at
 /// compile time (1 or 2), 0 to read it from the args.

@@ -12,15 +12,15 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use crate::plan::{Block, ConvKernel, GemmKernel, Post, ResidualRead2, BLOCK};
+use crate::program::{Block, ConvKernel, GemmKernel, Post, ResidualRead2, BLOCK};
 use crate::Isa;
 
 mod direct;
 mod simd;
 mod winograd;
 
+pub(crate) use winograd::transform_weights;
 use winograd::Out;
-pub(crate) use winograd::{transform_weights, Form};
 
 /// The widest strip of output pixels any micro-kernel computes at once.
 pub(crate) const MAX_P: usize = 16;
@@ -418,7 +418,7 @@ fn direct_row(
 /// `gathered` means it was copied into the scratch buffer (a channel offset that is not a multiple of
 /// 16), `None` means this output block adds nothing (the option-A zero channels).
 pub(crate) fn residual_source(
-    rk: &crate::plan::ResidualKernel,
+    rk: &crate::program::ResidualKernel,
     r_img: &[f32],
     cb: usize,
     oy: usize,

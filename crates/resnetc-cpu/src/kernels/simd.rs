@@ -14,7 +14,7 @@
 //! which they inline, intrinsics included.
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use crate::plan::{Post, BLOCK};
+use crate::program::{Post, BLOCK};
 
 /// 16 `f32` lanes.
 pub(super) trait Lanes16: Copy {

@@ -29,17 +29,8 @@ use super::simd::{finish, Lanes16, Plain};
 #[cfg(target_arch = "x86_64")]
 use super::simd::{Avx2, Avx512};
 use super::{max_strip, residual_source, strip_fn, strips, Reps, StripArgs, MAX_P};
-use crate::plan::{ConvKernel, BLOCK};
+use crate::program::{ConvKernel, Form, BLOCK};
 use crate::Isa;
-
-/// The Winograd form of a convolution: the output tile's side.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Form {
-    /// F(2×2, 3×3).
-    F2,
-    /// F(4×4, 3×3).
-    F4,
-}
 
 impl Form {
     /// The output tile's side, m.
