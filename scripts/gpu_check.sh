@@ -36,7 +36,7 @@ if [[ -z "${RESNETC_NVRTC:-}" ]]; then
     if ! ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so' \
         && ! [[ -e "${CUDA_HOME:-/usr/local/cuda}/lib64/libnvrtc.so" ]] \
         && ! python3 -c 'import importlib.metadata as m; m.files("nvidia-cuda-nvrtc") or m.files("nvidia-cuda-nvrtc-cu12")' 2>/dev/null; then
-        eval "$(bash crates/resnetc-cuda/ci-nvrtc.sh)" || echo "could not install NVRTC from PyPI; set RESNETC_NVRTC=/path/to/libnvrtc.so"
+        eval "$(bash scripts/ci-nvrtc.sh)" || echo "could not install NVRTC from PyPI; set RESNETC_NVRTC=/path/to/libnvrtc.so"
     fi
 fi
 echo "RESNETC_NVRTC=${RESNETC_NVRTC:-unset: resnetc searches the library path, CUDA_HOME and the pip wheel}"

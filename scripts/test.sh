@@ -12,11 +12,11 @@ echo "== python test dependencies (onnxruntime runs resnetc's exports)"
 python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 
 echo "== NVRTC from PyPI (compiles the generated CUDA kernels; no GPU needed)"
-eval "$(bash crates/resnetc-cuda/ci-nvrtc.sh)"
+eval "$(bash scripts/ci-nvrtc.sh)"
 echo "RESNETC_NVRTC=${RESNETC_NVRTC:-unset}"
 
 echo "== aarch64 NEON kernels under qemu-user"
-bash crates/resnetc-cpu/ci-neon.sh
+bash scripts/ci-neon.sh
 
 echo "== tests"
 cargo test --workspace --locked "$@"

@@ -31,7 +31,7 @@ pub enum CudaError {
     #[error("'{0}' is not a CUDA architecture; expected sm_XX (cubin and PTX) or compute_XX (PTX only), e.g. sm_80")]
     BadArch(String),
     /// No NVRTC library could be loaded.
-    #[error("NVRTC (libnvrtc.so) was not found; tried: {tried}. Install it with `python3 -m pip install nvidia-cuda-nvrtc` (or a CUDA toolkit) and/or point RESNETC_NVRTC at the library, e.g. `eval \"$(bash crates/resnetc-cuda/ci-nvrtc.sh)\"`")]
+    #[error("NVRTC (libnvrtc.so) was not found; tried: {tried}. Install it with `python3 -m pip install nvidia-cuda-nvrtc` (or a CUDA toolkit) and/or point RESNETC_NVRTC at the library, e.g. `eval \"$(bash scripts/ci-nvrtc.sh)\"`")]
     NvrtcNotFound { tried: String },
     /// An NVRTC call failed for a reason other than the source.
     #[error("NVRTC call {call} failed: {message}")]

@@ -3,7 +3,7 @@
 //! The library is found, in order: at `RESNETC_NVRTC` (a path to `libnvrtc.so*`; nothing else is
 //! tried when it is set), under the usual names on the library path, in `$CUDA_HOME/lib64` and
 //! `/usr/local/cuda/lib64`, and in the `nvidia-cuda-nvrtc` pip wheel (asking `python3` where it is).
-//! `crates/resnetc-cuda/ci-nvrtc.sh` installs the wheel and prints the `export RESNETC_NVRTC=...`.
+//! `scripts/ci-nvrtc.sh` installs the wheel and prints the `export RESNETC_NVRTC=...`.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! giving a cubin and PTX for each, with no errors, no warnings, and no kernel that spills registers
 //! (ptxas's report). (A `compute_XX` compilation, PTX only, is checked once.)
 //!
-//! NVRTC is required: CI installs it (`eval "$(bash crates/resnetc-cuda/ci-nvrtc.sh)"`), and without
+//! NVRTC is required: CI installs it (`eval "$(bash scripts/ci-nvrtc.sh)"`), and without
 //! it this test fails and says how to install it rather than passing without checking anything.
 
 mod common;
@@ -18,7 +18,7 @@ fn nvrtc_or_explain() -> &'static nvrtc::Nvrtc {
         Ok(n) => n,
         Err(e) => panic!(
             "{e}\n\nThese tests compile the generated CUDA with NVRTC and need it (no GPU): run \
-             `python3 -m pip install nvidia-cuda-nvrtc`, or `eval \"$(bash crates/resnetc-cuda/ci-nvrtc.sh)\"`, \
+             `python3 -m pip install nvidia-cuda-nvrtc`, or `eval \"$(bash scripts/ci-nvrtc.sh)\"`, \
              or set RESNETC_NVRTC=/path/to/libnvrtc.so"
         ),
     }

@@ -2,7 +2,7 @@
 # Installs NVRTC from PyPI (the `nvidia-cuda-nvrtc` wheel: no GPU, driver or toolkit needed) and
 # prints the line that points resnetc's CUDA tests at it:
 #
-#   eval "$(bash crates/resnetc-cuda/ci-nvrtc.sh)"      # sets RESNETC_NVRTC=/.../libnvrtc.so.13
+#   eval "$(bash scripts/ci-nvrtc.sh)"      # sets RESNETC_NVRTC=/.../libnvrtc.so.13
 #
 # Everything but that `export` line goes to stderr. An installed wheel is kept when it already
 # satisfies the requirement (torch's CUDA wheels bring one). Override the requirement with

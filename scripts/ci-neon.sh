@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds resnetc-cpu for aarch64 and runs its unit tests and kernel differential tests (portable and
 # NEON kernels against the reference executor) under qemu-user. Installs what it needs; safe to rerun.
-# Usage (from anywhere): bash crates/resnetc-cpu/ci-neon.sh
+# Usage (from anywhere): bash scripts/ci-neon.sh
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 
 if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null; then
     apt-get update -qq
