@@ -23,14 +23,14 @@ mod driver;
 mod error;
 pub mod nvrtc;
 mod plan;
+mod serial;
 mod session;
 
 pub use codegen::{generate, generate_with, GenOptions};
 pub use error::CudaError;
 pub use nvrtc::{compile, compile_archs, Compiled, DEFAULT_ARCHS};
-pub use plan::{
-    decode_program, encode_program, Arg, BufferDesc, CudaProgram, IoDesc, Launch, Step, Variant,
-};
+pub use plan::{Arg, BufferDesc, CudaProgram, IoDesc, Launch, Step, Variant};
+pub use serial::{decode_program, encode_program, proto, LAUNCH_PLAN_VERSION};
 pub use session::{CudaSession, DeviceInfo};
 
 /// A loader error with its causes (libloading's own message is only "dlopen failed").

@@ -1,9 +1,10 @@
 //! The host side of a generated program: buffers, weights and the steps that launch kernels.
 //!
-//! A [`CudaProgram`] is plain data (serde-serializable, for the `.rnc` artifact). Activation buffers
-//! are sized per image; the host multiplies by the batch. Each [`Step`] runs one kernel, chosen among
-//! its [`Variant`]s (tile sizes for small and large batches) by the batch; [`CudaProgram::plan`]
-//! resolves the steps for one batch into concrete [`Launch`]es.
+//! A [`CudaProgram`] is plain data (a `.rnc` artifact stores it as `schemas/rnc_cuda.proto`, see
+//! `serial.rs`). Activation buffers are sized per image; the host multiplies by the batch. Each
+//! [`Step`] runs one kernel, chosen among its [`Variant`]s (tile sizes for small and large
+//! batches) by the batch; [`CudaProgram::plan`] resolves the steps for one batch into concrete
+//! [`Launch`]es.
 
 use serde::{Deserialize, Serialize};
 
@@ -236,22 +237,4 @@ impl CudaProgram {
             .map(|b| b.elems_per_image * batch)
             .collect()
     }
-}
-
-/// The launch plan as an artifact stores it: the program without its source and weights (which
-/// the artifact keeps beside it).
-pub fn encode_program(program: &CudaProgram) -> Vec<u8> {
-    let bare = CudaProgram {
-        source: String::new(),
-        weights: Vec::new(),
-        ..program.clone()
-    };
-    serde_json::to_vec(&bare).expect("a launch plan serializes")
-}
-
-/// Reads a launch plan that [`encode_program`] wrote; the caller adds source and weights and then
-/// [`CudaProgram::check`]s it.
-pub fn decode_program(bytes: &[u8]) -> Result<CudaProgram, crate::CudaError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| crate::CudaError::Program(format!("the launch plan cannot be decoded ({e})")))
 }
