@@ -84,16 +84,9 @@ enum AgainstArg {
 }
 
 fn pass_name(s: &str) -> std::result::Result<String, String> {
-    if resnetc::passes().any(|(name, ..)| name == s) {
-        Ok(s.to_string())
-    } else {
-        let names: Vec<&str> = resnetc::passes().map(|p| p.0).collect();
-        Err(format!(
-            "there is no pass named '{}'; the passes are: {}",
-            resnetc::escape::name(s),
-            names.join(", ")
-        ))
-    }
+    resnetc::check_pass(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn target(s: &str) -> std::result::Result<resnetc::Target, String> {

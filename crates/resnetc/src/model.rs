@@ -332,7 +332,7 @@ impl Model {
         if plan_inputs != graph_inputs || plan_outputs != graph_outputs {
             return Err(Error::new(
                 ErrorKind::InvalidModel,
-                escape::name(&format!(
+                escape::text(&format!(
                     "the artifact's CPU plan does not fit its graph: the plan takes {plan_inputs:?} and gives {plan_outputs:?}, the graph {graph_inputs:?} and {graph_outputs:?} (per image); recompile it"
                 )),
             ));
@@ -369,19 +369,21 @@ impl Model {
     }
 }
 
-/// Refuses unknown pass names, listing the real ones.
-fn check_passes(disabled: &[String]) -> Result<()> {
-    for name in disabled {
-        if resnetc_passes::pass_named(name).is_none() {
-            let names: Vec<&str> = passes().map(|p| p.0).collect();
-            return Err(Error::invalid_input(format!(
-                "there is no pass named '{}'; the passes are: {}",
-                escape::name(name),
-                names.join(", ")
-            )));
-        }
+/// Refuses an unknown pass name, listing the real ones.
+pub fn check_pass(name: &str) -> Result<()> {
+    if resnetc_passes::pass_named(name).is_some() {
+        return Ok(());
     }
-    Ok(())
+    let names: Vec<&str> = passes().map(|p| p.0).collect();
+    Err(Error::invalid_input(format!(
+        "there is no pass named '{}'; the passes are: {}",
+        escape::name(name),
+        names.join(", ")
+    )))
+}
+
+fn check_passes(disabled: &[String]) -> Result<()> {
+    disabled.iter().try_for_each(|name| check_pass(name))
 }
 
 /// Reads a model file, refusing what is not a regular file (a FIFO would block forever).

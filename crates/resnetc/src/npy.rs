@@ -1,7 +1,7 @@
 //! `.npy` input and output. The header is checked against the file's size before anything is
 //! allocated, so a small file that declares a huge array is an error, not an abort.
 
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::Path;
 
 use ndarray::ArrayD;
@@ -36,7 +36,8 @@ pub fn read_f32(path: &Path) -> Result<ArrayD<f32>> {
             meta.len()
         )));
     }
-    let file = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    file.rewind()
+        .map_err(|e| Error::io("cannot read", path, e))?;
     ArrayD::<f32>::read_npy(std::io::BufReader::new(file)).map_err(|e| bad(e.to_string()))
 }
 
