@@ -56,7 +56,7 @@ fn every_fixture_matches_pytorch() {
 }
 
 /// Where a run does not divide the batch among the threads (batch 1, or fewer images than threads),
-/// the threads share every convolution as a team (`exec.rs` `run_team`): each computes the same
+/// the threads share every convolution as a team (`exec.rs` `run_steps_together`): each chunk computes the same
 /// sums in the same order as one thread would, so the outputs are equal to the bit, for any team
 /// size (16 threads leave some with no rows of tiles at all).
 #[test]

@@ -143,3 +143,35 @@ fn a_fifo_is_not_read() {
     let err = exits(4, &["inspect", utf8(&fifo)]);
     assert!(err.contains("not a regular file"), "{err}");
 }
+
+/// A thread count above what the machine runs at once is capped with a note (starting 100,000
+/// threads took 14–20 s), and the logits are those of the default count.
+#[test]
+fn thread_counts_are_capped_at_the_cores() {
+    let dir = tmp("threads");
+    let f = fixture("r20_a_ts17_dynamic");
+    let (model, input) = (f.path(), f.input_path());
+    let (capped, default) = (
+        dir.path().join("capped.npy"),
+        dir.path().join("default.npy"),
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let err = exits(
+        0,
+        &run_args(&model, &input, &capped, &["--threads", "100000"]),
+    );
+    assert!(
+        err.contains("100000 threads asked for") && err.contains(&format!("using {cores}")),
+        "{err}"
+    );
+    exits(0, &run_args(&model, &input, &default, &[]));
+    assert_eq!(
+        std::fs::read(&capped).unwrap(),
+        std::fs::read(&default).unwrap()
+    );
+    let err = exits(
+        0,
+        &["bench", utf8(&model), "--threads", "100000", "--iters", "1"],
+    );
+    assert!(err.contains(&format!("using {cores}")), "{err}");
+}

@@ -474,6 +474,9 @@ fn run(
             "note: the CPU backend cannot run this graph ({why}); using the reference executor"
         );
     }
+    if let Some(note) = session.threads_note() {
+        eprintln!("note: {note}");
+    }
     let y = session.run_dyn(x.view())?;
     match output {
         Some(path) => {
@@ -510,6 +513,9 @@ fn note_cuda_compile(m: &Model, device: Device) {
 }
 
 fn print_bench(r: &resnetc::BenchReport, json: bool) -> Result<()> {
+    for note in &r.notes {
+        eprintln!("note: {note}");
+    }
     if json {
         outln!("{}", out::json(r)?);
         return Ok(());

@@ -38,11 +38,13 @@ mod peak;
 mod plan;
 mod program;
 mod serial;
+mod team;
+mod verify;
 
 pub use bench::{bench, BenchResult};
 pub use error::{CpuError, PlanError};
 pub use eval::eval_op;
-pub use exec::{default_threads, Session};
+pub use exec::{default_threads, Session, MAX_THREADS};
 pub use peak::fp32_peak_gflops;
 pub use plan::weights_packed_on_this_thread;
 pub use program::{CpuPlan, Port};

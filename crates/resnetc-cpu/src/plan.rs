@@ -21,6 +21,7 @@ use std::collections::HashMap;
 
 use resnetc_ir::{
     Conv, DType, Dim, Epilogue, Graph, GraphInfo, NodeId, Op, ResidualRead, Tensor, ValueRef,
+    Window,
 };
 
 use crate::program::*;
@@ -271,9 +272,10 @@ impl<'g> Builder<'g> {
             .ok_or_else(|| err("a dimension after the batch is symbolic".into()))
     }
 
-    /// Resolved `[top, left, bottom, right]` padding of a convolution reading an `h × w` input.
-    fn pads(c: &Conv, hw: [usize; 2]) -> [usize; 4] {
-        c.padding.resolve(hw, c.kernel, c.strides, c.dilations)
+    /// A convolution's geometry over an `h × w` input (the validator's, so it fails only on a
+    /// graph that was not validated).
+    fn window(&self, id: NodeId, c: &Conv, hw: [usize; 2]) -> Result<Window, CpuError> {
+        c.window(hw).map_err(|m| unsupported(self.graph, id, m))
     }
 
     /// Each value's halo: the largest padding of any convolution that reads it.
@@ -297,7 +299,7 @@ impl<'g> Builder<'g> {
                     ),
                 ));
             }
-            let p = Self::pads(c, [dims[1], dims[2]]);
+            let p = self.window(id, c, [dims[1], dims[2]])?.pads;
             let need = p.iter().copied().max().unwrap_or(0);
             if need > MAX_PAD {
                 return Err(unsupported(
@@ -529,7 +531,8 @@ impl<'g> Builder<'g> {
                 "weights, kernel or strides disagree with the input",
             ));
         }
-        let pads = Self::pads(c, [input.h, input.w]);
+        let win = self.window(id, c, [input.h, input.w])?;
+        let pads = win.pads;
         if pads.iter().any(|&p| p > input.halo) {
             return Err(unsupported(
                 graph,
@@ -539,13 +542,7 @@ impl<'g> Builder<'g> {
         }
         let dims = self.per_image(ValueRef::new(id, 0), id)?;
         let (oh, ow) = (dims[1], dims[2]);
-        let expect_h = (input.h + pads[0] + pads[2])
-            .checked_sub(kh)
-            .map(|d| d / c.strides[0] + 1);
-        let expect_w = (input.w + pads[1] + pads[3])
-            .checked_sub(kw)
-            .map(|d| d / c.strides[1] + 1);
-        if dims[0] != cout || expect_h != Some(oh) || expect_w != Some(ow) {
+        if dims[0] != cout || win.out != [oh, ow] {
             return Err(unsupported(
                 graph,
                 id,
@@ -553,29 +550,18 @@ impl<'g> Builder<'g> {
             ));
         }
 
-        // The epilogue: the bias must come first (the reference's rule), then residual adds and ReLUs.
-        let with_bias = epilogue.first() == Some(&Epilogue::Bias);
-        let mut post = Vec::new();
-        let mut read = None;
-        for e in epilogue.iter().skip(with_bias as usize) {
-            match e {
-                Epilogue::Bias => {
-                    return Err(unsupported(
-                        graph,
-                        id,
-                        "a bias that is not the first epilogue step",
-                    ))
-                }
-                Epilogue::Relu => post.push(Post::Relu),
-                Epilogue::AddResidual(r) => {
-                    if read.is_some() {
-                        return Err(unsupported(graph, id, "two residual adds in one epilogue"));
-                    }
-                    read = Some(*r);
-                    post.push(Post::Residual);
-                }
-            }
-        }
+        let epilogue = Epilogue::split(epilogue).map_err(|m| unsupported(graph, id, m))?;
+        let with_bias = epilogue.bias;
+        let read = epilogue.residual;
+        let post: Vec<Post> = epilogue
+            .steps
+            .iter()
+            .filter_map(|e| match e {
+                Epilogue::Relu => Some(Post::Relu),
+                Epilogue::AddResidual(_) => Some(Post::Residual),
+                Epilogue::Bias => None,
+            })
+            .collect();
         let ocb = cout.div_ceil(BLOCK);
         let mut bias = vec![0f32; ocb * BLOCK];
         if with_bias {
@@ -608,29 +594,16 @@ impl<'g> Builder<'g> {
                     )
                 })?;
                 let (rbuf, block) = self.blocked(rv, id)?;
+                if !r.fits([block.c, block.h, block.w], [cout, oh, ow]) {
+                    return Err(unsupported(
+                        graph,
+                        id,
+                        format!("a residual that does not fit the output read as {r:?}"),
+                    ));
+                }
                 let read = match r {
-                    ResidualRead::Direct => {
-                        if (block.c, block.h, block.w) != (cout, oh, ow) {
-                            return Err(unsupported(
-                                graph,
-                                id,
-                                "a residual whose shape differs from the output",
-                            ));
-                        }
-                        ResidualRead2::Direct
-                    }
+                    ResidualRead::Direct => ResidualRead2::Direct,
                     ResidualRead::Subsampled { stride, pad_before } => {
-                        if stride == 0
-                            || block.c + pad_before > cout
-                            || block.h.div_ceil(stride) != oh
-                            || block.w.div_ceil(stride) != ow
-                        {
-                            return Err(unsupported(
-                                graph,
-                                id,
-                                "a subsampled residual that does not fit the output",
-                            ));
-                        }
                         ResidualRead2::Subsampled { stride, pad_before }
                     }
                 };

@@ -137,46 +137,37 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
         Op::Conv(c) => conv(c, t),
         Op::FusedConv { conv: c, epilogue } => {
             let (out, _) = conv(c, t)?;
-            let has_bias = epilogue.contains(&crate::op::Epilogue::Bias);
-            if has_bias != t.get(2).is_some_and(Option::is_some) {
+            let parts = crate::op::Epilogue::split(epilogue)?;
+            if parts.bias != t.get(2).is_some_and(Option::is_some) {
                 return Err(format!(
                     "the epilogue {} a bias but input 2 is {}",
-                    if has_bias { "adds" } else { "has no" },
-                    if has_bias { "absent" } else { "present" }
+                    if parts.bias { "adds" } else { "has no" },
+                    if parts.bias { "absent" } else { "present" }
                 ));
             }
-            let residual = epilogue.iter().find_map(|e| match e {
-                crate::op::Epilogue::AddResidual(r) => Some(*r),
-                _ => None,
-            });
-            if let (Some(read), Some(out), Some(r)) = (residual, out.as_ref(), need(t, 3)) {
-                let ok = match read {
-                    crate::op::ResidualRead::Direct => r.shape == out.shape,
-                    crate::op::ResidualRead::Subsampled { stride, pad_before } => {
-                        r.rank() == 4
-                            && stride > 0
-                            && r.shape[0] == out.shape[0]
-                            && match (r.concrete_tail(), out.concrete_tail()) {
-                                (Some(rs), Some(os)) => {
-                                    rs[0] + pad_before <= os[0]
-                                        && rs[1].div_ceil(stride) == os[1]
-                                        && rs[2].div_ceil(stride) == os[2]
-                                }
-                                _ => false,
-                            }
-                    }
+            if parts.residual.is_some() != t.get(3).is_some_and(Option::is_some) {
+                return Err(
+                    "input 3 (the residual) must be present exactly when the epilogue adds one"
+                        .into(),
+                );
+            }
+            if let (Some(read), Some(out), Some(r)) = (parts.residual, out.as_ref(), need(t, 3)) {
+                let per_image = |t: &TensorType| match t.concrete_tail().as_deref() {
+                    Some(&[c, h, w]) => Some([c, h, w]),
+                    _ => None,
                 };
+                let ok = r.rank() == 4
+                    && r.shape[0] == out.shape[0]
+                    && match (per_image(r), per_image(out)) {
+                        (Some(rs), Some(os)) => read.fits(rs, os),
+                        // Symbolic sizes: only a direct read of the very same shape is known to fit.
+                        _ => read == crate::op::ResidualRead::Direct && r.shape == out.shape,
+                    };
                 if !ok {
                     return Err(format!(
                         "residual {r} does not fit the output {out} read as {read:?}"
                     ));
                 }
-            }
-            if residual.is_some() != t.get(3).is_some_and(Option::is_some) {
-                return Err(
-                    "input 3 (the residual) must be present exactly when the epilogue adds one"
-                        .into(),
-                );
             }
             Ok((out, None))
         }
@@ -294,37 +285,12 @@ pub fn infer_node(op: &Op, t: &[Option<&TensorType>], v: &[Option<&Value>]) -> R
             if x.rank() != 4 {
                 return Err(format!("only 2-D pooling over NCHW is supported, got {x}"));
             }
-            if p.kernel.contains(&0) || p.strides.contains(&0) {
-                return Err(format!(
-                    "kernel {:?} and strides {:?} must be positive",
-                    p.kernel, p.strides
-                ));
-            }
             let (Some(h), Some(w)) = (x.shape[2].fixed(), x.shape[3].fixed()) else {
                 return Ok((None, None));
             };
-            let pads = p.padding.resolve([h, w], p.kernel, p.strides, [1, 1]);
+            let win = p.window([h, w])?;
             let mut out = x.shape[..2].to_vec();
-            for (i, len) in [h, w].into_iter().enumerate() {
-                let padded = len.saturating_add(pads[i]).saturating_add(pads[i + 2]);
-                if padded < p.kernel[i] {
-                    return Err(format!(
-                        "kernel {:?} is larger than the padded input {x}",
-                        p.kernel
-                    ));
-                }
-                let span = padded - p.kernel[i];
-                let mut n = if p.ceil_mode {
-                    span.div_ceil(p.strides[i])
-                } else {
-                    span / p.strides[i]
-                } + 1;
-                // ONNX and PyTorch drop a last window that would start inside the end padding.
-                if p.ceil_mode && n > 1 && (n - 1) * p.strides[i] >= len + pads[i] {
-                    n -= 1;
-                }
-                out.push(Dim::Fixed(n));
-            }
+            out.extend(win.out.map(Dim::Fixed));
             Ok((Some(TensorType::new(x.dtype, out)), None))
         }
         Op::ReduceMean {
@@ -1025,24 +991,12 @@ fn conv(c: &crate::op::Conv, t: &[Option<&TensorType>]) -> R<Inferred> {
             return Err(format!("bias must be [{}], got {b}", wd[0]));
         }
     }
-    if c.strides.contains(&0) || c.dilations.contains(&0) || c.kernel.contains(&0) {
-        return Err("kernel, strides and dilations must be positive".into());
-    }
     let (Some(h), Some(wi)) = (x.shape[2].fixed(), x.shape[3].fixed()) else {
         return Ok((None, None));
     };
-    let pads = c.padding.resolve([h, wi], c.kernel, c.strides, c.dilations);
+    let win = c.window([h, wi])?;
     let mut out = vec![x.shape[0].clone(), Dim::Fixed(wd[0])];
-    for (i, len) in [h, wi].into_iter().enumerate() {
-        let eff = (c.kernel[i] - 1)
-            .saturating_mul(c.dilations[i])
-            .saturating_add(1);
-        let padded = len.saturating_add(pads[i]).saturating_add(pads[i + 2]);
-        if padded < eff {
-            return Err(format!("the kernel ({eff} with dilation) is larger than the padded input ({padded}) on spatial axis {i}"));
-        }
-        out.push(Dim::Fixed((padded - eff) / c.strides[i] + 1));
-    }
+    out.extend(win.out.map(Dim::Fixed));
     Ok((Some(TensorType::new(x.dtype, out)), None))
 }
 

@@ -17,7 +17,10 @@ pub mod validate;
 pub use dump::dump;
 pub use graph::{Edge, Graph, GraphOutput, Node, NodeId, ValueRef};
 pub use infer::{SymInt, Value};
-pub use op::{AvgPool, BinOp, Conv, Epilogue, Gemm, Op, PadMode, Padding, ResidualRead};
+pub use op::{
+    window, AvgPool, BinOp, Conv, Epilogue, EpilogueParts, Gemm, Op, PadMode, Padding,
+    ResidualRead, Window,
+};
 pub use shape::{Dim, Shape, TensorType};
 pub use tensor::{DType, Tensor};
 pub use validate::{validate, GraphInfo, Site, ValidationError};

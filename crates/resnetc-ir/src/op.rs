@@ -65,6 +65,54 @@ impl Padding {
     }
 }
 
+/// Where a 2-D sliding window (a convolution or a pooling) lands on an input: the padding it resolves
+/// to, `[top, left, bottom, right]`, and the output's `[height, width]`. [`window`] is the one
+/// definition; the validator, the reference executor and every backend take their geometry from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub pads: [usize; 4],
+    pub out: [usize; 2],
+}
+
+/// The geometry of a window with `kernel`, `strides` and `dilations` over an input of spatial size
+/// `hw`, in floor mode (ONNX's default): `out = (padded - effective kernel) / stride + 1`. Fails
+/// when a kernel, stride or dilation is zero, when the window is larger than the padded input, or
+/// when a size overflows; the message says which.
+pub fn window(
+    hw: [usize; 2],
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    dilations: [usize; 2],
+    padding: &Padding,
+) -> Result<Window, String> {
+    if kernel.contains(&0) || strides.contains(&0) || dilations.contains(&0) {
+        return Err(format!(
+            "kernel {kernel:?}, strides {strides:?} and dilations {dilations:?} must be positive"
+        ));
+    }
+    let pads = padding.resolve(hw, kernel, strides, dilations);
+    let mut out = [0; 2];
+    for i in 0..2 {
+        let axis = ["height", "width"][i];
+        let eff = (kernel[i] - 1)
+            .checked_mul(dilations[i])
+            .and_then(|k| k.checked_add(1));
+        let padded = hw[i]
+            .checked_add(pads[i])
+            .and_then(|n| n.checked_add(pads[i + 2]));
+        let (Some(eff), Some(padded)) = (eff, padded) else {
+            return Err(format!("the {axis} window or padding overflows"));
+        };
+        if padded < eff {
+            return Err(format!(
+                "the {axis} window ({eff} with dilation) is larger than the padded input ({padded})"
+            ));
+        }
+        out[i] = (padded - eff) / strides[i] + 1;
+    }
+    Ok(Window { pads, out })
+}
+
 /// Attributes of a 2-D convolution (NCHW input, OIHW weights).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conv {
@@ -75,6 +123,13 @@ pub struct Conv {
     pub group: usize,
 }
 
+impl Conv {
+    /// This convolution's geometry over an input of spatial size `hw` (see [`window`]).
+    pub fn window(&self, hw: [usize; 2]) -> Result<Window, String> {
+        window(hw, self.kernel, self.strides, self.dilations, &self.padding)
+    }
+}
+
 /// Attributes of a 2-D average pool.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AvgPool {
@@ -83,6 +138,27 @@ pub struct AvgPool {
     pub padding: Padding,
     pub count_include_pad: bool,
     pub ceil_mode: bool,
+}
+
+impl AvgPool {
+    /// This pooling's geometry over an input of spatial size `hw`: [`window`] with dilation 1,
+    /// plus, in `ceil_mode`, the last partial window, dropped (as ONNX and PyTorch do) when it
+    /// would start inside the end padding.
+    pub fn window(&self, hw: [usize; 2]) -> Result<Window, String> {
+        let mut w = window(hw, self.kernel, self.strides, [1, 1], &self.padding)?;
+        if self.ceil_mode {
+            for i in 0..2 {
+                let span = hw[i] + w.pads[i] + w.pads[i + 2] - self.kernel[i];
+                let mut n = span.div_ceil(self.strides[i]) + 1;
+                let start = (n - 1).checked_mul(self.strides[i]);
+                if n > 1 && start.is_none_or(|s| s >= hw[i] + w.pads[i]) {
+                    n -= 1;
+                }
+                w.out[i] = n;
+            }
+        }
+        Ok(w)
+    }
 }
 
 /// Attributes of Gemm: `alpha * A' * B' + beta * C`.
@@ -116,6 +192,42 @@ pub enum Epilogue {
     Relu,
 }
 
+/// A fused convolution's epilogue in the one shape every backend implements: an optional bias,
+/// which is part of the convolution's own sum and so only ever the first step, then ReLUs and at
+/// most one residual add in order. [`Epilogue::split`] is the one place these rules live; the
+/// validator applies it to every `FusedConv`, so a backend given a validated graph never sees it fail.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpilogueParts<'a> {
+    /// The first step adds the bias (input slot 2).
+    pub bias: bool,
+    /// The steps after the bias, in order.
+    pub steps: &'a [Epilogue],
+    /// How the one residual add, if any, reads input slot 3.
+    pub residual: Option<ResidualRead>,
+}
+
+impl Epilogue {
+    /// Splits an epilogue into its bias and the steps after it, or says which rule it breaks.
+    pub fn split(epilogue: &[Epilogue]) -> Result<EpilogueParts<'_>, String> {
+        let bias = epilogue.first() == Some(&Epilogue::Bias);
+        let steps = &epilogue[bias as usize..];
+        let mut residual = None;
+        for step in steps {
+            match step {
+                Epilogue::Bias => return Err("the bias must be the first epilogue step".into()),
+                Epilogue::AddResidual(read) if residual.is_none() => residual = Some(*read),
+                Epilogue::AddResidual(_) => return Err("two residual adds in one epilogue".into()),
+                Epilogue::Relu => {}
+            }
+        }
+        Ok(EpilogueParts {
+            bias,
+            steps,
+            residual,
+        })
+    }
+}
+
 /// How a fused convolution reads its residual input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResidualRead {
@@ -125,6 +237,25 @@ pub enum ResidualRead {
     /// `residual[n, c - pad_before, h * stride, w * stride]` when that channel exists, else nothing
     /// (the zero padding).
     Subsampled { stride: usize, pad_before: usize },
+}
+
+impl ResidualRead {
+    /// Whether a residual of per-image shape `[channels, height, width]` fits an output of
+    /// `out`, read this way: the same shape when direct; for the option-A shortcut, its channels
+    /// fit after `pad_before` and its subsampled height and width are the output's.
+    pub fn fits(&self, residual: [usize; 3], out: [usize; 3]) -> bool {
+        match *self {
+            ResidualRead::Direct => residual == out,
+            ResidualRead::Subsampled { stride, pad_before } => {
+                stride > 0
+                    && residual[0]
+                        .checked_add(pad_before)
+                        .is_some_and(|c| c <= out[0])
+                    && residual[1].div_ceil(stride) == out[1]
+                    && residual[2].div_ceil(stride) == out[2]
+            }
+        }
+    }
 }
 
 /// Padding modes; only `constant` is implemented by the executors, the others are rejected at import.
@@ -416,6 +547,207 @@ impl fmt::Display for Op {
             | Op::Transpose { perm: None }
             | Op::Range
             | Op::Expand => f.write_str(name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_geometry() {
+        // (input, kernel, strides, dilations, padding) → (pads, output) or an error's fragment.
+        let cases: &[(
+            [usize; 2],
+            [usize; 2],
+            [usize; 2],
+            [usize; 2],
+            Padding,
+            Result<([usize; 4], [usize; 2]), &str>,
+        )] = &[
+            (
+                [32, 32],
+                [3, 3],
+                [1, 1],
+                [1, 1],
+                Padding::Explicit([1; 4]),
+                Ok(([1; 4], [32, 32])),
+            ),
+            (
+                [32, 32],
+                [3, 3],
+                [2, 2],
+                [1, 1],
+                Padding::Explicit([1; 4]),
+                Ok(([1; 4], [16, 16])),
+            ),
+            (
+                [32, 32],
+                [1, 1],
+                [2, 2],
+                [1, 1],
+                Padding::Explicit([0; 4]),
+                Ok(([0; 4], [16, 16])),
+            ),
+            (
+                [7, 5],
+                [3, 3],
+                [2, 2],
+                [2, 1],
+                Padding::Explicit([0; 4]),
+                Ok(([0; 4], [2, 2])),
+            ),
+            (
+                [5, 5],
+                [2, 2],
+                [2, 2],
+                [1, 1],
+                Padding::SameUpper,
+                Ok(([0, 0, 1, 1], [3, 3])),
+            ),
+            (
+                [5, 5],
+                [2, 2],
+                [2, 2],
+                [1, 1],
+                Padding::SameLower,
+                Ok(([1, 1, 0, 0], [3, 3])),
+            ),
+            (
+                [2, 2],
+                [5, 5],
+                [1, 1],
+                [1, 1],
+                Padding::Explicit([0; 4]),
+                Err("larger than the padded input"),
+            ),
+            (
+                [8, 8],
+                [3, 3],
+                [0, 1],
+                [1, 1],
+                Padding::Explicit([0; 4]),
+                Err("must be positive"),
+            ),
+            (
+                [8, 8],
+                [0, 3],
+                [1, 1],
+                [1, 1],
+                Padding::Explicit([0; 4]),
+                Err("must be positive"),
+            ),
+            (
+                [8, 8],
+                [3, 3],
+                [1, 1],
+                [1, 1],
+                Padding::Explicit([usize::MAX, 0, 1, 0]),
+                Err("overflows"),
+            ),
+            (
+                [8, 8],
+                [3, 3],
+                [1, 1],
+                [usize::MAX, 1],
+                Padding::Explicit([0; 4]),
+                Err("overflows"),
+            ),
+        ];
+        for (hw, k, s, d, p, want) in cases {
+            let got = window(*hw, *k, *s, *d, p);
+            match (want, &got) {
+                (Ok((pads, out)), Ok(w)) => assert_eq!(
+                    (w.pads, w.out),
+                    (*pads, *out),
+                    "{hw:?} {k:?} {s:?} {d:?} {p:?}"
+                ),
+                (Err(frag), Err(m)) => assert!(m.contains(frag), "{m}"),
+                _ => panic!("{hw:?} {k:?} {s:?} {d:?} {p:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn pool_ceil_mode_drops_a_window_starting_in_the_end_padding() {
+        let pool = |ceil_mode, pads| AvgPool {
+            kernel: [2, 2],
+            strides: [2, 2],
+            padding: Padding::Explicit(pads),
+            count_include_pad: false,
+            ceil_mode,
+        };
+        assert_eq!(pool(false, [0; 4]).window([5, 5]).unwrap().out, [2, 2]);
+        assert_eq!(pool(true, [0; 4]).window([5, 5]).unwrap().out, [3, 3]);
+        // 5 rows: the ceil window starts at row 4, inside the input: kept (above). 4 rows and one
+        // end pad: the ceil window would start at row 4, in the end padding: dropped.
+        assert_eq!(pool(true, [0, 0, 1, 1]).window([4, 4]).unwrap().out, [2, 2]);
+        assert_eq!(pool(true, [1, 1, 1, 1]).window([4, 4]).unwrap().out, [3, 3]);
+    }
+
+    #[test]
+    fn epilogue_rules() {
+        use Epilogue::*;
+        let sub = AddResidual(ResidualRead::Subsampled {
+            stride: 2,
+            pad_before: 8,
+        });
+        let ok: &[(&[Epilogue], bool, usize, Option<ResidualRead>)] = &[
+            (&[], false, 0, None),
+            (&[Bias], true, 0, None),
+            (&[Bias, Relu], true, 1, None),
+            (
+                &[Bias, AddResidual(ResidualRead::Direct), Relu],
+                true,
+                2,
+                Some(ResidualRead::Direct),
+            ),
+            (
+                &[Relu, sub.clone()],
+                false,
+                2,
+                Some(ResidualRead::Subsampled {
+                    stride: 2,
+                    pad_before: 8,
+                }),
+            ),
+        ];
+        for (e, bias, steps, residual) in ok {
+            let p = Epilogue::split(e).unwrap();
+            assert_eq!(
+                (p.bias, p.steps.len(), p.residual),
+                (*bias, *steps, *residual),
+                "{e:?}"
+            );
+        }
+        for (e, frag) in [
+            (&[Relu, Bias][..], "bias must be the first"),
+            (&[Bias, Bias][..], "bias must be the first"),
+            (
+                &[AddResidual(ResidualRead::Direct), sub][..],
+                "two residual adds",
+            ),
+        ] {
+            assert!(Epilogue::split(e).unwrap_err().contains(frag), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn residual_fits() {
+        let d = ResidualRead::Direct;
+        let s = |stride, pad_before| ResidualRead::Subsampled { stride, pad_before };
+        for (read, r, out, want) in [
+            (d, [16, 32, 32], [16, 32, 32], true),
+            (d, [16, 32, 32], [32, 16, 16], false),
+            (s(2, 8), [16, 32, 32], [32, 16, 16], true),
+            (s(2, 8), [16, 31, 31], [32, 16, 16], true),
+            (s(2, 17), [16, 32, 32], [32, 16, 16], false),
+            (s(2, usize::MAX), [16, 32, 32], [32, 16, 16], false),
+            (s(0, 8), [16, 32, 32], [32, 16, 16], false),
+            (s(2, 8), [16, 30, 32], [32, 16, 16], false),
+        ] {
+            assert_eq!(read.fits(r, out), want, "{read:?} {r:?} {out:?}");
         }
     }
 }

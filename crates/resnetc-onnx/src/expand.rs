@@ -142,8 +142,8 @@ pub(crate) fn expand(
             );
         }
         Op::FusedConv { conv: c, epilogue } => {
-            let with_bias = epilogue.first() == Some(&Epilogue::Bias);
-            let steps = &epilogue[with_bias as usize..];
+            let parts = Epilogue::split(epilogue).map_err(err)?;
+            let (with_bias, steps) = (parts.bias, parts.steps);
             let mut current = if steps.is_empty() {
                 out.clone()
             } else {
@@ -168,9 +168,7 @@ pub(crate) fn expand(
                     fresh.name(&format!("{out}_step{k}"))
                 };
                 match step {
-                    Epilogue::Bias => {
-                        return Err(err("the bias must be the first epilogue step".into()))
-                    }
+                    Epilogue::Bias => unreachable!("Epilogue::split allows the bias first only"),
                     Epilogue::Relu => push(
                         g,
                         format!("{base}/Relu"),

@@ -100,41 +100,23 @@ pub(crate) fn geometry(
             format!("spatial size {} is larger than 2^31", dims(&hw)),
         ));
     }
-    // Safe now: every operand is at most 2^31, so resolve's arithmetic cannot overflow.
-    let pads = padding.resolve(hw, kernel, strides, dilations);
+    let win =
+        resnetc_ir::window(hw, kernel, strides, dilations, padding).map_err(|m| invalid(op, m))?;
+    let pads = win.pads;
     if pads.iter().any(|&p| p > MAX_ATTR) {
         return Err(invalid(
             op,
             format!("pads {} must be at most 2^31", dims(&pads)),
         ));
     }
-    let mut axes = [Axis {
-        len: 0,
-        pad: 0,
-        kernel: 0,
-        stride: 0,
-        dilation: 0,
-        out: 0,
-    }; 2];
-    for i in 0..2 {
-        let eff = (kernel[i] - 1) * dilations[i] + 1;
-        let padded = hw[i] + pads[i] + pads[i + 2];
-        if padded < eff {
-            let name = ["height", "width"][i];
-            return Err(invalid(
-                op,
-                format!("the {name} window ({eff}) is larger than the padded input ({padded})"),
-            ));
-        }
-        axes[i] = Axis {
-            len: hw[i],
-            pad: pads[i],
-            kernel: kernel[i],
-            stride: strides[i],
-            dilation: dilations[i],
-            out: (padded - eff) / strides[i] + 1,
-        };
-    }
+    let axes = [0, 1].map(|i| Axis {
+        len: hw[i],
+        pad: pads[i],
+        kernel: kernel[i],
+        stride: strides[i],
+        dilation: dilations[i],
+        out: win.out[i],
+    });
     Ok(axes)
 }
 

@@ -33,33 +33,37 @@ pub(crate) fn fused_conv(
     residual: Option<&Tensor>,
 ) -> Result<Tensor, EvalError> {
     let invalid = |m: String| EvalError::Invalid { op: OP, message: m };
+    let parts = Epilogue::split(epilogue).map_err(invalid)?;
     // The bias is part of the convolution's own sum (added last), exactly as an ONNX Conv with a bias.
-    let with_bias = epilogue.first() == Some(&Epilogue::Bias);
-    if epilogue.iter().skip(1).any(|e| *e == Epilogue::Bias) {
-        return Err(invalid("the bias must be the first epilogue step".into()));
-    }
-    let y = crate::conv::conv(c, x, w, if with_bias { bias } else { None })?;
+    let y = crate::conv::conv(c, x, w, if parts.bias { bias } else { None })?;
     let mut y: ArrayD<f32> = f32_of(OP, "output", &y)?.to_owned();
-    for step in epilogue.iter().skip(with_bias as usize) {
+    for step in parts.steps {
         match step {
-            Epilogue::Bias => unreachable!("checked above"),
+            Epilogue::Bias => unreachable!("Epilogue::split allows the bias first only"),
             Epilogue::Relu => y.mapv_inplace(|v| v.max(0.0)),
             Epilogue::AddResidual(read) => {
                 let r = residual.ok_or_else(|| {
                     invalid("the epilogue adds a residual but input 3 is absent".into())
                 })?;
                 let r = f32_of(OP, "residual", r)?;
+                let per_image = |s: &[usize]| match *s {
+                    [_, c, h, w] => Some([c, h, w]),
+                    _ => None,
+                };
+                let fits = r.shape().first() == y.shape().first()
+                    && match (per_image(r.shape()), per_image(y.shape())) {
+                        (Some(rs), Some(ys)) => read.fits(rs, ys),
+                        _ => false,
+                    };
+                if !fits {
+                    return Err(invalid(format!(
+                        "residual {:?} does not fit the output {:?} read as {read:?}",
+                        r.shape(),
+                        y.shape()
+                    )));
+                }
                 match *read {
-                    ResidualRead::Direct => {
-                        if r.shape() != y.shape() {
-                            return Err(invalid(format!(
-                                "residual {:?} differs from the output {:?}",
-                                r.shape(),
-                                y.shape()
-                            )));
-                        }
-                        y.zip_mut_with(r, |a, &b| *a += b);
-                    }
+                    ResidualRead::Direct => y.zip_mut_with(r, |a, &b| *a += b),
                     ResidualRead::Subsampled { stride, pad_before } => {
                         let s = shortcut(r, stride, pad_before, y.shape()[1])?;
                         y.zip_mut_with(&s, |a, &b| *a += b);

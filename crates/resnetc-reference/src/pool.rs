@@ -57,20 +57,12 @@ pub(crate) fn average_pool(p: &AvgPool, x: &Tensor) -> Result<Tensor, EvalError>
             ),
         ));
     };
-    // Pooling geometry is convolution geometry with dilation 1, except for ceil_mode, whose extra
-    // output is computed here.
+    // Pooling geometry is convolution geometry with dilation 1, except for ceil_mode's extra
+    // output, which `AvgPool::window` adds.
     let [mut ay, mut ax] = geometry(OP, [h, w], p.kernel, p.strides, [1, 1], &p.padding)?;
-    let pads = p.padding.resolve([h, w], p.kernel, p.strides, [1, 1]);
-    if p.ceil_mode {
-        for (a, end_pad) in [(&mut ay, pads[2]), (&mut ax, pads[3])] {
-            let span = a.len + a.pad + end_pad - a.kernel;
-            a.out = span.div_ceil(a.stride) + 1;
-            // ONNX and PyTorch drop a last window that would start inside the end padding.
-            if (a.out - 1) * a.stride >= a.len + a.pad {
-                a.out -= 1;
-            }
-        }
-    }
+    let win = p.window([h, w]).map_err(|m| invalid(OP, m))?;
+    (ay.out, ax.out) = (win.out[0], win.out[1]);
+    let pads = win.pads;
     Ok(map_float!(OP, "input", x, a => avg_pool(p, a, [ay, ax], [pads[2], pads[3]])?))
 }
 

@@ -394,26 +394,22 @@ pub fn validate_model(
             disabled_passes: opts.disabled.clone(),
         },
     )?;
-    validate_graphs(
-        path,
-        reference.graph(),
-        optimized.graph(),
-        input,
-        expected,
-        opts,
-    )
+    validate_models(path, &reference, &optimized, input, expected, opts)
 }
 
-/// [`validate_model`] on graphs already loaded from `path`: `reference` at level 0, `optimized` the
-/// graph under test (`path` itself is only read by tract; `opts.opt_level` only reported).
-pub fn validate_graphs(
+/// [`validate_model`] on models already loaded from `path`: `reference` at level 0, `under_test`
+/// the model under test, whose graph the reference executor runs and whose session (and cached
+/// CPU plan) the backend row uses. `path` itself is only read by tract; `opts.opt_level` and
+/// `opts.disabled` are only reported.
+pub fn validate_models(
     path: &Path,
-    reference: &Graph,
-    optimized: &Graph,
+    reference: &Model,
+    under_test: &Model,
     input: ArrayD<f32>,
     expected: ArrayD<f32>,
     opts: &Options,
 ) -> Result<Report> {
+    let (reference, optimized) = (reference.graph(), under_test.graph());
     if optimized.inputs.len() != 1 {
         return Err(Error::new(
             ErrorKind::UnsupportedModel,
@@ -430,7 +426,6 @@ pub fn validate_graphs(
         .ok_or_else(|| Error::new(ErrorKind::InvalidModel, "the model has no outputs"))?;
     let input_shape = input.shape().to_vec();
     // The input contract, before anything runs: the same check and message as every session's.
-    let under_test = Model::from_graph(optimized.clone(), &LoadOptions::level(0))?;
     under_test.inputs()[0].check(resnetc::ir::DType::F32, &input_shape)?;
     let x = Tensor::f32(input.clone());
     let want = Tensor::f32(expected);

@@ -40,6 +40,8 @@ pub struct BenchReport {
     pub min_ms: f64,
     pub images_per_s: f64,
     pub gflops: f64,
+    /// What the run did differently from what was asked (a thread count capped).
+    pub notes: Vec<String>,
     #[serde(flatten)]
     pub cpu: Option<CpuBench>,
     #[serde(flatten)]
@@ -86,7 +88,7 @@ pub fn bench(model: &Model, device: Device, opts: &BenchOptions) -> Result<Bench
     match device {
         Device::Cpu => {
             let plan = model.cpu_plan(opts.session.winograd)?;
-            let threads = opts.session.threads.unwrap_or(0);
+            let (threads, note) = crate::session::cpu_threads(opts.session.threads);
             let r = resnetc_cpu::bench(&plan, opts.batch, threads, opts.iters)?;
             let peak = resnetc_cpu::fp32_peak_gflops(r.threads);
             Ok(BenchReport {
@@ -98,6 +100,7 @@ pub fn bench(model: &Model, device: Device, opts: &BenchOptions) -> Result<Bench
                 min_ms: r.min_ms,
                 images_per_s: r.images_per_s,
                 gflops: r.gflops,
+                notes: note.into_iter().collect(),
                 cpu: Some(CpuBench {
                     threads: r.threads,
                     isa: r.isa,
@@ -139,6 +142,7 @@ pub fn bench(model: &Model, device: Device, opts: &BenchOptions) -> Result<Bench
                 min_ms: runs[0],
                 images_per_s: opts.batch as f64 / (ms / 1e3),
                 gflops: 2.0 * macs as f64 * opts.batch as f64 / (ms * 1e6),
+                notes: Vec::new(),
                 cpu: None,
                 cuda: Some(CudaBench {
                     gpu: gpu.name.clone(),

@@ -46,7 +46,7 @@ pub use error::{Context, Error, ErrorKind, Result};
 pub use export::{export_onnx, export_onnx_bytes, ExportOptions};
 pub use input::Port;
 pub use model::{check_pass, passes, LoadOptions, Model};
-pub use session::{Device, Session, SessionOptions, Winograd};
+pub use session::{cpu_threads, Device, Session, SessionOptions, Winograd};
 pub use stats::{top1, ArtifactInfo, InspectReport, ModelStats, ValueSummary};
 
 pub use ndarray;

@@ -56,7 +56,8 @@ pub use resnetc_cpu::Winograd;
 /// How a [`Session`] runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SessionOptions {
-    /// CPU threads; `None`: all the cores this process may use.
+    /// CPU threads; `None`: all the cores this process may use, which is also the most it uses
+    /// ([`cpu_threads`]).
     pub threads: Option<usize>,
     /// Which stride-1 3×3 convolutions the CPU backend runs as Winograd; `None`: the kernel set's
     /// default (or the plan an artifact stores). An explicit choice packs a new plan.
@@ -93,6 +94,8 @@ pub struct Session {
     output: Port,
     backend: Backend,
     fallback: Option<String>,
+    /// The threads asked for (for [`Session::threads_note`]).
+    threads: Option<usize>,
 }
 
 enum Backend {
@@ -158,14 +161,34 @@ impl Model {
             output,
             backend,
             fallback,
+            threads: opts.threads,
         })
+    }
+}
+
+/// The CPU threads a session or a bench uses when asked for `requested`, and a note when the
+/// request was capped: at most as many as this process may run at once
+/// ([`resnetc_cpu::default_threads`]: the cores, narrowed by the affinity mask and a cgroup CPU
+/// quota), which is also the default. More would only take turns on the same cores, and each
+/// step would wait for the member whose turn it is not.
+pub fn cpu_threads(requested: Option<usize>) -> (usize, Option<String>) {
+    let available = resnetc_cpu::default_threads();
+    match requested {
+        None | Some(0) => (available, None),
+        Some(n) if n > available => (
+            available,
+            Some(format!(
+                "{n} threads asked for, but this process may run {available} at once (cores, affinity, CPU quota): using {available}"
+            )),
+        ),
+        Some(n) => (n, None),
     }
 }
 
 fn cpu_backend(plan: Arc<resnetc_cpu::CpuPlan>, threads: Option<usize>) -> Backend {
     let out_floats = plan.outputs().next().map_or(0, |p| p.floats);
     Backend::Cpu {
-        session: resnetc_cpu::Session::shared(plan, threads.unwrap_or(0)),
+        session: resnetc_cpu::Session::shared(plan, cpu_threads(threads).0),
         out_floats,
     }
 }
@@ -215,20 +238,21 @@ impl Session {
 
     /// Runs an IR tensor (any element type the model takes) and returns the first output.
     pub fn run_tensor(&mut self, input: &Tensor) -> Result<Tensor> {
-        if let (Backend::Reference(graph), false) = (&self.backend, input.dtype() == DType::F32) {
-            self.input.check(input.dtype(), input.shape())?;
-            let y = resnetc_reference::run(graph, std::slice::from_ref(input))?;
-            return y
+        self.input.check(input.dtype(), input.shape())?;
+        match (&self.backend, input.as_f32()) {
+            (_, Some(x)) => Ok(Tensor::f32(self.run_dyn(x.view())?)),
+            (Backend::Reference(graph), None) => resnetc_reference::run(graph, std::slice::from_ref(input))?
                 .into_iter()
                 .next()
-                .ok_or_else(|| internal("the model has no outputs"));
+                .ok_or_else(|| internal("the model has no outputs")),
+            (_, None) => Err(Error::new(
+                ErrorKind::UnsupportedModel,
+                format!(
+                    "this backend runs float32 inputs only; the model takes {}: run it on Device::Reference",
+                    input.dtype()
+                ),
+            )),
         }
-        let Some(x) = input.as_f32() else {
-            // The check refuses the element type with its message.
-            self.input.check(input.dtype(), input.shape())?;
-            return Err(internal("a float32 input was refused"));
-        };
-        Ok(Tensor::f32(self.run_dyn(x.view())?))
     }
 
     /// The input this session takes.
@@ -249,6 +273,15 @@ impl Session {
             Backend::Cuda { session, .. } => {
                 format!("{} on {}", session.image(), session.device().name)
             }
+        }
+    }
+
+    /// Why this session runs on fewer CPU threads than [`SessionOptions::threads`] asked for, when
+    /// it does ([`cpu_threads`]).
+    pub fn threads_note(&self) -> Option<String> {
+        match &self.backend {
+            Backend::Cpu { .. } => cpu_threads(self.threads).1,
+            _ => None,
         }
     }
 

@@ -337,19 +337,9 @@ impl<'a> Lower<'a> {
         let (cout, oh, ow) = (ys[0], ys[1], ys[2]);
         let [kh, kw] = conv.kernel;
         let [sh, sw] = conv.strides;
-        let pads = conv
-            .padding
-            .resolve([h, w], conv.kernel, conv.strides, conv.dilations);
-        let expect = |i: usize, k: usize, s: usize, lo: usize, hi: usize| {
-            (i + lo + hi).checked_sub(k).map(|d| d / s.max(1) + 1)
-        };
-        if sh == 0
-            || sw == 0
-            || kh == 0
-            || kw == 0
-            || expect(h, kh, sh, pads[0], pads[2]) != Some(oh)
-            || expect(w, kw, sw, pads[1], pads[3]) != Some(ow)
-        {
+        let win = conv.window([h, w]).map_err(|m| self.unsupported(id, m))?;
+        let pads = win.pads;
+        if win.out != [oh, ow] {
             return Err(self.unsupported(
                 id,
                 "its output size does not follow from the input, kernel, strides and padding",
@@ -386,15 +376,13 @@ impl<'a> Lower<'a> {
             ));
         }
 
-        // The bias only counts as the first epilogue step (the reference executor's rule).
-        let bias = epilogue.first() == Some(&Epilogue::Bias);
+        let parts = Epilogue::split(epilogue).map_err(|m| self.unsupported(id, m))?;
+        let bias = parts.bias;
         let mut steps = Vec::new();
         let mut residual = None;
-        for e in epilogue.iter().skip(bias as usize) {
+        for e in parts.steps {
             match e {
-                Epilogue::Bias => {
-                    return Err(self.unsupported(id, "the bias must be the first epilogue step"))
-                }
+                Epilogue::Bias => unreachable!("Epilogue::split allows the bias first only"),
                 Epilogue::Relu => steps.push(EpiStep::Relu),
                 Epilogue::AddResidual(read) => {
                     let r = graph.input(id, 3).ok_or_else(|| {
@@ -402,40 +390,30 @@ impl<'a> Lower<'a> {
                     })?;
                     let rs = self.shape(id, r, "residual")?;
                     residual = Some(r);
-                    match *read {
-                        ResidualRead::Direct => {
-                            if rs != ys {
-                                return Err(self.unsupported(
-                                    id,
-                                    format!("residual {rs:?} differs from the output {ys:?}"),
-                                ));
-                            }
-                            steps.push(EpiStep::AddDirect);
-                        }
-                        ResidualRead::Subsampled { stride, pad_before } => {
-                            let ok = rs.len() == 3
-                                && stride > 0
-                                && pad_before + rs[0] <= cout
-                                && rs[1].div_ceil(stride) == oh
-                                && rs[2].div_ceil(stride) == ow;
-                            if !ok {
-                                return Err(self.unsupported(id, format!("a subsampled residual {rs:?} (stride {stride}, {pad_before} channels before) does not fit the output {ys:?}")));
-                            }
-                            steps.push(EpiStep::AddSubsampled {
-                                channels: rs[0],
-                                h: rs[1],
-                                w: rs[2],
-                                stride,
-                                pad: pad_before,
-                            });
-                        }
+                    let fits = match rs[..] {
+                        [c, h, w] => read.fits([c, h, w], [cout, oh, ow]),
+                        _ => false,
+                    };
+                    if !fits {
+                        return Err(self.unsupported(
+                            id,
+                            format!(
+                                "residual {rs:?} does not fit the output {ys:?} read as {read:?}"
+                            ),
+                        ));
                     }
+                    steps.push(match *read {
+                        ResidualRead::Direct => EpiStep::AddDirect,
+                        ResidualRead::Subsampled { stride, pad_before } => EpiStep::AddSubsampled {
+                            channels: rs[0],
+                            h: rs[1],
+                            w: rs[2],
+                            stride,
+                            pad: pad_before,
+                        },
+                    });
                 }
             }
-        }
-        let residuals = steps.iter().filter(|s| !matches!(s, EpiStep::Relu)).count();
-        if residuals > 1 {
-            return Err(self.unsupported(id, "the epilogue adds the residual twice"));
         }
 
         // Weights as [KP][COUTP], k = (ci·KH + kh)·KW + kw: row k holds every output channel's weight.
