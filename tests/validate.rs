@@ -561,8 +561,8 @@ fn finder_names_a_broken_fused_conv_in_a_real_graph() {
 /// unoptimized graph fail, and the divergence is the node reading that weight, found on the rows
 /// that differ (the fixture's batch is dynamic).
 #[test]
-fn validate_graphs_reports_an_intermediate_divergence() {
-    use resnetc_validate::{validate_graphs, Against, Options};
+fn validate_models_reports_an_intermediate_divergence() {
+    use resnetc_validate::{validate_models, Against, Options};
     let f = fixture("r20_b_ts17_dynamic");
     let (reference, optimized) = unoptimized_and_fused(&f);
     let mut graph = optimized.graph().clone();
@@ -579,10 +579,11 @@ fn validate_graphs_reports_an_intermediate_divergence() {
         against: Against::Reference,
         ..Default::default()
     };
-    let r = validate_graphs(
+    let under_test = resnetc::Model::from_graph(graph, &resnetc::LoadOptions::level(0)).unwrap();
+    let r = validate_models(
         &f.path(),
-        reference.graph(),
-        &graph,
+        &reference,
+        &under_test,
         f.input(),
         f.expected(),
         &opts,
