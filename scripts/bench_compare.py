@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""resnetc's CPU backend against onnxruntime and tract on the pretrained CIFAR ResNets.
+"""resnetc's CPU backend against onnxruntime, OpenVINO and tract on the pretrained CIFAR ResNets.
 
 Runs every (model, batch, threads) configuration `--repeats` times, alternating the engines within
 each repeat so that machine noise hits all of them alike, takes each engine's median images/s, and
@@ -8,12 +8,21 @@ prints a table of ratios. Each engine runs in its own process (its own warm-up, 
 
     python3 scripts/bench_compare.py                      # resnet20, resnet56 × batch 1, 64 × threads 1, 2
     python3 scripts/bench_compare.py --models resnet56 --batches 64 --threads 2 --repeats 3
+    python3 scripts/bench_compare.py --contended --batches 1 --threads 0,1,2   # one core kept busy
+
+Threads `0` means each engine's default (resnetc: the cores it may use; onnxruntime: intra-op 0;
+OpenVINO: its own choice). `--contended` keeps one busy process (a Python spin loop) pinned to the
+last CPU during every measurement, as on a shared machine; the table then says so.
 
 resnetc: `resnetc bench MODEL --batch N --threads T --iters I --json` when the CLI has the
-subcommand, else the root crate's `bench` example (same function, same JSON).
+subcommand, else the resnetc crate's `bench` example (same function, same JSON).
 onnxruntime: the CPU provider, ORT_ENABLE_ALL, intra_op_num_threads = T (inter_op 1).
-tract: the root crate's `tract_bench` example (tract-onnx is already a dependency); it uses one thread
-whatever T is. `--no-tract` skips it.
+OpenVINO: the CPU plugin with INFERENCE_PRECISION_HINT=f32 (on AVX-512-BF16 CPUs it picks bf16
+otherwise, and its logits move by ~3e-2), NUM_STREAMS=1, one synchronous infer request,
+INFERENCE_NUM_THREADS=T; the model reshaped to the batch. `--no-openvino` skips it (and it is left
+out when the `openvino` package is missing).
+tract: resnetc-validate's `tract_bench` example (tract-onnx is already a dependency); it uses one
+thread whatever T is. `--no-tract` skips it.
 """
 
 import argparse
@@ -82,17 +91,54 @@ def ort_worker(model, batch, threads, iters):
     s = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
     x = (np.arange(batch * 3 * 32 * 32) * 7919 % 255 / 255.0 - 0.5).astype(np.float32).reshape(batch, 3, 32, 32)
     feed = {s.get_inputs()[0].name: x}
+    timed(lambda: s.run(None, feed), batch, threads, iters, ort.__version__)
+
+
+def timed(run, batch, threads, iters, version):
+    """Warm-up for 0.2 s, then the median of `iters` runs, printed as the JSON line the parent reads."""
     t0 = time.perf_counter()
-    s.run(None, feed)
+    run()
     while time.perf_counter() - t0 < 0.2:
-        s.run(None, feed)
+        run()
     times = []
     for _ in range(iters):
         t = time.perf_counter()
-        s.run(None, feed)
+        run()
         times.append(time.perf_counter() - t)
     m = statistics.median(times)
-    print(json.dumps({"median_ms": m * 1e3, "images_per_s": batch / m, "batch": batch, "threads": threads, "version": ort.__version__}))
+    print(json.dumps({"median_ms": m * 1e3, "images_per_s": batch / m, "batch": batch, "threads": threads, "version": version}))
+
+
+def openvino_worker(model, batch, threads, iters):
+    """Runs in a child process: OpenVINO's CPU plugin, forced to f32, one synchronous request."""
+    import numpy as np
+    import openvino as ov
+
+    core = ov.Core()
+    m = core.read_model(model)
+    m.reshape([batch, 3, 32, 32])
+    cfg = {"INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": "1"}
+    if threads:
+        cfg["INFERENCE_NUM_THREADS"] = str(threads)
+    compiled = core.compile_model(m, "CPU", cfg)
+    req = compiled.create_infer_request()
+    x = (np.arange(batch * 3 * 32 * 32) * 7919 % 255 / 255.0 - 0.5).astype(np.float32).reshape(batch, 3, 32, 32)
+    timed(lambda: req.infer({0: x}), batch, threads, iters, ov.__version__)
+
+
+def busy_worker(cpu):
+    """Spins forever on `cpu` (the contended mode's other process)."""
+    os.sched_setaffinity(0, {cpu})
+    while True:
+        pass
+
+
+def openvino_available():
+    try:
+        import openvino  # noqa: F401
+        return True
+    except ImportError:
+        return False
 
 
 def main():
@@ -103,24 +149,52 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--no-tract", action="store_true")
+    ap.add_argument("--no-openvino", action="store_true")
+    ap.add_argument("--contended", action="store_true", help="keep one busy process on the last CPU during every measurement")
     ap.add_argument("--build", action="store_true", help="rebuild the benchmark binaries first")
     ap.add_argument("--json-out", help="also write all measurements to this file")
     ap.add_argument("--ort-worker", nargs=4, metavar=("MODEL", "BATCH", "THREADS", "ITERS"), help=argparse.SUPPRESS)
+    ap.add_argument("--openvino-worker", nargs=4, metavar=("MODEL", "BATCH", "THREADS", "ITERS"), help=argparse.SUPPRESS)
+    ap.add_argument("--busy-worker", type=int, metavar="CPU", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.ort_worker:
         m, b, t, i = args.ort_worker
         ort_worker(m, int(b), int(t), int(i))
         return
+    if args.openvino_worker:
+        m, b, t, i = args.openvino_worker
+        openvino_worker(m, int(b), int(t), int(i))
+        return
+    if args.busy_worker is not None:
+        busy_worker(args.busy_worker)
+        return
 
     rc = resnetc_cmd(args)
     tr = tract_cmd(args)
+    threads_arg = lambda t: ["--threads", str(t)] if t else []
     engines = {
-        "resnetc": lambda m, b, t: rc + [m, "--batch", str(b), "--threads", str(t), "--iters", str(args.iters), "--json"],
+        "resnetc": lambda m, b, t: rc + [m, "--batch", str(b), *threads_arg(t), "--iters", str(args.iters), "--json"],
         "onnxruntime": lambda m, b, t: [sys.executable, __file__, "--ort-worker", m, str(b), str(t), str(args.iters)],
     }
+    if not args.no_openvino and openvino_available():
+        engines["openvino"] = lambda m, b, t: [sys.executable, __file__, "--openvino-worker", m, str(b), str(t), str(args.iters)]
     if tr:
         engines["tract"] = lambda m, b, t: tr + [m, str(b), str(max(3, args.iters // 4))]
 
+    busy = None
+    if args.contended:
+        cpu = max(os.sched_getaffinity(0))
+        busy = subprocess.Popen([sys.executable, __file__, "--busy-worker", str(cpu)])
+        time.sleep(0.5)
+    try:
+        results = measure(args, engines)
+    finally:
+        if busy:
+            busy.kill()
+    report(args, engines, results)
+
+
+def measure(args, engines):
     results = []
     for name in args.models.split(","):
         model = str(SHARED / f"models/pretrained/{name}_cifar10_pretrained.onnx")
@@ -141,16 +215,24 @@ def main():
                 results.append(row)
                 print(".", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
+    return results
 
+
+def report(args, engines, results):
     cpu = platform.processor() or platform.machine()
     try:
         cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    print(f"{time.strftime('%Y-%m-%d')}, {cpu}, {os.cpu_count()} CPUs; medians of {args.repeats} alternating runs (each the median of {args.iters})")
+    busy = "; one busy process on the last CPU (--contended)" if args.contended else ""
+    print(f"{time.strftime('%Y-%m-%d')}, {cpu}, {os.cpu_count()} CPUs; medians of {args.repeats} alternating runs (each the median of {args.iters}){busy}; threads 0 = each engine's default")
     has_tract = "tract" in engines
+    has_ov = "openvino" in engines
     head = "| model | batch | threads | resnetc img/s (ms) | onnxruntime img/s (ms) | resnetc / ort |"
     sep = "|---|---|---|---|---|---|"
+    if has_ov:
+        head += " OpenVINO img/s (ms) | resnetc / OpenVINO |"
+        sep += "---|---|"
     if has_tract:
         head += " tract img/s (1 thread) | resnetc / tract |"
         sep += "---|---|"
@@ -160,6 +242,8 @@ def main():
         b = r["batch"]
         cell = lambda e: f"{r[e]:.0f} ({1e3 * b / r[e]:.2f})"
         line = f"| {r['model']} | {b} | {r['threads']} | {cell('resnetc')} | {cell('onnxruntime')} | {r['resnetc'] / r['onnxruntime']:.2f}x |"
+        if has_ov:
+            line += f" {cell('openvino')} | {r['resnetc'] / r['openvino']:.2f}x |"
         if has_tract:
             line += f" {cell('tract')} | {r['resnetc'] / r['tract']:.2f}x |"
         print(line)

@@ -212,6 +212,59 @@ fn external_data_inside_the_folder_loads() {
     assert_eq!(w.unwrap().to_f64s(), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
 }
 
+/// External data must be a regular file: a FIFO used to block the import forever, a folder
+/// failed only at read. Checked before opening; the offset and length against the file's size
+/// before reading, and only the tensor's bytes are read.
+#[test]
+fn external_data_must_be_a_regular_file_long_enough() {
+    let dir = common::tmp("ext-kind");
+    std::fs::create_dir(dir.path().join("folder")).unwrap();
+    let mut cases = vec![("folder", "is not a regular file")];
+    #[cfg(unix)]
+    {
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        cases.push(("fifo", "is not a regular file"));
+    }
+    std::fs::write(dir.path().join("short.bin"), [0u8; 20]).unwrap();
+    cases.push((
+        "short.bin",
+        "has 20 bytes after offset 0, the tensor needs 24",
+    ));
+    for (location, want) in cases {
+        let m = with_external_weight(location);
+        let err = import_bytes_error(&m.encode_to_vec(), Some(dir.path()));
+        assert!(err.contains(want), "{location}: {err}");
+    }
+    let mut m = with_external_weight("short.bin");
+    graph(&mut m).initializer[0]
+        .external_data
+        .push(StringStringEntryProto {
+            key: Some("offset".into()),
+            value: Some("4096".into()),
+        });
+    let err = import_bytes_error(&m.encode_to_vec(), Some(dir.path()));
+    assert!(err.contains("offset 4096 is past the end"), "{err}");
+}
+
+/// A node with far too many inputs is refused by its arity before any of them is connected
+/// (connecting them one by one was quadratic: 39 s for 200,000).
+#[test]
+fn arity_is_checked_before_connecting() {
+    let mut m = model();
+    let inputs: Vec<String> = (0..200_000).map(|_| "c".to_string()).collect();
+    graph(&mut m).node[1] = NodeProto {
+        input: inputs,
+        ..node("add", "Add", &[], &["y"])
+    };
+    let err = import_error(&m);
+    assert!(
+        err.contains("'add'") && err.contains("has 200000 inputs; it takes 2"),
+        "{err}"
+    );
+}
+
 #[test]
 fn unsupported_element_type() {
     let mut m = model();

@@ -175,3 +175,179 @@ fn thread_counts_are_capped_at_the_cores() {
     );
     assert!(err.contains(&format!("using {cores}")), "{err}");
 }
+
+fn write_npy(path: &std::path::Path, a: &ndarray::ArrayD<f32>) {
+    use ndarray_npy::WriteNpyExt;
+    a.write_npy(std::fs::File::create(path).unwrap()).unwrap();
+}
+
+/// Inputs that hold NaN or an infinity are refused (exit 3) naming the image and the position;
+/// with `--allow-nonfinite`, a single NaN pixel makes every logit of its image NaN on every
+/// backend and at every level (the fused ReLU used to turn it into 0 at -O3 and print a class),
+/// while the other images' logits are untouched.
+#[test]
+fn nonfinite_inputs_are_refused_or_propagate() {
+    let dir = tmp("nonfinite");
+    let f = fixture("r20_a_ts17_dynamic");
+    let model = f.path();
+    let clean = f.input();
+    let mut x = clean.clone();
+    x[[1, 2, 5, 7]] = f32::NAN;
+    let bad = dir.path().join("nan.npy");
+    write_npy(&bad, &x);
+    let mut inf = clean.clone();
+    inf[[0, 0, 0, 3]] = f32::NEG_INFINITY;
+    let infp = dir.path().join("inf.npy");
+    write_npy(&infp, &inf);
+    let y = dir.path().join("y.npy");
+    for device in ["cpu", "reference"] {
+        let err = exits(3, &run_args(&model, &bad, &y, &["--device", device]));
+        assert!(
+            err.contains("image 1 holds NaN at [2, 5, 7] (channel 2, row 5, column 7)")
+                && err.contains("--allow-nonfinite"),
+            "{err}"
+        );
+        let err = exits(3, &run_args(&model, &infp, &y, &["--device", device]));
+        assert!(err.contains("image 0 holds -inf at [0, 0, 3]"), "{err}");
+    }
+    let expected = dir.path().join("expected.npy");
+    std::fs::copy(f.output_path(), &expected).unwrap();
+    let err = exits(
+        3,
+        &[
+            "validate",
+            utf8(&model),
+            "--input",
+            utf8(&bad),
+            "--expected",
+            utf8(&expected),
+        ],
+    );
+    assert!(err.contains("image 1 holds NaN"), "{err}");
+
+    let want = f.expected();
+    for (device, level) in [
+        ("cpu", "3"),
+        ("reference", "3"),
+        ("reference", "0"),
+        ("cpu", "0"),
+    ] {
+        let args = [
+            "--device",
+            device,
+            "--opt-level",
+            level,
+            "--allow-nonfinite",
+        ];
+        exits(0, &run_args(&model, &bad, &y, &args));
+        let got = read_npy(&y);
+        let row = |a: &ndarray::ArrayD<f32>, i: usize| a.index_axis(ndarray::Axis(0), i).to_owned();
+        assert!(
+            row(&got, 1).iter().all(|v| v.is_nan()),
+            "{device} -O{level}: image 1 gave {:?}",
+            row(&got, 1)
+        );
+        for i in (0..got.shape()[0]).filter(|&i| i != 1) {
+            let d = (&row(&got, i) - &row(&want, i))
+                .mapv(f32::abs)
+                .fold(0f32, |m, &v| m.max(v));
+            assert!(d < 1e-3, "{device} -O{level}: image {i} moved by {d}");
+        }
+    }
+}
+
+/// BatchNormalization statistics with `var + epsilon <= 0` (or a NaN epsilon) are refused at import,
+/// naming the node and the channel; onnxruntime gives NaN logits for them.
+#[test]
+fn batchnorm_statistics_must_be_positive() {
+    use prost::Message;
+    use resnetc_onnx::proto::ModelProto;
+    let dir = tmp("bnstats");
+    let f = fixture("r20_a_ts13_bnkept");
+    let original = ModelProto::decode(std::fs::read(f.path()).unwrap().as_slice()).unwrap();
+    let graph = original.graph.as_ref().unwrap();
+    let bn = graph
+        .node
+        .iter()
+        .find(|n| n.op_type() == "BatchNormalization")
+        .unwrap();
+    let (bn_name, var_name) = (bn.name().to_string(), bn.input[4].clone());
+    for (case, channel, value) in [
+        ("negative", 3, -0.5f32),
+        ("nan", 0, f32::NAN),
+        ("inf", 5, f32::INFINITY),
+    ] {
+        let mut m = original.clone();
+        let g = m.graph.as_mut().unwrap();
+        let init = g
+            .initializer
+            .iter_mut()
+            .find(|t| t.name() == var_name)
+            .unwrap();
+        let mut var = resnetc_onnx::tensor_from_proto(init, None).unwrap();
+        let resnetc_ir::Tensor::F32(a) = &mut var else {
+            panic!("float variance")
+        };
+        a.as_slice_mut().unwrap()[channel] = value;
+        *init = resnetc_onnx::tensor_to_proto(&var_name, &var);
+        let path = dir.path().join(format!("{case}.onnx"));
+        std::fs::write(&path, m.encode_to_vec()).unwrap();
+        let err = exits(3, &["inspect", utf8(&path)]);
+        assert!(
+            err.contains(&bn_name) && err.contains(&format!("channel {channel} has variance")),
+            "{case}: {err}"
+        );
+    }
+    let mut m = original.clone();
+    let g = m.graph.as_mut().unwrap();
+    let bn = g
+        .node
+        .iter_mut()
+        .find(|n| n.op_type() == "BatchNormalization")
+        .unwrap();
+    let eps = bn
+        .attribute
+        .iter_mut()
+        .find(|a| a.name() == "epsilon")
+        .unwrap();
+    eps.f = Some(f32::NAN);
+    let path = dir.path().join("eps.onnx");
+    std::fs::write(&path, m.encode_to_vec()).unwrap();
+    let err = exits(3, &["inspect", utf8(&path)]);
+    assert!(err.contains("epsilon") && err.contains("finite"), "{err}");
+}
+
+/// A model whose node name holds terminal escapes and whose Conv has 5M strides: the error names
+/// the node with its control characters shown as `\u{1b}`, and is cut instead of 15 MB long.
+#[test]
+fn errors_are_escaped_and_short() {
+    use prost::Message;
+    use resnetc_onnx::proto::{attribute_proto::AttributeType, AttributeProto, ModelProto};
+    let dir = tmp("inject");
+    let f = fixture("r20_a_ts17_static");
+    let mut m = ModelProto::decode(std::fs::read(f.path()).unwrap().as_slice()).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let conv = g.node.iter_mut().find(|n| n.op_type() == "Conv").unwrap();
+    conv.name = Some("evil\u{1b}]0;owned\u{7}\u{1b}[2J\r".into());
+    conv.attribute.retain(|a| a.name() != "strides");
+    conv.attribute.push(AttributeProto {
+        name: Some("strides".into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: vec![1; 5_000_000],
+        ..Default::default()
+    });
+    let path = dir.path().join("evil.onnx");
+    std::fs::write(&path, m.encode_to_vec()).unwrap();
+    for args in [
+        vec!["inspect", utf8(&path)],
+        vec!["compile", utf8(&path), "-o", "/dev/null"],
+    ] {
+        let err = exits(3, &args);
+        assert!(
+            !err.contains('\u{1b}') && !err.contains('\r') && !err.contains('\u{7}'),
+            "{err:?}"
+        );
+        assert!(err.contains("evil\\u{1b}]0;owned\\u{7}"), "{err}");
+        assert!(err.len() < 4096, "{} bytes", err.len());
+    }
+}

@@ -166,9 +166,13 @@ enum Command {
         /// the program a `.rnc` compiled for CUDA stores, else one compiled for the GPU now (NVRTC).
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceArg,
-        /// Threads for the CPU backend (default: all cores).
+        /// Threads for the CPU backend (default and most: the cores this process may use).
         #[arg(long)]
         threads: Option<usize>,
+        /// Run inputs that hold NaN or an infinity (NaN then reaches the logits, as in PyTorch)
+        /// instead of refusing them.
+        #[arg(long)]
+        allow_nonfinite: bool,
         #[command(flatten)]
         opt: OptArgs,
     },
@@ -259,6 +263,9 @@ struct ValidateArgs {
     /// `cuda` (GPU 0, compiled for it now), or `reference` (no backend).
     #[arg(long, value_enum)]
     device: Option<DeviceArg>,
+    /// Validate inputs that hold NaN or an infinity instead of refusing them.
+    #[arg(long)]
+    allow_nonfinite: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -299,6 +306,7 @@ fn dispatch(command: Command) -> Result<()> {
             output,
             device,
             threads,
+            allow_nonfinite,
             opt,
         } => {
             if let Some(out) = &output {
@@ -310,7 +318,10 @@ fn dispatch(command: Command) -> Result<()> {
                 &input,
                 output.as_deref(),
                 device.into(),
-                &opt.session(threads),
+                &resnetc::SessionOptions {
+                    allow_nonfinite,
+                    ..opt.session(threads)
+                },
             )
         }
         Command::Bench {
@@ -571,6 +582,7 @@ fn validate(args: &ValidateArgs) -> Result<()> {
         opt_level: args.opt_level,
         disabled: args.disable_pass.clone(),
         device: args.device.map(Device::from),
+        allow_nonfinite: args.allow_nonfinite,
     };
     let report = resnetc_validate::validate_model(&args.model, input, expected, &opts)?;
     if args.json {

@@ -254,6 +254,33 @@ impl Graph {
         n.num_inputs = n.num_inputs.max(slot + 1);
     }
 
+    /// Replaces all of a node's inputs at once, in slot order: linear in their number, where
+    /// [`Graph::set_input`] per slot scans the node's edges each time.
+    pub fn set_inputs(&mut self, id: NodeId, inputs: Vec<Option<ValueRef>>) {
+        let old: Vec<EdgeIndex> = self
+            .g
+            .edges_directed(id.0, Direction::Incoming)
+            .map(|e| e.id())
+            .collect();
+        for e in old {
+            self.g.remove_edge(e);
+        }
+        let n = inputs.len();
+        for (slot, v) in inputs.into_iter().enumerate() {
+            if let Some(v) = v {
+                self.g.add_edge(
+                    v.node.0,
+                    id.0,
+                    Edge {
+                        output: v.output,
+                        input: slot,
+                    },
+                );
+            }
+        }
+        self.g[id.0].num_inputs = n;
+    }
+
     /// Sets the number of input slots, dropping the edges into slots past the new end.
     pub fn truncate_inputs(&mut self, id: NodeId, n: usize) {
         let old: Vec<EdgeIndex> = self

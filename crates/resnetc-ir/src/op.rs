@@ -104,8 +104,12 @@ pub fn window(
             return Err(format!("the {axis} window or padding overflows"));
         };
         if padded < eff {
+            let dilated = match dilations[i] {
+                1 => String::new(),
+                d => format!(" with dilation {d}"),
+            };
             return Err(format!(
-                "the {axis} window ({eff} with dilation) is larger than the padded input ({padded})"
+                "the {axis} window ({eff}{dilated}) is larger than the padded input ({padded})"
             ));
         }
         out[i] = (padded - eff) / strides[i] + 1;

@@ -13,7 +13,8 @@ use std::path::Path;
 
 use prost::Message;
 use resnetc_ir::{
-    AvgPool, BinOp, Conv, Dim, Gemm, Graph, Op, PadMode, Padding, Tensor, TensorType, ValueRef,
+    AvgPool, BinOp, Conv, Dim, Gemm, Graph, NodeId, Op, PadMode, Padding, Tensor, TensorType,
+    ValueRef,
 };
 
 use crate::error::{ImportError, NodeSite, MAX_OPSET, MIN_OPSET};
@@ -95,7 +96,60 @@ pub fn import_model(model: &ModelProto, base_dir: Option<&Path>) -> Result<Graph
         b.graph.add_output(out.name(), v);
     }
     resnetc_ir::validate(&b.graph)?;
+    check_batchnorm_statistics(&b.graph, opset)?;
     Ok(b.graph)
+}
+
+/// Refuses a BatchNormalization whose constant statistics make `var + epsilon` zero, negative or
+/// not finite in some channel (or whose epsilon is not finite): its output there is NaN or
+/// infinite for every image (onnxruntime gives NaN logits), which no trained model has, so the
+/// file is corrupt or was exported from a model in training state.
+fn check_batchnorm_statistics(graph: &Graph, opset: u64) -> Result<(), ImportError> {
+    for id in graph.node_ids() {
+        let Op::BatchNorm { epsilon } = *graph.op(id) else {
+            continue;
+        };
+        let site = || NodeSite {
+            node: graph.node(id).label().to_string(),
+            op: "BatchNormalization".into(),
+            opset,
+        };
+        if !epsilon.is_finite() {
+            return Err(ImportError::Attribute {
+                site: site(),
+                name: "epsilon".into(),
+                message: format!("is {epsilon}; it must be a finite number (PyTorch uses 1e-5)"),
+            });
+        }
+        let Some(var) = constant_input(graph, id, 4).and_then(|t| t.as_f32()) else {
+            continue;
+        };
+        let bad = var.iter().enumerate().find(|&(_, &v)| {
+            let d = v as f64 + epsilon as f64;
+            !(d.is_finite() && d > 0.0)
+        });
+        if let Some((channel, &v)) = bad {
+            return Err(ImportError::Node {
+                site: site(),
+                message: format!(
+                    "channel {channel} has variance {v} and epsilon {epsilon}, so var + epsilon is not a positive number and every output there is NaN or infinite; the statistics are corrupt (export the trained model after model.eval())"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The constant feeding input `slot` of `id`, through any Identity nodes.
+fn constant_input(graph: &Graph, id: NodeId, slot: usize) -> Option<&Tensor> {
+    let mut v = graph.input(id, slot)?;
+    loop {
+        match graph.op(v.node) {
+            Op::Constant(t) => return Some(t),
+            Op::Identity => v = graph.input(v.node, 0)?,
+            _ => return None,
+        }
+    }
 }
 
 /// How one slot of an IR node gets its value.
@@ -192,6 +246,22 @@ impl Builder<'_> {
         } else {
             node.name()
         };
+        // Arity now, before anything is connected: a node with 200,000 inputs is refused at once.
+        let (min, max) = op.arity();
+        let given = args
+            .iter()
+            .rposition(|a| !matches!(a, Arg::Name(n) if n.is_empty()))
+            .map_or(0, |p| p + 1);
+        if given > max || given < min {
+            return Err(ImportError::Node {
+                site,
+                message: match (min, max) {
+                    (min, max) if min == max => format!("has {given} inputs; it takes {min}"),
+                    (min, usize::MAX) => format!("has {given} inputs; it takes at least {min}"),
+                    (min, max) => format!("has {given} inputs; it takes {min} to {max}"),
+                },
+            });
+        }
         let id = self.graph.add_node(name, op, vec![main.clone()], &[]);
         self.define(&main, id.into(), Some(&site))?;
         self.pending.push((id, args, site));
@@ -204,7 +274,7 @@ impl Builder<'_> {
             while matches!(args.last(), Some(Arg::Name(n)) if n.is_empty()) {
                 args.pop();
             }
-            let n = args.len();
+            let mut inputs = Vec::with_capacity(args.len());
             for (slot, arg) in args.into_iter().enumerate() {
                 let v = match arg {
                     Arg::Name(name) if name.is_empty() => None,
@@ -224,9 +294,9 @@ impl Builder<'_> {
                         Some(self.graph.add_const(name, t).into())
                     }
                 };
-                self.graph.set_input(id, slot, v);
+                inputs.push(v);
             }
-            self.graph.truncate_inputs(id, n);
+            self.graph.set_inputs(id, inputs);
         }
         Ok(())
     }

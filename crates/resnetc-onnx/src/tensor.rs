@@ -269,22 +269,38 @@ fn read_external(
             )));
         }
     }
-    let data =
-        std::fs::read(&path).map_err(|e| ext(format!("cannot read '{}': {e}", path.display())))?;
-    let start = usize::try_from(offset)
-        .ok()
-        .filter(|&s| s <= data.len())
-        .ok_or_else(|| ext(format!("offset {offset} is past the end of '{location}'")))?;
-    let end = start
-        .checked_add(expected)
-        .filter(|&e| e <= data.len())
-        .ok_or_else(|| {
-            ext(format!(
-                "'{location}' has {} bytes after offset {offset}, the tensor needs {expected}",
-                data.len() - start
-            ))
-        })?;
-    Ok(data[start..end].to_vec())
+    // Only a regular file: opening a FIFO blocks until someone writes to it, a device may never
+    // end, and a directory cannot be read. Checked before opening, on the resolved path.
+    let meta = std::fs::metadata(&path)
+        .map_err(|e| ext(format!("cannot open '{}': {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(ext(format!(
+            "'{location}' is not a regular file (a FIFO, a device or a folder); external data must be a file"
+        )));
+    }
+    let size = meta.len();
+    let end = offset.checked_add(expected as u64);
+    if offset > size {
+        return Err(ext(format!(
+            "offset {offset} is past the end of '{location}' ({size} bytes)"
+        )));
+    }
+    if end.is_none_or(|e| e > size) {
+        return Err(ext(format!(
+            "'{location}' has {} bytes after offset {offset}, the tensor needs {expected}",
+            size - offset
+        )));
+    }
+    // Only the tensor's bytes, not the whole file (one file usually holds every tensor).
+    use std::io::{Read, Seek, SeekFrom};
+    let read = || -> std::io::Result<Vec<u8>> {
+        let mut f = std::fs::File::open(&path)?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut data = vec![0u8; expected];
+        f.read_exact(&mut data)?;
+        Ok(data)
+    };
+    read().map_err(|e| ext(format!("cannot read '{}': {e}", path.display())))
 }
 
 /// Encodes a tensor as `raw_data`, little-endian.

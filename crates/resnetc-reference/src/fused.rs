@@ -40,7 +40,8 @@ pub(crate) fn fused_conv(
     for step in parts.steps {
         match step {
             Epilogue::Bias => unreachable!("Epilogue::split allows the bias first only"),
-            Epilogue::Relu => y.mapv_inplace(|v| v.max(0.0)),
+            // `x < 0` rather than `max(x, 0)`, so NaN stays NaN as in PyTorch (and the `Relu` op).
+            Epilogue::Relu => y.mapv_inplace(|v| if v < 0.0 { 0.0 } else { v }),
             Epilogue::AddResidual(read) => {
                 let r = residual.ok_or_else(|| {
                     invalid("the epilogue adds a residual but input 3 is absent".into())

@@ -364,6 +364,9 @@ pub struct Options {
     pub disabled: Vec<String>,
     /// The backend that also runs the graph under test; `None`: the CPU backend when it can.
     pub device: Option<Device>,
+    /// Validate inputs that hold NaN or an infinity instead of refusing them
+    /// ([`resnetc::check_finite`]).
+    pub allow_nonfinite: bool,
 }
 
 impl Default for Options {
@@ -374,6 +377,7 @@ impl Default for Options {
             opt_level: 3,
             disabled: Vec::new(),
             device: None,
+            allow_nonfinite: false,
         }
     }
 }
@@ -427,6 +431,9 @@ pub fn validate_models(
     let input_shape = input.shape().to_vec();
     // The input contract, before anything runs: the same check and message as every session's.
     under_test.inputs()[0].check(resnetc::ir::DType::F32, &input_shape)?;
+    if !opts.allow_nonfinite {
+        resnetc::check_finite(input.view())?;
+    }
     let x = Tensor::f32(input.clone());
     let want = Tensor::f32(expected);
     let tol = opts.tolerance.resolve(&want);
@@ -475,7 +482,7 @@ pub fn validate_models(
     let mut backend = None;
     let mut skipped = None;
     if device != Device::Reference {
-        match run_backend(device, &under_test, &x) {
+        match run_backend(device, under_test, &x, opts) {
             Ok((y, what)) => {
                 let mut c = compare(device.name(), &y, &want, tol);
                 c.note = Some(what);
@@ -583,8 +590,14 @@ fn at_output(
 }
 
 /// Runs `graph` on a backend; also says what ran (the CPU kernel set, or the CUDA image and GPU).
-fn run_backend(device: Device, m: &Model, x: &Tensor) -> Result<(Tensor, String)> {
-    let mut session = m.session(device)?;
+fn run_backend(device: Device, m: &Model, x: &Tensor, opts: &Options) -> Result<(Tensor, String)> {
+    let mut session = m.session_with(
+        device,
+        &resnetc::SessionOptions {
+            allow_nonfinite: opts.allow_nonfinite,
+            ..Default::default()
+        },
+    )?;
     let y = session.run_tensor(x)?;
     Ok((y, session.describe()))
 }

@@ -48,7 +48,7 @@ impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
         Error {
             kind,
-            message: message.into(),
+            message: crate::escape::message(&message.into()),
             inner: None,
         }
     }
@@ -60,7 +60,7 @@ impl Error {
     ) -> Error {
         Error {
             kind,
-            message: source.to_string(),
+            message: crate::escape::message(&source.to_string()),
             inner: Some(Box::new(source)),
         }
     }
@@ -76,7 +76,7 @@ impl Error {
 
     /// The same error with `what` in front of its message ("loading m.onnx: …").
     pub fn context(mut self, what: impl fmt::Display) -> Error {
-        self.message = format!("{what}: {}", self.message);
+        self.message = crate::escape::message(&format!("{what}: {}", self.message));
         self
     }
 

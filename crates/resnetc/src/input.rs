@@ -165,6 +165,53 @@ pub(crate) fn graph_outputs(graph: &Graph, info: &GraphInfo) -> Vec<Port> {
         .collect()
 }
 
+/// Refuses an input that holds NaN or an infinity, naming the image and the position of the first
+/// such value: a non-finite pixel gives NaN logits, which answer no question, and it almost always
+/// means broken preprocessing (a division by a zero std, an unread file). Callers who want
+/// PyTorch's behaviour anyway (NaN propagates to the logits, on every backend and at every
+/// optimization level) skip the check ([`crate::SessionOptions::allow_nonfinite`],
+/// `--allow-nonfinite`).
+pub fn check_finite(x: ndarray::ArrayViewD<'_, f32>) -> Result<()> {
+    let x = x.as_standard_layout();
+    let flat = x.as_slice().expect("standard layout is contiguous");
+    if flat.iter().all(|v| v.is_finite()) {
+        return Ok(());
+    }
+    let first = flat.iter().position(|v| !v.is_finite()).unwrap_or(0);
+    let count = flat.iter().filter(|v| !v.is_finite()).count();
+    // The flat index as a multi-index, batch first.
+    let mut index = vec![0; x.ndim()];
+    let mut rest = first;
+    for (slot, &len) in index.iter_mut().zip(x.shape()).rev() {
+        *slot = rest % len.max(1);
+        rest /= len.max(1);
+    }
+    let (image, at) = match index.split_first() {
+        Some((&n, at)) => (n, at.to_vec()),
+        None => (0, Vec::new()),
+    };
+    let what = if flat[first].is_nan() {
+        "NaN"
+    } else if flat[first] > 0.0 {
+        "+inf"
+    } else {
+        "-inf"
+    };
+    let place = match at[..] {
+        [c, h, w] => format!(" (channel {c}, row {h}, column {w})"),
+        _ => String::new(),
+    };
+    let more = match count {
+        1 => String::new(),
+        n => format!("; {n} of the batch's {} values are not finite", flat.len()),
+    };
+    Err(Error::invalid_input(format!(
+        "image {image} holds {what} at {at:?}{place}{more}. Non-finite inputs give NaN logits, not a class: \
+         check the preprocessing, or allow them (--allow-nonfinite, SessionOptions::allow_nonfinite) \
+         to get NaN through as PyTorch does"
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,7 +44,7 @@ pub use bench::{
 };
 pub use error::{Context, Error, ErrorKind, Result};
 pub use export::{export_onnx, export_onnx_bytes, ExportOptions};
-pub use input::Port;
+pub use input::{check_finite, Port};
 pub use model::{check_pass, passes, LoadOptions, Model};
 pub use session::{cpu_threads, Device, Session, SessionOptions, Winograd};
 pub use stats::{top1, ArtifactInfo, InspectReport, ModelStats, ValueSummary};

@@ -135,6 +135,20 @@ impl Model {
         Model::optimize(graph, opts, Some(source), after).with_context(what)
     }
 
+    /// A model held in memory: a `.rnc` artifact (told apart by its magic bytes) or an ONNX file,
+    /// optimized as `opts` says (external data, if any, is looked up beside `base_dir`).
+    pub fn from_bytes(bytes: &[u8], base_dir: Option<&Path>, opts: &LoadOptions) -> Result<Model> {
+        if resnetc_artifact::is_artifact(bytes) {
+            let source = Source {
+                name: String::new(),
+                path: None,
+                sha256: resnetc_artifact::sha256(bytes),
+            };
+            return Model::from_artifact_bytes(bytes, source);
+        }
+        Model::from_onnx_bytes(bytes, base_dir, opts)
+    }
+
     /// Imports an ONNX model held in memory (external data, if any, is looked up beside `base_dir`).
     pub fn from_onnx_bytes(
         bytes: &[u8],

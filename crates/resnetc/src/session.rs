@@ -67,6 +67,9 @@ pub struct SessionOptions {
     /// For [`Device::Cpu`]: run a graph the CPU backend has no kernels for on the reference
     /// executor instead of refusing it ([`Session::fallback`] then says why).
     pub fallback_to_reference: bool,
+    /// Run inputs that hold NaN or an infinity (NaN then reaches the logits, as in PyTorch)
+    /// instead of refusing them ([`crate::check_finite`]).
+    pub allow_nonfinite: bool,
 }
 
 /// A model planned for one device. Reuse it: the CPU plan, its arenas and threads, or the GPU's
@@ -96,6 +99,7 @@ pub struct Session {
     fallback: Option<String>,
     /// The threads asked for (for [`Session::threads_note`]).
     threads: Option<usize>,
+    allow_nonfinite: bool,
 }
 
 enum Backend {
@@ -162,6 +166,7 @@ impl Model {
             backend,
             fallback,
             threads: opts.threads,
+            allow_nonfinite: opts.allow_nonfinite,
         })
     }
 }
@@ -209,6 +214,9 @@ impl Session {
     /// Runs a float32 input of the model's rank and returns the first output.
     pub fn run_dyn(&mut self, input: ArrayViewD<f32>) -> Result<ArrayD<f32>> {
         let batch = self.input.check(DType::F32, input.shape())?;
+        if !self.allow_nonfinite {
+            crate::input::check_finite(input.view())?;
+        }
         match &mut self.backend {
             Backend::Cpu {
                 session,

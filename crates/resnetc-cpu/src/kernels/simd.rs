@@ -138,8 +138,9 @@ impl Lanes16 for Plain {
     #[inline(always)]
     fn relu(self) -> Self {
         let mut r = self.0;
+        // `x < 0` rather than `max(x, 0)`, so NaN stays NaN as in PyTorch (and the reference).
         for r in r.iter_mut() {
-            *r = r.max(0.0);
+            *r = if *r < 0.0 { 0.0 } else { *r };
         }
         Plain(r)
     }
@@ -195,8 +196,9 @@ mod x86 {
         }
         #[inline(always)]
         fn relu(self) -> Self {
-            // max(v, 0) returns the second operand for NaN, as f32::max(NaN, 0) does.
-            Avx512(unsafe { _mm512_max_ps(self.0, _mm512_setzero_ps()) })
+            // max(0, v) is `0 > v ? 0 : v`: the second operand for NaN and for ±0, so NaN stays
+            // NaN as in PyTorch, and -0 stays -0 as in the reference.
+            Avx512(unsafe { _mm512_max_ps(_mm512_setzero_ps(), self.0) })
         }
     }
 
@@ -255,8 +257,9 @@ mod x86 {
         #[inline(always)]
         fn relu(self) -> Self {
             unsafe {
+                // `0 > v ? 0 : v`, as for AVX-512.
                 let z = _mm256_setzero_ps();
-                Avx2(_mm256_max_ps(self.0, z), _mm256_max_ps(self.1, z))
+                Avx2(_mm256_max_ps(z, self.0), _mm256_max_ps(z, self.1))
             }
         }
     }
@@ -343,10 +346,11 @@ mod arm {
         #[inline(always)]
         fn relu(self) -> Self {
             let mut r = self.0;
-            // vmaxnmq picks the number over a NaN, as f32::max(NaN, 0) does.
+            // `v < 0 ? 0 : v` as a select (vmaxnmq would pick 0 over a NaN, vmaxq turn -0 into
+            // +0): NaN stays NaN as in PyTorch, -0 stays -0 as in the reference.
             let z = unsafe { vdupq_n_f32(0.0) };
             for r in r.iter_mut() {
-                *r = unsafe { vmaxnmq_f32(*r, z) };
+                *r = unsafe { vbslq_f32(vcltq_f32(*r, z), z, *r) };
             }
             Neon(r)
         }

@@ -431,8 +431,12 @@ impl ConvKernel {
                         let _ = writeln!(s, "    }}");
                     }
                     EpiStep::Relu => {
-                        let _ =
-                            writeln!(s, "    {}", each(&|v| format!("{v} = fmaxf({v}, 0.0f);")));
+                        // Not fmaxf, which returns 0 for NaN: NaN stays NaN as in PyTorch.
+                        let _ = writeln!(
+                            s,
+                            "    {}",
+                            each(&|v| format!("{v} = {v} < 0.0f ? 0.0f : {v};"))
+                        );
                     }
                 }
             }
