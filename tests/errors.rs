@@ -248,8 +248,8 @@ fn external_data_must_be_a_regular_file_long_enough() {
     assert!(err.contains("offset 4096 is past the end"), "{err}");
 }
 
-/// A node with far too many inputs is refused by its arity before any of them is connected
-/// (connecting them one by one was quadratic: 39 s for 200,000).
+/// A node with too many inputs is refused before any of them is connected (connecting them one
+/// by one was quadratic: 39 s for 200,000): by the limit on inputs per node, then by its arity.
 #[test]
 fn arity_is_checked_before_connecting() {
     let mut m = model();
@@ -260,7 +260,59 @@ fn arity_is_checked_before_connecting() {
     };
     let err = import_error(&m);
     assert!(
-        err.contains("'add'") && err.contains("has 200000 inputs; it takes 2"),
+        err.contains("'add'") && err.contains("above resnetc's limit 'inputs per node' (4096"),
+        "{err}"
+    );
+    graph(&mut m).node[1] = node("add", "Add", &["c", "c", "c"], &["y"]);
+    let err = import_error(&m);
+    assert!(
+        err.contains("'add'") && err.contains("has 3 inputs; it takes 2"),
+        "{err}"
+    );
+}
+
+/// Each limit a file can reach is checked before the work it sizes and named in the error.
+#[test]
+fn limits_are_named() {
+    // Nodes: 100,001 Identity nodes are refused by their count, before any is built.
+    let mut m = model();
+    let g = graph(&mut m);
+    g.node = (0..100_001)
+        .map(|i| {
+            let from = if i == 0 {
+                "x".to_string()
+            } else {
+                format!("v{}", i - 1)
+            };
+            node(&format!("id{i}"), "Identity", &[&from], &[&format!("v{i}")])
+        })
+        .collect();
+    let err = import_error(&m);
+    assert!(
+        err.contains("above resnetc's limit 'nodes' (100000"),
+        "{err}"
+    );
+    // Rank: a nine-dimensional initializer.
+    let mut m = model();
+    graph(&mut m).initializer.push(weight("deep", &[1; 9], 1));
+    let err = import_error(&m);
+    assert!(
+        err.contains("tensor 'deep'") && err.contains("limit 'rank' (8"),
+        "{err}"
+    );
+    // Padding: a Conv padded by 65536 on one side (it once made a 2 GiB plane).
+    let mut m = model();
+    graph(&mut m).node[0]
+        .attribute
+        .push(resnetc_onnx::proto::AttributeProto {
+            name: Some("pads".into()),
+            r#type: Some(resnetc_onnx::proto::attribute_proto::AttributeType::Ints as i32),
+            ints: vec![1, 65536, 1, 1],
+            ..Default::default()
+        });
+    let err = import_error(&m);
+    assert!(
+        err.contains("'conv'") && err.contains("limit 'padding' (4096"),
         "{err}"
     );
 }

@@ -351,3 +351,17 @@ fn errors_are_escaped_and_short() {
         assert!(err.len() < 4096, "{} bytes", err.len());
     }
 }
+
+/// A model file larger than protobuf's 2 GiB is refused by its size before it is read (a sparse
+/// file: nothing is written to disk).
+#[test]
+fn a_huge_model_file_is_refused_unread() {
+    let dir = tmp("hugefile");
+    let path = dir.path().join("huge.onnx");
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    let err = exits(3, &["inspect", utf8(&path)]);
+    assert!(err.contains("above resnetc's limit 'file bytes'"), "{err}");
+}

@@ -25,7 +25,7 @@ pub fn default_threads() -> usize {
 
 /// The most threads a session starts, whatever it is asked for; the front door caps requests at
 /// [`default_threads`] with a note, this only keeps a direct caller from starting 100,000 threads.
-pub const MAX_THREADS: usize = 1024;
+pub const MAX_THREADS: usize = resnetc_ir::limits::THREADS.value as usize;
 
 /// An aligned, growable arena.
 #[derive(Default)]

@@ -9,6 +9,7 @@
 pub mod dump;
 pub mod graph;
 pub mod infer;
+pub mod limits;
 pub mod op;
 pub mod shape;
 pub mod tensor;

@@ -91,6 +91,11 @@ pub fn window(
         ));
     }
     let pads = padding.resolve(hw, kernel, strides, dilations);
+    let widest = pads.iter().copied().max().unwrap_or(0);
+    crate::limits::PADDING.check(
+        widest as u64,
+        format_args!("the widest side of its padding {pads:?}"),
+    )?;
     let mut out = [0; 2];
     for i in 0..2 {
         let axis = ["height", "width"][i];
@@ -648,7 +653,15 @@ mod tests {
                 [1, 1],
                 [1, 1],
                 Padding::Explicit([usize::MAX, 0, 1, 0]),
-                Err("overflows"),
+                Err("limit 'padding'"),
+            ),
+            (
+                [32, 32],
+                [3, 3],
+                [1, 1],
+                [1, 1],
+                Padding::Explicit([1, 65536, 1, 1]),
+                Err("limit 'padding'"),
             ),
             (
                 [8, 8],

@@ -218,6 +218,23 @@ pub fn validate(graph: &Graph) -> Result<GraphInfo, ValidationError> {
         })?;
         let out = ValueRef::new(id, 0);
         if let Some(ty) = ty {
+            // Sizes from the file (pads, reshapes, dims) must not describe a value no executor
+            // could hold: refused here, before anything is allocated for it. A symbolic batch
+            // counts as 1 (a run's batch is checked against the input contract).
+            let elements = ty
+                .shape
+                .iter()
+                .try_fold(1u64, |n, d| n.checked_mul(d.fixed().unwrap_or(1) as u64))
+                .unwrap_or(u64::MAX);
+            crate::limits::ELEMENTS
+                .check(
+                    elements,
+                    format_args!("the element count of its output {ty}"),
+                )
+                .map_err(|message| ValidationError::Type {
+                    site: site(id),
+                    message,
+                })?;
             info.types.insert(out, ty);
         }
         if let Some(value) = value {

@@ -65,6 +65,9 @@ pub enum ImportError {
         name: String,
         previous: String,
     },
+    /// A size above one of [`resnetc_ir::limits`].
+    #[error("the model: {message}")]
+    Limit { message: String },
     #[error("graph input '{name}': {message}")]
     Input { name: String, message: String },
     #[error("graph output '{name}' is not produced by any node, initializer or graph input")]

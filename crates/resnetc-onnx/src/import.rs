@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use prost::Message;
+use resnetc_ir::limits;
 use resnetc_ir::{
     AvgPool, BinOp, Conv, Dim, Gemm, Graph, NodeId, Op, PadMode, Padding, Tensor, TensorType,
     ValueRef,
@@ -51,6 +52,13 @@ pub fn import_model(model: &ModelProto, base_dir: Option<&Path>) -> Result<Graph
         return Err(ImportError::Opset { version: opset });
     }
     let proto = model.graph.as_ref().ok_or(ImportError::NoGraph)?;
+    let limit = |m: String| ImportError::Limit { message: m };
+    limits::NODES
+        .check(
+            (proto.node.len() + proto.initializer.len()) as u64,
+            "the count of its nodes and initializers",
+        )
+        .map_err(limit)?;
     let mut b = Builder {
         graph: Graph::new(),
         names: HashMap::new(),
@@ -61,8 +69,13 @@ pub fn import_model(model: &ModelProto, base_dir: Option<&Path>) -> Result<Graph
     b.graph.opset = opset as u64;
     b.graph.name = proto.name().to_string();
 
+    let mut weight_bytes = 0u64;
     for init in &proto.initializer {
         let t = tensor_from_proto(init, base_dir)?;
+        weight_bytes += (t.len() * t.dtype().size_of()) as u64;
+        limits::WEIGHT_BYTES
+            .check(weight_bytes, "the size in bytes of its initializers so far")
+            .map_err(limit)?;
         let id = b.graph.add_const(init.name(), t);
         b.define(init.name(), id.into(), None)?;
     }
@@ -213,6 +226,12 @@ impl Builder<'_> {
             op: node.op_type().to_string(),
             opset: self.opset,
         };
+        limits::NODE_INPUTS
+            .check(node.input.len() as u64, "the count of its inputs")
+            .map_err(|message| ImportError::Node {
+                site: site.clone(),
+                message,
+            })?;
         let outputs: Vec<&String> = node.output.iter().collect();
         let (op, args) = match node.domain() {
             "" | "ai.onnx" => convert(node, &site, self.opset, self.base_dir)?,

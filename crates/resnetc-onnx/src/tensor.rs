@@ -9,8 +9,8 @@ use crate::error::ImportError;
 use crate::proto::tensor_proto::{DataLocation, DataType};
 use crate::proto::TensorProto;
 
-/// The largest tensor resnetc will materialize from a file: 1 GiB. CifarResNet-110 is 7 MiB.
-pub const MAX_TENSOR_BYTES: u64 = 1 << 30;
+/// The largest tensor resnetc will materialize from a file ([`resnetc_ir::limits::TENSOR_BYTES`]).
+pub const MAX_TENSOR_BYTES: u64 = resnetc_ir::limits::TENSOR_BYTES.value;
 
 pub fn dtype_from_onnx(code: i32) -> Option<DType> {
     match DataType::try_from(code).ok()? {
@@ -54,6 +54,12 @@ pub fn checked_shape(
     dims: &[i64],
     dtype: DType,
 ) -> Result<(Vec<usize>, usize), ImportError> {
+    resnetc_ir::limits::RANK
+        .check(
+            dims.len() as u64,
+            format_args!("has dims {dims:?}: its rank"),
+        )
+        .map_err(|m| bad(name, m))?;
     let mut n: u64 = 1;
     let mut shape = Vec::with_capacity(dims.len());
     for &d in dims {
@@ -69,14 +75,12 @@ pub fn checked_shape(
         shape.push(d as usize);
     }
     let bytes = n.saturating_mul(dtype.size_of() as u64);
-    if bytes > MAX_TENSOR_BYTES {
-        return Err(bad(
-            name,
-            format!(
-                "dims {dims:?} describe {bytes} bytes, more than the {MAX_TENSOR_BYTES}-byte limit"
-            ),
-        ));
-    }
+    resnetc_ir::limits::TENSOR_BYTES
+        .check(
+            bytes,
+            format_args!("has dims {dims:?}, whose size in bytes"),
+        )
+        .map_err(|m| bad(name, m))?;
     Ok((shape, n as usize))
 }
 

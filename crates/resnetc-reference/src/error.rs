@@ -42,7 +42,7 @@ pub enum EvalError {
 }
 
 /// The largest number of elements a single result may have.
-pub const MAX_ELEMENTS: u64 = 1 << 31;
+pub const MAX_ELEMENTS: u64 = resnetc_ir::limits::ELEMENTS.value;
 
 /// Why a graph input was refused.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]

@@ -189,7 +189,7 @@ fn conv_errors() {
     );
     assert_eq!(
         eval_err(&too_big, &[&x, &w4]).to_string(),
-        "Conv: the result would have shape [1,2,3,1073741826], more than 2^31 elements"
+        "Conv: the widest side of its padding [1, 1, 1, 1073741824] is 1073741824, above resnetc's limit 'padding' (4096: CifarResNet pads by 1)"
     );
     let missing = eval_op(&c, &[Some(&x), None]).unwrap_err();
     assert_eq!(

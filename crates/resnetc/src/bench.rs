@@ -5,9 +5,9 @@ use serde::Serialize;
 use crate::{Device, Error, ErrorKind, Model, Result, SessionOptions};
 
 /// The largest batch `bench` allocates for (3 × 32 × 32 floats each: 805 MB of input at the limit).
-pub const MAX_BENCH_BATCH: usize = 65_536;
+pub const MAX_BENCH_BATCH: usize = resnetc_ir::limits::BATCH.value as usize;
 /// The most timed runs `bench` makes.
-pub const MAX_BENCH_ITERS: usize = 1_000_000;
+pub const MAX_BENCH_ITERS: usize = resnetc_ir::limits::ITERATIONS.value as usize;
 
 /// What to measure.
 #[derive(Clone, Debug, PartialEq, Eq)]

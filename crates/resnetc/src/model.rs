@@ -409,6 +409,12 @@ fn read_model_file(path: &Path) -> Result<Vec<u8>> {
             format!("cannot read {}: not a regular file", escape::path(path)),
         ));
     }
+    if let Err(m) = resnetc_ir::limits::FILE_BYTES.check(meta.len(), "its size in bytes") {
+        return Err(Error::new(
+            ErrorKind::InvalidModel,
+            format!("{}: {m}", escape::path(path)),
+        ));
+    }
     std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))
 }
 
