@@ -317,6 +317,55 @@ fn limits_are_named() {
     );
 }
 
+/// Leniency decided per case (onnxruntime refuses all three): a duplicate attribute, a tensor
+/// whose values are stored twice, and an IR version outside 3..=11 are refused; a file without an
+/// IR version, and unknown attributes, are accepted.
+#[test]
+fn what_onnxruntime_refuses_is_refused() {
+    let mut m = model();
+    let attr = |v: i64| resnetc_onnx::proto::AttributeProto {
+        name: Some("group".into()),
+        r#type: Some(resnetc_onnx::proto::attribute_proto::AttributeType::Int as i32),
+        i: Some(v),
+        ..Default::default()
+    };
+    graph(&mut m).node[0].attribute = vec![attr(1), attr(2)];
+    let err = import_error(&m);
+    assert!(
+        err.contains("'conv'") && err.contains("attribute 'group': appears twice"),
+        "{err}"
+    );
+
+    let mut m = model();
+    graph(&mut m).initializer[0].float_data = vec![0.0; 6];
+    let err = import_error(&m);
+    assert!(err.contains("tensor 'w' holds its values twice"), "{err}");
+
+    for v in [0, -1, 99] {
+        let mut m = model();
+        m.ir_version = Some(v);
+        let err = import_error(&m);
+        assert!(
+            err.contains(&format!(
+                "IR version is {v}; resnetc reads IR versions 3 to 11"
+            )),
+            "{err}"
+        );
+    }
+
+    let mut m = model();
+    m.ir_version = None;
+    graph(&mut m).node[0]
+        .attribute
+        .push(resnetc_onnx::proto::AttributeProto {
+            name: Some("made_up".into()),
+            r#type: Some(resnetc_onnx::proto::attribute_proto::AttributeType::Int as i32),
+            i: Some(7),
+            ..Default::default()
+        });
+    resnetc_onnx::import_bytes(&m.encode_to_vec(), None).unwrap();
+}
+
 #[test]
 fn unsupported_element_type() {
     let mut m = model();

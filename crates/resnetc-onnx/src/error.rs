@@ -26,6 +26,9 @@ impl std::fmt::Display for NodeSite {
 /// Lowest and highest default-domain opsets the importer accepts.
 pub const MIN_OPSET: u64 = 7;
 pub const MAX_OPSET: u64 = 25;
+/// The ONNX IR versions resnetc reads.
+pub const MIN_IR_VERSION: i64 = 3;
+pub const MAX_IR_VERSION: i64 = 11;
 
 /// Why an ONNX model could not be imported.
 #[derive(Debug, Error)]
@@ -41,6 +44,8 @@ pub enum ImportError {
     NoGraph,
     #[error("the model imports no default-domain ('ai.onnx') opset; re-export it with torch.onnx.export(..., opset_version=17)")]
     NoOpset,
+    #[error("the model's IR version is {version}; resnetc reads IR versions {MIN_IR_VERSION} to {MAX_IR_VERSION} (re-save it with onnx 1.12 or newer; a negative or zero version means the file is damaged)")]
+    IrVersion { version: i64 },
     #[error("default-domain opset {version} is not supported (resnetc reads opsets {MIN_OPSET} to {MAX_OPSET}); re-export with opset_version between 11 and {MAX_OPSET}")]
     Opset { version: i64 },
     #[error("{site}: unsupported op{}; resnetc supports the ops PyTorch emits for CifarResNet (Conv, BatchNormalization, Relu, Add, Gemm, pooling, Pad, Slice, Reshape, Flatten and shape arithmetic); if your export needs it, please file an issue with the model", domain_note(.domain))]

@@ -18,7 +18,7 @@ use resnetc_ir::{
     ValueRef,
 };
 
-use crate::error::{ImportError, NodeSite, MAX_OPSET, MIN_OPSET};
+use crate::error::{ImportError, NodeSite, MAX_IR_VERSION, MAX_OPSET, MIN_IR_VERSION, MIN_OPSET};
 use crate::proto::attribute_proto::AttributeType;
 use crate::proto::tensor_shape_proto::dimension;
 use crate::proto::type_proto;
@@ -42,6 +42,13 @@ pub fn import_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Graph, Impo
 
 /// Imports a decoded model.
 pub fn import_model(model: &ModelProto, base_dir: Option<&Path>) -> Result<Graph, ImportError> {
+    // IR versions 3 (the first with opset imports) to 11 (ONNX 1.17+); a file without the field
+    // is taken as current. onnxruntime refuses the others too.
+    if let Some(v) = model.ir_version {
+        if !(MIN_IR_VERSION..=MAX_IR_VERSION).contains(&v) {
+            return Err(ImportError::IrVersion { version: v });
+        }
+    }
     let opset = model
         .opset_import
         .iter()
@@ -232,6 +239,16 @@ impl Builder<'_> {
                 site: site.clone(),
                 message,
             })?;
+        // Duplicate attributes: refused, as onnx.checker and onnxruntime do (which one would win
+        // is not defined). Unknown attributes are accepted and ignored, as exporters add some.
+        let mut seen = std::collections::HashSet::with_capacity(node.attribute.len());
+        if let Some(dup) = node.attribute.iter().find(|a| !seen.insert(a.name())) {
+            return Err(ImportError::Attribute {
+                site,
+                name: dup.name().to_string(),
+                message: "appears twice; a node's attribute names must be distinct".into(),
+            });
+        }
         let outputs: Vec<&String> = node.output.iter().collect();
         let (op, args) = match node.domain() {
             "" | "ai.onnx" => convert(node, &site, self.opset, self.base_dir)?,

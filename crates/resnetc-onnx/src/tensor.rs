@@ -104,6 +104,16 @@ pub fn tensor_from_proto(t: &TensorProto, base_dir: Option<&Path>) -> Result<Ten
         ));
     }
     let (shape, n) = checked_shape(name, &t.dims, dtype)?;
+    let typed = !(t.float_data.is_empty()
+        && t.double_data.is_empty()
+        && t.int32_data.is_empty()
+        && t.int64_data.is_empty());
+    if typed && (t.raw_data.is_some() || t.data_location() == DataLocation::External) {
+        return Err(bad(
+            name,
+            "holds its values twice, in raw_data (or external data) and in a typed field such as float_data; ONNX allows one (onnxruntime refuses it too)",
+        ));
+    }
     let external;
     let raw: Option<&[u8]> = if t.data_location() == DataLocation::External {
         external = read_external(t, base_dir, n * dtype.size_of())?;
