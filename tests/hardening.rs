@@ -5,16 +5,38 @@ mod common;
 
 use common::*;
 
-/// Runs `resnetc ARGS` and requires exit code `code` without a panic or an abort.
+/// Runs `resnetc ARGS` under a 4 GiB address-space limit and a 20 s timeout (on Linux, where
+/// `prlimit` and `timeout` exist), and requires exit code `code` without a panic, an abort, an
+/// allocation failure or a hang.
 fn exits(code: i32, args: &[&str]) -> String {
-    let out = resnetc(args);
+    let out = limited(args);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         !err.contains("panicked") && !err.contains("memory allocation"),
         "resnetc {args:?}:\n{err}"
     );
+    assert_ne!(out.status.code(), Some(124), "resnetc {args:?} ran past 20 s:\n{err}");
     assert_eq!(out.status.code(), Some(code), "resnetc {args:?}:\n{err}");
     err
+}
+
+fn limited(args: &[&str]) -> std::process::Output {
+    let tools = ["prlimit", "timeout"].iter().all(|t| {
+        std::process::Command::new(t)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !cfg!(target_os = "linux") || !tools {
+        return resnetc(args);
+    }
+    std::process::Command::new("prlimit")
+        .arg(format!("--as={}", 4u64 << 30))
+        .args(["timeout", "20", env!("CARGO_BIN_EXE_resnetc")])
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap()
 }
 
 /// An output path that names an input is refused before any work, and the input is untouched.
