@@ -318,7 +318,7 @@ fn limits_are_named() {
 }
 
 /// Leniency decided per case (onnxruntime refuses all three): a duplicate attribute, a tensor
-/// whose values are stored twice, and an IR version outside 3..=11 are refused; a file without an
+/// whose values are stored twice, and an IR version outside 3..=13 are refused; a file without an
 /// IR version, and unknown attributes, are accepted.
 #[test]
 fn what_onnxruntime_refuses_is_refused() {
@@ -347,7 +347,7 @@ fn what_onnxruntime_refuses_is_refused() {
         let err = import_error(&m);
         assert!(
             err.contains(&format!(
-                "IR version is {v}; resnetc reads IR versions 3 to 11"
+                "IR version is {v}; resnetc reads IR versions 3 to 13"
             )),
             "{err}"
         );

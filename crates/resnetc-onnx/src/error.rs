@@ -28,7 +28,7 @@ pub const MIN_OPSET: u64 = 7;
 pub const MAX_OPSET: u64 = 25;
 /// The ONNX IR versions resnetc reads.
 pub const MIN_IR_VERSION: i64 = 3;
-pub const MAX_IR_VERSION: i64 = 11;
+pub const MAX_IR_VERSION: i64 = 13;
 
 /// Why an ONNX model could not be imported.
 #[derive(Debug, Error)]
@@ -44,7 +44,7 @@ pub enum ImportError {
     NoGraph,
     #[error("the model imports no default-domain ('ai.onnx') opset; re-export it with torch.onnx.export(..., opset_version=17)")]
     NoOpset,
-    #[error("the model's IR version is {version}; resnetc reads IR versions {MIN_IR_VERSION} to {MAX_IR_VERSION} (re-save it with onnx 1.12 or newer; a negative or zero version means the file is damaged)")]
+    #[error("the model's IR version is {version}; resnetc reads IR versions {MIN_IR_VERSION} to {MAX_IR_VERSION} (a zero or negative version means the file is damaged, a larger one that it was written by an onnx newer than resnetc knows)")]
     IrVersion { version: i64 },
     #[error("default-domain opset {version} is not supported (resnetc reads opsets {MIN_OPSET} to {MAX_OPSET}); re-export with opset_version between 11 and {MAX_OPSET}")]
     Opset { version: i64 },

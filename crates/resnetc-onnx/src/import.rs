@@ -42,8 +42,8 @@ pub fn import_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Graph, Impo
 
 /// Imports a decoded model.
 pub fn import_model(model: &ModelProto, base_dir: Option<&Path>) -> Result<Graph, ImportError> {
-    // IR versions 3 (the first with opset imports) to 11 (ONNX 1.17+); a file without the field
-    // is taken as current. onnxruntime refuses the others too.
+    // IR versions 3 (the first with opset imports) to 13 (the newest seen, in onnx's own node
+    // tests); a file without the field is taken as current. onnxruntime refuses the others too.
     if let Some(v) = model.ir_version {
         if !(MIN_IR_VERSION..=MAX_IR_VERSION).contains(&v) {
             return Err(ImportError::IrVersion { version: v });
