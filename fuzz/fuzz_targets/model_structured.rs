@@ -12,9 +12,15 @@
 //! Weights are finite and modest (conv/gemm in [-1, 1], BN scale in [0.5, 1.5], var in [0.1, 2]),
 //! inputs in [-s, s] for s ∈ {0.25, 1, 4}, so a disagreement is a bug.
 //!
-//! A backend refusing with an error is fine. Refusals seen (RESNETC_FUZZ_VERBOSE=1 over the
-//! corpus), all with a typed error:
-//!   - REFUSALS_PLACEHOLDER
+//! A backend refusing with an error is fine. Refusals seen (RESNETC_FUZZ_VERBOSE=1 over a corpus of
+//! 2035 inputs after 37 minutes), all from the CPU backend (session or plan), all typed errors
+//! ("the CPU backend cannot run it …; run the graph on the reference executor instead"):
+//!   - no CPU kernel for Mul (a BatchNormalization not after a convolution, folded to Mul + Add),
+//!     for BatchNormalization, Relu or Add where they are not fused into a convolution (level 0
+//!     or 1, or no convolution before them), for Slice (level 0) and for Shortcut (an option-A
+//!     shortcut that no convolution's residual read absorbs);
+//!   - Conv/FusedConv with dilations other than 1, or with a group other than 1 (depthwise).
+//! The reference executor refused nothing at any level, and no compile or artifact load failed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

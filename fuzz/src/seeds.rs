@@ -248,3 +248,38 @@ pub fn tiny_classifier() -> Vec<u8> {
     model_proto(17, graph).encode_to_vec()
 }
 
+
+/// The models `onnx_mutate` starts from, in its order (an input's first byte picks one).
+pub fn mutate_models() -> Vec<Vec<u8>> {
+    let style = |opset, dynamic, option_a, bn_kept, head| Style {
+        opset,
+        dynamic,
+        option_a,
+        bn_kept,
+        head,
+    };
+    vec![
+        mini_resnet(style(17, false, true, true, Head::Adaptive), 1),
+        mini_resnet(style(11, true, true, false, Head::AvgPoolView), 1),
+        mini_resnet(style(13, false, false, true, Head::AvgPoolView), 2),
+        mini_resnet(style(18, true, false, true, Head::Mean), 1),
+        tiny_classifier(),
+        conv_relu(),
+    ]
+}
+
+/// An `onnx_mutate` input: which model, and the changes to make to it.
+#[derive(arbitrary::Arbitrary, Debug)]
+pub struct MutateInput {
+    pub model: u8,
+    pub mutations: Vec<crate::wire::Mutation>,
+}
+
+/// The ONNX bytes an `onnx_mutate` input stands for (`models`: [`mutate_models`], parsed).
+pub fn mutated(models: &[Vec<crate::wire::Field>], input: &MutateInput) -> Vec<u8> {
+    let mut fields = models[input.model as usize % models.len()].clone();
+    for m in input.mutations.iter().take(8) {
+        crate::wire::apply(&mut fields, m);
+    }
+    crate::wire::encode(&fields)
+}
