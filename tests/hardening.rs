@@ -15,7 +15,11 @@ fn exits(code: i32, args: &[&str]) -> String {
         !err.contains("panicked") && !err.contains("memory allocation"),
         "resnetc {args:?}:\n{err}"
     );
-    assert_ne!(out.status.code(), Some(124), "resnetc {args:?} ran past 20 s:\n{err}");
+    assert_ne!(
+        out.status.code(),
+        Some(124),
+        "resnetc {args:?} ran past 20 s:\n{err}"
+    );
     assert_eq!(out.status.code(), Some(code), "resnetc {args:?}:\n{err}");
     err
 }

@@ -123,6 +123,12 @@ impl Graph {
             outputs,
             num_inputs: inputs.len(),
         }));
+        self.connect(id, inputs);
+        id
+    }
+
+    /// Adds an edge into slot `k` of `id` for each present `inputs[k]`.
+    fn connect(&mut self, id: NodeId, inputs: &[Option<ValueRef>]) {
         for (slot, v) in inputs.iter().enumerate() {
             if let Some(v) = v {
                 self.g.add_edge(
@@ -135,7 +141,6 @@ impl Graph {
                 );
             }
         }
-        id
     }
 
     /// Adds a graph input node and registers it in [`Graph::inputs`].
@@ -158,6 +163,11 @@ impl Graph {
             name: name.into(),
             value,
         });
+    }
+
+    /// The petgraph graph underneath, for petgraph's algorithms and writers (the DOT writer).
+    pub(crate) fn petgraph(&self) -> &StableDiGraph<Node, Edge> {
+        &self.g
     }
 
     pub fn node(&self, id: NodeId) -> &Node {
@@ -256,29 +266,10 @@ impl Graph {
 
     /// Replaces all of a node's inputs at once, in slot order: linear in their number, where
     /// [`Graph::set_input`] per slot scans the node's edges each time.
-    pub fn set_inputs(&mut self, id: NodeId, inputs: Vec<Option<ValueRef>>) {
-        let old: Vec<EdgeIndex> = self
-            .g
-            .edges_directed(id.0, Direction::Incoming)
-            .map(|e| e.id())
-            .collect();
-        for e in old {
-            self.g.remove_edge(e);
-        }
-        let n = inputs.len();
-        for (slot, v) in inputs.into_iter().enumerate() {
-            if let Some(v) = v {
-                self.g.add_edge(
-                    v.node.0,
-                    id.0,
-                    Edge {
-                        output: v.output,
-                        input: slot,
-                    },
-                );
-            }
-        }
-        self.g[id.0].num_inputs = n;
+    pub fn set_inputs(&mut self, id: NodeId, inputs: &[Option<ValueRef>]) {
+        self.truncate_inputs(id, 0);
+        self.connect(id, inputs);
+        self.g[id.0].num_inputs = inputs.len();
     }
 
     /// Sets the number of input slots, dropping the edges into slots past the new end.

@@ -422,6 +422,20 @@ impl Op {
     }
 
     /// Number of outputs. Every op in the set has exactly one.
+    /// Why `given` inputs (trailing absent optional ones not counted) do not fit this op, or
+    /// `Ok` when they do: the importer's check before it connects a node, and the validator's.
+    pub fn check_arity(&self, given: usize) -> Result<(), String> {
+        let (min, max) = self.arity();
+        if (min..=max).contains(&given) {
+            return Ok(());
+        }
+        Err(match (min, max) {
+            (min, max) if min == max => format!("has {given} inputs; it takes {min}"),
+            (min, usize::MAX) => format!("has {given} inputs; it takes at least {min}"),
+            (min, max) => format!("has {given} inputs; it takes {min} to {max}"),
+        })
+    }
+
     pub fn num_outputs(&self) -> usize {
         1
     }

@@ -73,13 +73,8 @@ impl std::fmt::Display for Site {
 pub enum ValidationError {
     #[error("{site}: the graph has a cycle through this node; an ONNX graph must be acyclic (re-export the model)")]
     Cycle { site: Site },
-    #[error("{site}: takes {min}..={max} inputs but has {got}")]
-    Arity {
-        site: Site,
-        got: usize,
-        min: usize,
-        max: usize,
-    },
+    #[error("{site}: {message}")]
+    Arity { site: Site, message: String },
     #[error("{site}: required input {slot} is missing")]
     MissingInput { site: Site, slot: usize },
     #[error("{site}: input {slot} reads output {output} of node '{producer}', which has only {available} outputs")]
@@ -165,20 +160,18 @@ pub fn validate(graph: &Graph) -> Result<GraphInfo, ValidationError> {
     for &id in &order {
         let node = graph.node(id);
         let inputs = graph.inputs(id);
-        let (min, max) = node.op.arity();
+        let (min, _) = node.op.arity();
         // Trailing absent optional inputs do not count.
         let got = inputs
             .iter()
             .rposition(Option::is_some)
             .map_or(0, |p| p + 1);
-        if got < min || got > max {
-            return Err(ValidationError::Arity {
+        node.op
+            .check_arity(got)
+            .map_err(|message| ValidationError::Arity {
                 site: site(id),
-                got,
-                min,
-                max,
-            });
-        }
+                message,
+            })?;
         for (slot, v) in inputs.iter().enumerate() {
             match v {
                 None if slot < min => {

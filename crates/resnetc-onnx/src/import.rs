@@ -283,20 +283,12 @@ impl Builder<'_> {
             node.name()
         };
         // Arity now, before anything is connected: a node with 200,000 inputs is refused at once.
-        let (min, max) = op.arity();
         let given = args
             .iter()
             .rposition(|a| !matches!(a, Arg::Name(n) if n.is_empty()))
             .map_or(0, |p| p + 1);
-        if given > max || given < min {
-            return Err(ImportError::Node {
-                site,
-                message: match (min, max) {
-                    (min, max) if min == max => format!("has {given} inputs; it takes {min}"),
-                    (min, usize::MAX) => format!("has {given} inputs; it takes at least {min}"),
-                    (min, max) => format!("has {given} inputs; it takes {min} to {max}"),
-                },
-            });
+        if let Err(message) = op.check_arity(given) {
+            return Err(ImportError::Node { site, message });
         }
         let id = self.graph.add_node(name, op, vec![main.clone()], &[]);
         self.define(&main, id.into(), Some(&site))?;
@@ -332,7 +324,7 @@ impl Builder<'_> {
                 };
                 inputs.push(v);
             }
-            self.graph.set_inputs(id, inputs);
+            self.graph.set_inputs(id, &inputs);
         }
         Ok(())
     }

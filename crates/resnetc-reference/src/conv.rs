@@ -63,7 +63,10 @@ impl Axis {
     }
 }
 
-/// Checks the window attributes and resolves padding into per-axis geometry `[height, width]`.
+/// Checks the window attributes and turns `window` (the op's `Conv::window` or `AvgPool::window`,
+/// the validator's geometry) into per-axis geometry `[height, width]`, with the padding at the end
+/// of each axis.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn geometry(
     op: &'static str,
     hw: [usize; 2],
@@ -71,7 +74,8 @@ pub(crate) fn geometry(
     strides: [usize; 2],
     dilations: [usize; 2],
     padding: &resnetc_ir::Padding,
-) -> Result<[Axis; 2], EvalError> {
+    window: impl FnOnce() -> Result<resnetc_ir::Window, String>,
+) -> Result<([Axis; 2], [usize; 2]), EvalError> {
     for (what, v) in [
         ("kernel", kernel),
         ("strides", strides),
@@ -100,15 +104,9 @@ pub(crate) fn geometry(
             format!("spatial size {} is larger than 2^31", dims(&hw)),
         ));
     }
-    let win =
-        resnetc_ir::window(hw, kernel, strides, dilations, padding).map_err(|m| invalid(op, m))?;
+    // Safe to resolve now; the padding it returns is within `limits::PADDING`.
+    let win = window().map_err(|m| invalid(op, m))?;
     let pads = win.pads;
-    if pads.iter().any(|&p| p > MAX_ATTR) {
-        return Err(invalid(
-            op,
-            format!("pads {} must be at most 2^31", dims(&pads)),
-        ));
-    }
     let axes = [0, 1].map(|i| Axis {
         len: hw[i],
         pad: pads[i],
@@ -117,7 +115,7 @@ pub(crate) fn geometry(
         dilation: dilations[i],
         out: win.out[i],
     });
-    Ok(axes)
+    Ok((axes, [pads[2], pads[3]]))
 }
 
 fn conv_t<T: Float>(
@@ -175,7 +173,15 @@ fn conv_t<T: Float>(
             ));
         }
     }
-    let [ay, ax] = geometry(OP, [h, wi], c.kernel, c.strides, c.dilations, &c.padding)?;
+    let ([ay, ax], _) = geometry(
+        OP,
+        [h, wi],
+        c.kernel,
+        c.strides,
+        c.dilations,
+        &c.padding,
+        || c.window([h, wi]),
+    )?;
     let (oh, ow) = (ay.out, ax.out);
     check_size(OP, &[n, cout, oh, ow])?;
 

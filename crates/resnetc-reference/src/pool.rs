@@ -57,13 +57,12 @@ pub(crate) fn average_pool(p: &AvgPool, x: &Tensor) -> Result<Tensor, EvalError>
             ),
         ));
     };
-    // Pooling geometry is convolution geometry with dilation 1, except for ceil_mode's extra
-    // output, which `AvgPool::window` adds.
-    let [mut ay, mut ax] = geometry(OP, [h, w], p.kernel, p.strides, [1, 1], &p.padding)?;
-    let win = p.window([h, w]).map_err(|m| invalid(OP, m))?;
-    (ay.out, ax.out) = (win.out[0], win.out[1]);
-    let pads = win.pads;
-    Ok(map_float!(OP, "input", x, a => avg_pool(p, a, [ay, ax], [pads[2], pads[3]])?))
+    // Pooling geometry is convolution geometry with dilation 1, plus ceil_mode's extra output,
+    // which `AvgPool::window` adds.
+    let (axes, end_pads) = geometry(OP, [h, w], p.kernel, p.strides, [1, 1], &p.padding, || {
+        p.window([h, w])
+    })?;
+    Ok(map_float!(OP, "input", x, a => avg_pool(p, a, axes, end_pads)?))
 }
 
 fn avg_pool<T: Float>(

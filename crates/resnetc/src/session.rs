@@ -97,8 +97,6 @@ pub struct Session {
     output: Port,
     backend: Backend,
     fallback: Option<String>,
-    /// The threads asked for (for [`Session::threads_note`]).
-    threads: Option<usize>,
     allow_nonfinite: bool,
 }
 
@@ -107,6 +105,8 @@ enum Backend {
         session: resnetc_cpu::Session<'static>,
         /// Floats per image of the output.
         out_floats: usize,
+        /// Why it runs on fewer threads than asked for ([`cpu_threads`]).
+        threads_note: Option<String>,
     },
     Reference(Box<Graph>),
     Cuda {
@@ -165,7 +165,6 @@ impl Model {
             output,
             backend,
             fallback,
-            threads: opts.threads,
             allow_nonfinite: opts.allow_nonfinite,
         })
     }
@@ -192,9 +191,11 @@ pub fn cpu_threads(requested: Option<usize>) -> (usize, Option<String>) {
 
 fn cpu_backend(plan: Arc<resnetc_cpu::CpuPlan>, threads: Option<usize>) -> Backend {
     let out_floats = plan.outputs().next().map_or(0, |p| p.floats);
+    let (threads, threads_note) = cpu_threads(threads);
     Backend::Cpu {
-        session: resnetc_cpu::Session::shared(plan, cpu_threads(threads).0),
+        session: resnetc_cpu::Session::shared(plan, threads),
         out_floats,
+        threads_note,
     }
 }
 
@@ -221,6 +222,7 @@ impl Session {
             Backend::Cpu {
                 session,
                 out_floats,
+                ..
             } => {
                 let x = input.as_standard_layout();
                 let x = x.as_slice().expect("standard layout is contiguous");
@@ -286,9 +288,9 @@ impl Session {
 
     /// Why this session runs on fewer CPU threads than [`SessionOptions::threads`] asked for, when
     /// it does ([`cpu_threads`]).
-    pub fn threads_note(&self) -> Option<String> {
+    pub fn threads_note(&self) -> Option<&str> {
         match &self.backend {
-            Backend::Cpu { .. } => cpu_threads(self.threads).1,
+            Backend::Cpu { threads_note, .. } => threads_note.as_deref(),
             _ => None,
         }
     }
