@@ -135,7 +135,7 @@ impl ZooSpec {
     /// Checks the spec; returns n, the blocks per stage.
     pub fn check(&self) -> Result<usize, ZooError> {
         let depth = self.depth;
-        if depth < 8 || depth > MAX_DEPTH || (depth - 2) % 6 != 0 {
+        if !(8..=MAX_DEPTH).contains(&depth) || !(depth - 2).is_multiple_of(6) {
             return Err(ZooError::Depth { depth });
         }
         if !(1..=MAX_CLASSES).contains(&self.classes) {
