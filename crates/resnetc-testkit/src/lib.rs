@@ -100,12 +100,22 @@ pub fn assert_pytorch_predictions(
 /// and compares with the fixture's expected output; whether all agreed. onnxruntime is installed by
 /// `.ci/run`.
 pub fn onnxruntime_agrees(exports: &[(PathBuf, Fixture)]) -> bool {
-    let args = exports.iter().map(|(out, f)| {
+    let runs: Vec<_> = exports
+        .iter()
+        .map(|(out, f)| (out.clone(), f.input_path(), f.output_path()))
+        .collect();
+    onnxruntime_agrees_on(&runs)
+}
+
+/// [`onnxruntime_agrees`] on plain `(model, input .npy, expected .npy)` paths, for models that are
+/// not fixtures (built in memory, then exported).
+pub fn onnxruntime_agrees_on(runs: &[(PathBuf, PathBuf, PathBuf)]) -> bool {
+    let args = runs.iter().map(|(model, input, expected)| {
         format!(
             "{}={}={}",
-            out.display(),
-            f.input_path().display(),
-            f.output_path().display()
+            model.display(),
+            input.display(),
+            expected.display()
         )
     });
     std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))

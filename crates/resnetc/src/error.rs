@@ -138,6 +138,7 @@ kind_of! {
         resnetc_onnx::ExportError::Node { .. } => ErrorKind::UnsupportedModel,
     };
     resnetc_ir::ValidationError => |e| ErrorKind::InvalidModel;
+    crate::zoo::ZooError => |e| ErrorKind::InvalidInput;
     resnetc_passes::PassError => |e| ErrorKind::InvalidModel;
     resnetc_artifact::ArtifactError => |e| ErrorKind::InvalidModel;
     resnetc_cpu::PlanError => |e| ErrorKind::InvalidModel;

@@ -24,6 +24,9 @@
 //! The layers underneath are crates of their own and reachable here: the IR ([`ir`]), the ONNX
 //! importer and exporter ([`onnx`]), the reference executor ([`reference`]), the backends
 //! ([`cpu`], [`cuda`]).
+//!
+//! [`zoo()`] builds He et al.'s CIFAR ResNets of any depth with seeded random weights, for tests and
+//! benchmarks that need a model without a file.
 
 mod artifact;
 mod bench;
@@ -37,6 +40,7 @@ mod model;
 pub mod npy;
 mod session;
 mod stats;
+pub mod zoo;
 
 pub use artifact::{compile, compile_with, Artifact, CompileOptions, Target};
 pub use bench::{
@@ -48,6 +52,7 @@ pub use input::{check_finite, Port};
 pub use model::{check_pass, passes, LoadOptions, Model};
 pub use session::{cpu_threads, Device, Session, SessionOptions, Winograd};
 pub use stats::{top1, ArtifactInfo, InspectReport, ModelStats, ValueSummary};
+pub use zoo::{zoo, zoo_model, Shortcut, ZooError, ZooSpec};
 
 pub use ndarray;
 pub use resnetc_artifact as rnc;
