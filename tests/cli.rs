@@ -169,11 +169,44 @@ fn bench_json_reports_throughput() {
         "median_ms",
         "batch",
         "threads",
-        "gflops",
+        "effective_gflops",
+        "executed_gflops",
         "percent_of_peak",
+        "min_ms",
+        "mean_ms",
+        "p90_ms",
+        "p99_ms",
+        "max_ms",
     ] {
         assert!(v[key].is_number(), "bench --json lacks {key}: {v}");
     }
     assert_eq!(v["batch"], 2);
     assert_eq!(v["threads"], 1);
+    assert_eq!(v["iters"], 3);
+    let ms = |k: &str| v[k].as_f64().unwrap();
+    assert!(ms("min_ms") <= ms("median_ms") && ms("median_ms") <= ms("p90_ms"));
+    assert!(ms("p90_ms") <= ms("p99_ms") && ms("p99_ms") <= ms("max_ms"));
+    // Winograd does fewer multiply-adds than direct convolution: executed < effective.
+    assert!(ms("executed_gflops") < ms("effective_gflops"), "{v}");
+}
+
+#[test]
+fn bench_runs_for_a_duration_after_a_fixed_warmup() {
+    let model = fixture("r20_a_ts17_static").path();
+    let v = ok_json(&[
+        "bench",
+        utf8(&model),
+        "--threads",
+        "1",
+        "--warmup",
+        "2",
+        "--iters",
+        "100000",
+        "--duration",
+        "0.3",
+        "--json",
+    ]);
+    assert_eq!(v["warmup"], 2);
+    let iters = v["iters"].as_u64().unwrap();
+    assert!((1..100000).contains(&iters), "{v}");
 }

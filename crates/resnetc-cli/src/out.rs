@@ -39,3 +39,61 @@ macro_rules! outln {
     };
 }
 pub(crate) use outln;
+
+/// How much goes to standard error besides errors: `-q` nothing, `-v` phase timings too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+static VERBOSITY: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+
+pub fn set_verbosity(v: Verbosity) {
+    VERBOSITY.store(v as u8, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn verbosity() -> Verbosity {
+    match VERBOSITY.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => Verbosity::Quiet,
+        1 => Verbosity::Normal,
+        _ => Verbosity::Verbose,
+    }
+}
+
+/// A line on standard error, unless `-q`.
+pub fn note(line: impl std::fmt::Display) {
+    if verbosity() >= Verbosity::Normal {
+        eprintln!("{line}");
+    }
+}
+
+/// A phase's wall time on standard error, with `-v`.
+pub fn phase(what: &str, since: std::time::Instant) {
+    if verbosity() >= Verbosity::Verbose {
+        eprintln!("[{what}: {:.1} ms]", since.elapsed().as_secs_f64() * 1e3);
+    }
+}
+
+/// A progress bar on standard error: hidden when standard error is not a terminal (indicatif's
+/// own rule) or with `-q`.
+pub fn progress(total: usize, what: &str) -> indicatif::ProgressBar {
+    let bar = if verbosity() == Verbosity::Quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::with_draw_target(
+            Some(total as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        )
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} images, {per_sec}, {eta} left",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(what.to_string());
+    bar
+}

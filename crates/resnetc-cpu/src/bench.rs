@@ -14,6 +14,10 @@ pub struct BenchResult {
     pub isa: String,
     /// Convolutions run as Winograd (F(4×4, 3×3) or F(2×2, 3×3)).
     pub winograd_convs: usize,
+    /// Untimed runs before the timed ones.
+    pub warmup: usize,
+    /// Wall time of every timed run of the whole batch, fastest first.
+    pub times_ms: Vec<f64>,
     /// Median wall time of one run of the whole batch.
     pub median_ms: f64,
     pub min_ms: f64,
@@ -22,17 +26,32 @@ pub struct BenchResult {
     /// (2 per multiply-add) even where Winograd does fewer: the "effective" rate.
     pub gflops: f64,
     pub flops_per_image: u64,
+    /// FLOPs the kernels really do per image (Winograd's fewer; see
+    /// [`CpuPlan::flops_run_per_image`]).
+    pub flops_run_per_image: u64,
     /// Arena bytes the run used (all threads' arenas together).
     pub arena_bytes: usize,
 }
 
-/// Runs `plan` on `batch` images of zeros-and-ones data `iters` times after a warm-up (at least one
-/// run and 0.2 s) and reports the median. `threads = 0` uses all cores.
+/// How many runs a benchmark makes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timing {
+    /// Untimed runs first (`None`: at least one, and 0.2 s of them).
+    pub warmup: Option<usize>,
+    /// Timed runs (at least one).
+    pub iters: usize,
+    /// Instead of a fixed count, timed runs until this many seconds have passed (at least one
+    /// run, at most `iters`).
+    pub duration_s: Option<f64>,
+}
+
+/// Runs `plan` on `batch` images of synthetic data after a warm-up, as `timing` says, and reports
+/// every run's time. `threads = 0` uses all cores.
 pub fn bench(
     plan: &CpuPlan,
     batch: usize,
     threads: usize,
-    iters: usize,
+    timing: &Timing,
 ) -> Result<BenchResult, CpuError> {
     let mut session = Session::new(plan, threads);
     let inputs: Vec<Vec<f32>> = plan
@@ -56,16 +75,35 @@ pub fn bench(
         Ok(t.elapsed().as_secs_f64())
     };
     let warm = Instant::now();
-    once(&mut session)?;
-    while warm.elapsed().as_secs_f64() < 0.2 {
-        once(&mut session)?;
+    let mut warmup = 0;
+    match timing.warmup {
+        Some(n) => {
+            for _ in 0..n {
+                once(&mut session)?;
+                warmup += 1;
+            }
+        }
+        None => {
+            while warmup == 0 || warm.elapsed().as_secs_f64() < 0.2 {
+                once(&mut session)?;
+                warmup += 1;
+            }
+        }
     }
-    let iters = iters.max(1);
-    let mut times = Vec::with_capacity(iters);
+    let iters = timing.iters.max(1);
+    let mut times = Vec::with_capacity(iters.min(1 << 16));
+    let start = Instant::now();
     for _ in 0..iters {
         times.push(once(&mut session)?);
+        if timing
+            .duration_s
+            .is_some_and(|d| start.elapsed().as_secs_f64() >= d)
+        {
+            break;
+        }
     }
     times.sort_by(f64::total_cmp);
+    let iters = times.len();
     let median = times[iters / 2];
     let threads = session.threads();
     let arena_bytes = if crate::exec::splits_batch(threads, batch, plan.outputs.len()) {
@@ -77,6 +115,8 @@ pub fn bench(
         batch,
         threads,
         iters,
+        warmup,
+        times_ms: times.iter().map(|t| t * 1e3).collect(),
         isa: plan.isa().name().to_string(),
         winograd_convs: plan.winograd_convs(),
         median_ms: median * 1e3,
@@ -84,6 +124,7 @@ pub fn bench(
         images_per_s: batch as f64 / median,
         gflops: plan.flops_per_image() as f64 * batch as f64 / median / 1e9,
         flops_per_image: plan.flops_per_image(),
+        flops_run_per_image: plan.flops_run_per_image(),
         arena_bytes,
     })
 }

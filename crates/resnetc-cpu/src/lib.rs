@@ -41,11 +41,11 @@ mod serial;
 mod team;
 mod verify;
 
-pub use bench::{bench, BenchResult};
+pub use bench::{bench, BenchResult, Timing};
 pub use error::{CpuError, PlanError};
 pub use eval::eval_op;
 pub use exec::{default_threads, Session, MAX_THREADS};
-pub use peak::fp32_peak_gflops;
+pub use peak::{fp32_peak_gflops, fp32_peak_gflops_with};
 pub use plan::weights_packed_on_this_thread;
 pub use program::{CpuPlan, Port};
 pub use serial::{proto, PLAN_VERSION};

@@ -7,10 +7,16 @@ use std::time::Instant;
 
 /// FLOPs per second of `threads` threads each running independent FMA chains, in GFLOP/s.
 pub fn fp32_peak_gflops(threads: usize) -> f64 {
+    fp32_peak_gflops_with(None, threads)
+}
+
+/// [`fp32_peak_gflops`] with the vector width of a kernel set (`None`: the widest there is), so
+/// that a plan's share of peak is measured against the instructions it runs.
+pub fn fp32_peak_gflops_with(isa: Option<crate::Isa>, threads: usize) -> f64 {
     let threads = threads.max(1);
     let per_thread: Vec<f64> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
-            .map(|_| s.spawn(single_thread_gflops))
+            .map(|_| s.spawn(move || single_thread_gflops(isa)))
             .collect();
         handles
             .into_iter()
@@ -20,18 +26,22 @@ pub fn fp32_peak_gflops(threads: usize) -> f64 {
     per_thread.iter().sum()
 }
 
-fn single_thread_gflops() -> f64 {
+fn single_thread_gflops(isa: Option<crate::Isa>) -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
-        if is_x86_feature_detected!("avx512f") {
+        use crate::Isa;
+        let wide = matches!(isa, None | Some(Isa::Avx512));
+        let avx2 = wide || isa == Some(Isa::Avx2);
+        if wide && is_x86_feature_detected!("avx512f") {
             // SAFETY: the feature the function needs was detected just above.
             return unsafe { fma_loop_avx512() };
         }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        if avx2 && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             // SAFETY: the features the function needs were detected just above.
             return unsafe { fma_loop_avx2() };
         }
     }
+    let _ = isa;
     scalar_loop()
 }
 

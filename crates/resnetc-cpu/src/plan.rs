@@ -151,6 +151,39 @@ impl CpuPlan {
         self.flops
     }
 
+    /// FLOPs one image's run really does in convolutions and Gemm: as [`Self::flops_per_image`]
+    /// for direct convolutions; for a Winograd F(m×m, 3×3) convolution, the multiply-adds of its
+    /// `(m+2)²` transformed products per tile (the input and output transforms, a few percent,
+    /// are not counted).
+    pub fn flops_run_per_image(&self) -> u64 {
+        self.steps
+            .iter()
+            .map(|s| match &s.kernel {
+                Kernel::Conv(k) => {
+                    let (cin, cout, oh, ow) = (
+                        k.input.c as u64,
+                        k.out.c as u64,
+                        k.out.h as u64,
+                        k.out.w as u64,
+                    );
+                    match k.winograd.as_ref().map(|w| w.form) {
+                        Some(form) => {
+                            let m = match form {
+                                Form::F2 => 2,
+                                Form::F4 => 4,
+                            };
+                            let tiles = oh.div_ceil(m) * ow.div_ceil(m);
+                            2 * cin * cout * tiles * (m + 2) * (m + 2)
+                        }
+                        None => 2 * cout * oh * ow * cin * (k.kh * k.kw) as u64,
+                    }
+                }
+                Kernel::Gemm(g) => 2 * (g.k * g.m) as u64,
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// How many convolutions run as Winograd (either form).
     pub fn winograd_convs(&self) -> usize {
         self.steps

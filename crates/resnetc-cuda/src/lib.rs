@@ -33,6 +33,12 @@ pub use plan::{Arg, BufferDesc, CudaProgram, IoDesc, Launch, Step, Variant};
 pub use serial::{decode_program, encode_program, proto, LAUNCH_PLAN_VERSION};
 pub use session::{CudaSession, DeviceInfo};
 
+/// The CUDA driver library this process would use, loaded and initialised: its path, or why
+/// there is none (`resnetc --version` reports it).
+pub fn driver_path() -> Result<String, CudaError> {
+    driver::shared().map(|d| d.path.clone())
+}
+
 /// A loader error with its causes (libloading's own message is only "dlopen failed").
 pub(crate) fn dl_error(e: &libloading::Error) -> String {
     let mut s = e.to_string();

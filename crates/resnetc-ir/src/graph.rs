@@ -17,7 +17,7 @@ use crate::op::Op;
 
 /// A node of a [`Graph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NodeId(NodeIndex);
+pub struct NodeId(pub(crate) NodeIndex);
 
 impl NodeId {
     /// The raw index, only for diagnostics: it is not a position in any order.

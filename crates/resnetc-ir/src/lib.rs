@@ -6,6 +6,7 @@
 //!
 //! This crate knows nothing of ONNX, protobuf, the command line or any accelerator.
 
+pub mod dot;
 pub mod dump;
 pub mod graph;
 pub mod infer;

@@ -107,7 +107,7 @@ impl ToleranceSpec {
 }
 
 /// `|a - b| <= atol + rtol × |b|`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Tolerance {
     pub atol: f64,
     pub rtol: f64,
@@ -127,13 +127,15 @@ impl Tolerance {
 }
 
 /// One comparison's result.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Comparison {
     /// What the optimized graph's output was compared with: `expected`, `reference` or `tract`.
     pub against: &'static str,
     /// Largest |a - b|; `null` in JSON when infinite (NaN or infinity on one side only, or shapes differ).
+    #[schemars(with = "Option<f64>")]
     pub max_abs: f64,
     /// Largest |a - b| / max(|b|, 1e-6).
+    #[schemars(with = "Option<f64>")]
     pub max_rel: f64,
     /// Rows (first axis) whose arg-max agrees.
     pub top1_agree: usize,
@@ -174,7 +176,7 @@ pub fn compare(against: &'static str, got: &Tensor, want: &Tensor, tol: Toleranc
 }
 
 /// Where the values first diverge.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Divergence {
     /// The unoptimized graph's node (its label: node name, else its output's name).
     pub node: String,
@@ -183,6 +185,7 @@ pub struct Divergence {
     /// The name of the value it produces.
     pub value: String,
     /// Largest |a - b| at that value.
+    #[schemars(with = "Option<f64>")]
     pub max_abs: f64,
     /// The absolute tolerance that was exceeded.
     pub tolerance: f64,
@@ -201,7 +204,7 @@ pub struct Divergence {
     pub optimized_op: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DivergenceKind {
     Intermediate,
@@ -252,7 +255,7 @@ impl fmt::Display for Divergence {
 }
 
 /// Everything `validate` found.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub schema_version: u32,
     pub passed: bool,

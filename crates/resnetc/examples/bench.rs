@@ -36,7 +36,12 @@ fn main() -> anyhow_free::Result {
     let m = resnetc::Model::load(&model).map_err(|e| format!("{e:#}"))?;
     let plan = CpuPlan::compile_with(m.graph(), m.info(), &CpuOptions { isa, winograd })
         .map_err(|e| e.to_string())?;
-    let r = bench(&plan, batch, threads, iters).map_err(|e| e.to_string())?;
+    let timing = resnetc::cpu::Timing {
+        warmup: None,
+        iters,
+        duration_s: None,
+    };
+    let r = bench(&plan, batch, threads, &timing).map_err(|e| e.to_string())?;
     if json {
         println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
     } else {

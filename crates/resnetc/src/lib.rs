@@ -28,16 +28,21 @@
 //! [`zoo()`] builds He et al.'s CIFAR ResNets of any depth with seeded random weights, for tests and
 //! benchmarks that need a model without a file.
 
+pub mod about;
 mod artifact;
 mod bench;
 pub mod cifar;
 mod error;
 pub mod escape;
+pub mod eval;
 mod export;
 pub mod fsio;
+pub mod images;
 mod input;
 mod model;
 pub mod npy;
+pub mod picture;
+pub mod schema;
 mod session;
 mod stats;
 pub mod zoo;
@@ -45,11 +50,13 @@ pub mod zoo;
 pub use artifact::{compile, compile_with, Artifact, CompileOptions, Target};
 pub use bench::{
     bench, BenchOptions, BenchReport, CpuBench, CudaBench, MAX_BENCH_BATCH, MAX_BENCH_ITERS,
+    NOISY_P90_OVER_MEDIAN,
 };
 pub use error::{Context, Error, ErrorKind, Result};
 pub use export::{export_onnx, export_onnx_bytes, ExportOptions};
 pub use input::{check_finite, Port};
 pub use model::{check_pass, passes, LoadOptions, Model};
+pub use schema::WroteReport;
 pub use session::{cpu_threads, Device, Session, SessionOptions, Winograd};
 pub use stats::{top1, ArtifactInfo, InspectReport, ModelStats, ValueSummary};
 pub use zoo::{zoo, zoo_model, Shortcut, ZooError, ZooSpec};

@@ -443,3 +443,20 @@ fn fix_batch(graph: &mut Graph, batch: usize) -> Result<()> {
     }
     Ok(())
 }
+
+/// Nodes in the main graph of the ONNX file at `path` as written, before canonicalization
+/// (`None` for an artifact).
+pub(crate) fn onnx_node_count(path: &Path) -> Result<Option<usize>> {
+    let bytes = read_model_file(path)?;
+    if resnetc_artifact::is_artifact(&bytes) {
+        return Ok(None);
+    }
+    let proto =
+        <resnetc_onnx::proto::ModelProto as prost::Message>::decode(&*bytes).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidModel,
+                format!("{}: {e}", escape::path(path)),
+            )
+        })?;
+    Ok(proto.graph.map(|g| g.node.len()))
+}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use resnetc_ir::{Graph, GraphInfo, Op, ValueRef};
 
 /// What `resnetc inspect` reports.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct ModelStats {
     pub inputs: Vec<ValueSummary>,
     pub outputs: Vec<ValueSummary>,
@@ -19,7 +19,7 @@ pub struct ModelStats {
     pub macs: u64,
 }
 
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct ValueSummary {
     pub name: String,
     pub dtype: String,
@@ -159,7 +159,7 @@ fn node_macs(graph: &Graph, info: &GraphInfo, id: resnetc_ir::NodeId) -> u64 {
 }
 
 /// What `resnetc inspect --json` prints: the statistics, and for an artifact what it stores.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct InspectReport {
     pub schema_version: u32,
     pub opset: u64,
@@ -170,7 +170,7 @@ pub struct InspectReport {
 }
 
 /// An artifact's record of how it was made, and what sections it holds.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct ArtifactInfo {
     pub format_version: u32,
     pub resnetc_version: String,
