@@ -166,4 +166,29 @@ fn compile_for_cuda() {
     let x = dir.path().join("x.rnc");
     let err = fails(&compile_args(&f.path(), &x, &["--target", "tpu"]));
     assert!(err.contains("unknown target 'tpu'"), "{err}");
+
+    // NVRTC's time per architecture is reported; the text inspect lists the archs.
+    let out = resnetc(&compile_args(&f.path(), &rnc, &["--target", "cuda:sm_80"]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sm_80: cubin + PTX in "));
+    assert!(ok(&["inspect", utf8(&rnc)]).contains("cuda: sm_80"));
+    // --extract writes the source, the PTX and cubin, and the launch plan.
+    let ext = dir.path().join("extracted");
+    let v = ok_json(&["inspect", utf8(&rnc), "--extract", utf8(&ext), "--json"]);
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["files"].as_array().unwrap().len(), 4, "{v}");
+    let source = std::fs::read_to_string(ext.join("kernels.cu")).unwrap();
+    assert!(source.contains("__global__"));
+    assert!(std::fs::read_to_string(ext.join("sm_80.ptx"))
+        .unwrap()
+        .contains(".target sm_80"));
+    assert!(!std::fs::read(ext.join("sm_80.cubin")).unwrap().is_empty());
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ext.join("launch_plan.json")).unwrap())
+            .unwrap();
+    assert!(!plan["steps"].as_array().unwrap().is_empty());
+    // An artifact without a CUDA program: a clear refusal.
+    let cpu = dir.path().join("cpu.rnc");
+    ok(&compile_args(&f.path(), &cpu, &[]));
+    let err = fails(&["inspect", utf8(&cpu), "--extract", utf8(&ext)]);
+    assert!(err.contains("holds no CUDA program"), "{err}");
 }

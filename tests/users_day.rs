@@ -477,3 +477,89 @@ fn every_json_output_validates_against_its_schema() {
         &serde_json::to_value(resnetc::about::about()).unwrap(),
     );
 }
+
+/// `validate --data`: the input comes from a dataset, read and normalized as `eval` does; the
+/// rows say what they compare.
+#[test]
+fn validate_takes_its_input_from_a_dataset() {
+    let dir = tmp("validate-data");
+    let logits = pretrained_logits("resnet20");
+    let expected = dir.path().join("expected.npy");
+    ndarray_npy::write_npy(
+        &expected,
+        &logits
+            .slice_axis(ndarray::Axis(0), (0..40).into())
+            .to_owned(),
+    )
+    .unwrap();
+    let model = pretrained_model("resnet20");
+    let pickle = layouts().join("cifar-10-batches-py");
+    let args = [
+        "validate",
+        utf8(&model),
+        "--data",
+        utf8(&pickle),
+        "--limit",
+        "40",
+        "--expected",
+        utf8(&expected),
+    ];
+    let text = ok(&args);
+    for row in [
+        "optimized vs expected",
+        "optimized vs unoptimized",
+        "tract vs expected",
+        "cpu backend vs expected",
+    ] {
+        assert!(text.contains(row), "{row}: {text}");
+    }
+    assert!(text.lines().last().unwrap().starts_with("PASSED"), "{text}");
+    // The wrong normalization is a real mismatch: exit 1.
+    let out = resnetc(&[&args[..], &["--mean", "0,0,0", "--std", "1,1,1"]].concat());
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// A `.rnc` is validated as stored: its graph and its CPU plan; the rows it cannot have are
+/// named as skipped.
+#[test]
+fn validate_checks_what_an_artifact_stores() {
+    let dir = tmp("validate-rnc");
+    let f = fixture("r20_b_ts17_dynamic");
+    let rnc = dir.path().join("m.rnc");
+    ok(&["compile", utf8(&f.path()), "-o", utf8(&rnc)]);
+    let v = ok_json(&[
+        "validate",
+        utf8(&rnc),
+        "--input",
+        utf8(&f.input_path()),
+        "--expected",
+        utf8(&f.output_path()),
+        "--json",
+    ]);
+    validates("validate", &v);
+    let rows: Vec<&str> = v["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["row"].as_str().unwrap())
+        .collect();
+    assert_eq!(rows, ["optimized vs expected", "cpu backend vs expected"]);
+    assert!(v["skipped"]
+        .as_str()
+        .unwrap()
+        .contains("an artifact holds only the optimized graph"));
+    assert_eq!(v["passed"], true);
+    // Expected values off by 1: the artifact fails, and the output node is blamed.
+    let wrong = dir.path().join("wrong.npy");
+    ndarray_npy::write_npy(&wrong, &(f.expected() + 1.0)).unwrap();
+    let out = resnetc(&[
+        "validate",
+        utf8(&rnc),
+        "--input",
+        utf8(&f.input_path()),
+        "--expected",
+        utf8(&wrong),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("first divergence"));
+}

@@ -105,9 +105,13 @@ fn passes_on_every_fixture() {
                                     .lines()
                                     .last()
                                     .is_some_and(|l| l.starts_with("PASSED "))
-                                && ["expected", "reference", "tract"]
-                                    .iter()
-                                    .all(|c| stdout.contains(c));
+                                && [
+                                    "optimized vs expected",
+                                    "optimized vs unoptimized",
+                                    "tract vs expected",
+                                ]
+                                .iter()
+                                .all(|c| stdout.contains(c));
                             (!ok).then(|| format!("{}:\n{}", f.name, text(&out)))
                         })
                         .collect::<Vec<_>>()

@@ -169,6 +169,10 @@ enum Command {
         /// Draw the graph into an SVG file (in-process; Graphviz is not needed).
         #[arg(long, value_name = "OUT.svg", conflicts_with_all = ["compare_levels"])]
         svg: Option<PathBuf>,
+        /// For a `.rnc` compiled for CUDA: write its CUDA source, each architecture's PTX and
+        /// cubin, and the launch plan (JSON) into this folder.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["dot", "svg", "compare_levels"])]
+        extract: Option<PathBuf>,
         /// Print a table of op counts at these optimization levels, e.g. `0,3`, with the file's
         /// own node count before canonicalization.
         #[arg(long, value_name = "LEVELS", value_delimiter = ',', value_parser = clap::value_parser!(u8).range(0..=3))]
@@ -398,17 +402,30 @@ enum ShortcutArg {
 /// The arguments of `resnetc validate`.
 #[derive(Clone, Debug, clap::Args)]
 struct ValidateArgs {
-    /// The ONNX model.
+    /// The model: ONNX, or a `.rnc` artifact (validated as stored: its graph and its CPU plan, or
+    /// its CUDA program with `--device cuda`).
     model: PathBuf,
     /// The input batch: a float32 NCHW `.npy` array.
-    #[arg(long, requires = "expected", required_unless_present = "npz")]
+    #[arg(long, requires = "expected", required_unless_present_any = ["npz", "data"])]
     input: Option<PathBuf>,
     /// The expected outputs for it (e.g. PyTorch's logits): a float32 `.npy` array.
-    #[arg(long, requires = "input")]
+    #[arg(long)]
     expected: Option<PathBuf>,
     /// An `.npz` archive holding arrays named `input` and `expected`, instead of --input/--expected.
-    #[arg(long, conflicts_with_all = ["input", "expected"])]
+    #[arg(long, conflicts_with_all = ["input", "expected", "data"])]
     npz: Option<PathBuf>,
+    /// Take the input batch from a CIFAR test set (any layout `eval` reads), normalized with
+    /// --mean/--std, instead of --input; --expected holds the outputs for its first --limit images.
+    #[arg(long, conflicts_with = "input", requires = "expected")]
+    data: Option<PathBuf>,
+    /// The layout of --data, instead of recognising it.
+    #[arg(long, value_parser = dataset_format, requires = "data")]
+    format: Option<resnetc::cifar::Format>,
+    /// With --data: the first N images only.
+    #[arg(long, requires = "data")]
+    limit: Option<usize>,
+    #[command(flatten)]
+    norm: NormArgs,
     /// What else to compare with: resnetc's unoptimized graph, tract-onnx, or both.
     #[arg(long, value_enum, default_value = "all")]
     against: AgainstArg,
@@ -482,9 +499,29 @@ fn dispatch(command: Command) -> Result<()> {
             dump,
             dot,
             svg,
+            extract,
             compare_levels,
             opt,
         } => {
+            if let Some(dir) = extract {
+                let m = opt.load(&model, 3)?;
+                let files = resnetc::extract_cuda(&m, &dir)?;
+                if json {
+                    let report = resnetc::ExtractReport {
+                        schema_version: resnetc::SCHEMA_VERSION,
+                        files: files
+                            .iter()
+                            .map(|f| resnetc::WroteReport::of(f, Vec::new()))
+                            .collect(),
+                    };
+                    outln!("{}", out::json(&report)?);
+                } else {
+                    for f in &files {
+                        outln!("{}", resnetc::escape::path(f));
+                    }
+                }
+                return Ok(());
+            }
             if let Some(levels) = compare_levels {
                 let r = resnetc::picture::compare_levels(&model, &levels)?;
                 if json {
@@ -1063,13 +1100,23 @@ fn print_bench(r: &resnetc::BenchReport, json: bool) -> Result<()> {
 }
 
 fn validate(args: &ValidateArgs) -> Result<()> {
-    let (input, expected) = match (&args.npz, &args.input, &args.expected) {
-        (Some(npz), _, _) => resnetc_validate::read_npz(npz)?,
-        (None, Some(input), Some(expected)) => (
+    let (input, expected) = match (&args.npz, &args.input, &args.data, &args.expected) {
+        (Some(npz), _, _, _) => resnetc_validate::read_npz(npz)?,
+        (None, Some(input), None, Some(expected)) => (
             resnetc::npy::read_f32(input)?,
             resnetc::npy::read_f32(expected)?,
         ),
-        _ => unreachable!("clap requires --input and --expected, or --npz"),
+        (None, None, Some(data), Some(expected)) => {
+            let d = resnetc::cifar::Dataset::open(data, args.format, args.limit)?;
+            let x = d.batch(0..d.len(), &args.norm.get()?).into_dyn();
+            (x, resnetc::npy::read_f32(expected)?)
+        }
+        _ => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "give --input and --expected, --data and --expected, or --npz",
+            ))
+        }
     };
     let opts = resnetc_validate::Options {
         against: match args.against {
@@ -1086,7 +1133,28 @@ fn validate(args: &ValidateArgs) -> Result<()> {
         device: args.device.map(Device::from),
         allow_nonfinite: args.allow_nonfinite,
     };
-    let report = resnetc_validate::validate_model(&args.model, input, expected, &opts)?;
+    let mut bar: Option<(String, indicatif::ProgressBar)> = None;
+    let report = resnetc_validate::validate_model_observed(
+        &args.model,
+        input,
+        expected,
+        &opts,
+        &mut |row, done, total| {
+            if bar.as_ref().is_none_or(|(r, _)| r != row) {
+                if let Some((_, b)) = bar.take() {
+                    b.finish_and_clear();
+                }
+                bar = Some((row.to_string(), out::progress(total, row)));
+            }
+            if let Some((_, b)) = &bar {
+                b.set_position(done as u64);
+            }
+        },
+    );
+    if let Some((_, b)) = bar {
+        b.finish_and_clear();
+    }
+    let report = report?;
     if args.json {
         outln!("{}", out::json(&report)?);
     } else {

@@ -129,7 +129,11 @@ impl Tolerance {
 /// One comparison's result.
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Comparison {
-    /// What the optimized graph's output was compared with: `expected`, `reference` or `tract`.
+    /// What the row compares, in words: `optimized vs expected`, `optimized vs unoptimized`,
+    /// `tract vs expected`, `cpu backend vs expected`.
+    pub row: String,
+    /// What the optimized graph's output was compared with: `expected`, `reference` or `tract`
+    /// (for a backend row: the backend, `cpu` or `cuda`).
     pub against: &'static str,
     /// Largest |a - b|; `null` in JSON when infinite (NaN or infinity on one side only, or shapes differ).
     #[schemars(with = "Option<f64>")]
@@ -146,12 +150,24 @@ pub struct Comparison {
     pub note: Option<String>,
 }
 
+/// The words for a comparison's row.
+fn row_name(against: &str) -> String {
+    match against {
+        "expected" => "optimized vs expected".into(),
+        "reference" => "optimized vs unoptimized".into(),
+        "tract" => "tract vs expected".into(),
+        "optimized" => "backend vs optimized".into(),
+        device => format!("{device} backend vs expected"),
+    }
+}
+
 /// Compares `got` with `want` (the side that `rel` and `rtol` are relative to).
 pub fn compare(against: &'static str, got: &Tensor, want: &Tensor, tol: Tolerance) -> Comparison {
     let rows = want.shape().first().copied().unwrap_or(1);
     if got.shape() != want.shape() {
         let note = format!("shape {:?} differs from {:?}", got.shape(), want.shape());
         return Comparison {
+            row: row_name(against),
             against,
             max_abs: f64::INFINITY,
             max_rel: f64::INFINITY,
@@ -165,6 +181,7 @@ pub fn compare(against: &'static str, got: &Tensor, want: &Tensor, tol: Toleranc
     let (a, b) = (argmax_rows(got), argmax_rows(want));
     let top1_agree = a.iter().zip(&b).filter(|(x, y)| x == y).count();
     Comparison {
+        row: row_name(against),
         against,
         max_abs: d.max_abs,
         max_rel: d.max_rel,
@@ -261,7 +278,8 @@ pub struct Report {
     pub passed: bool,
     pub tolerance: Tolerance,
     pub comparisons: Vec<Comparison>,
-    /// Why the default backend row is missing (the CPU backend cannot run the graph under test).
+    /// Rows left out, and why: the default backend row when the CPU backend cannot run the graph
+    /// under test; the unoptimized-graph and tract rows of an artifact.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
     pub first_divergence: Option<Divergence>,
@@ -288,16 +306,16 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  {:<10} {:>10} {:>10} {:>9}  result",
-            "against", "max abs", "max rel", "top-1"
+            "  {:<24} {:>10} {:>10} {:>9}  result",
+            "comparison", "max abs", "max rel", "top-1"
         )?;
         for c in &self.comparisons {
             let top1 = format!("{}/{}", c.top1_agree, c.rows);
             let result = if c.passed { "pass" } else { "FAIL" };
             write!(
                 f,
-                "  {:<10} {:>10} {:>10} {:>9}  {result}",
-                c.against,
+                "  {:<24} {:>10} {:>10} {:>9}  {result}",
+                c.row,
                 fmt_err(c.max_abs),
                 fmt_err(c.max_rel),
                 top1
@@ -393,7 +411,22 @@ pub fn validate_model(
     expected: ArrayD<f32>,
     opts: &Options,
 ) -> Result<Report> {
-    let reference = Model::load_with(path, &LoadOptions::level(0))?;
+    validate_model_observed(path, input, expected, opts, &mut |_, _, _| {})
+}
+
+/// [`validate_model`], calling `progress(row, done, total)` as each row's run goes through the
+/// images (the reference executor takes minutes over a thousand).
+///
+/// A `.rnc` artifact is validated as it is stored: its graph on the reference executor and its
+/// CPU plan (or, with `Options::device` CUDA, its CUDA program) against the expected values. It
+/// holds no unoptimized graph and no ONNX file for tract, so those rows are skipped with a note.
+pub fn validate_model_observed(
+    path: &Path,
+    input: ArrayD<f32>,
+    expected: ArrayD<f32>,
+    opts: &Options,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<Report> {
     let optimized = Model::load_with(
         path,
         &LoadOptions {
@@ -401,7 +434,15 @@ pub fn validate_model(
             disabled_passes: opts.disabled.clone(),
         },
     )?;
-    validate_models(path, &reference, &optimized, input, expected, opts)
+    if optimized.artifact().is_some() {
+        return validate_models_observed(
+            path, &optimized, &optimized, input, expected, opts, progress,
+        );
+    }
+    let reference = Model::load_with(path, &LoadOptions::level(0))?;
+    validate_models_observed(
+        path, &reference, &optimized, input, expected, opts, progress,
+    )
 }
 
 /// [`validate_model`] on models already loaded from `path`: `reference` at level 0, `under_test`
@@ -416,6 +457,63 @@ pub fn validate_models(
     expected: ArrayD<f32>,
     opts: &Options,
 ) -> Result<Report> {
+    validate_models_observed(
+        path,
+        reference,
+        under_test,
+        input,
+        expected,
+        opts,
+        &mut |_, _, _| {},
+    )
+}
+
+/// Images per reference-executor run when the batch is free, so that progress can be shown.
+const CHUNK: usize = 25;
+
+/// Runs `graph` on the reference executor over `x` in chunks of [`CHUNK`] images (one run when
+/// the batch is fixed), reporting progress under `row`.
+fn run_chunked(
+    graph: &Graph,
+    x: &ArrayD<f32>,
+    row: &str,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<Tensor> {
+    let n = x.shape().first().copied().unwrap_or(1);
+    if !input_is_symbolic(graph) || n <= CHUNK {
+        let t = first_output(resnetc::reference::run(graph, &[Tensor::f32(x.clone())])?)?;
+        progress(row, n, n);
+        return Ok(t);
+    }
+    let mut parts = Vec::new();
+    for start in (0..n).step_by(CHUNK) {
+        let end = (start + CHUNK).min(n);
+        let chunk = x.slice_axis(Axis(0), (start..end).into()).to_owned();
+        let y = first_output(resnetc::reference::run(graph, &[Tensor::f32(chunk)])?)?;
+        parts.push(
+            y.as_f32()
+                .ok_or_else(|| invalid("the model's output is not float32".into()))?
+                .to_owned(),
+        );
+        progress(row, end, n);
+    }
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    ndarray::concatenate(Axis(0), &views)
+        .map(Tensor::f32)
+        .map_err(|e| invalid(format!("cannot join the output chunks: {e}")))
+}
+
+/// [`validate_models`] with progress (see [`validate_model_observed`]).
+pub fn validate_models_observed(
+    path: &Path,
+    reference: &Model,
+    under_test: &Model,
+    input: ArrayD<f32>,
+    expected: ArrayD<f32>,
+    opts: &Options,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<Report> {
+    let artifact = under_test.artifact().is_some();
     let (reference, optimized) = (reference.graph(), under_test.graph());
     if optimized.inputs.len() != 1 {
         return Err(Error::new(
@@ -441,10 +539,8 @@ pub fn validate_models(
     let want = Tensor::f32(expected);
     let tol = opts.tolerance.resolve(&want);
 
-    let got = first_output(
-        resnetc::reference::run(optimized, std::slice::from_ref(&x))
-            .context("running the optimized graph")?,
-    )?;
+    let got = run_chunked(optimized, &input, "optimized graph", progress)
+        .context("running the optimized graph")?;
     if got.shape() != want.shape() {
         return Err(invalid(format!(
             "the expected outputs have shape {:?}, but the model's output '{}' has shape {:?}",
@@ -457,24 +553,34 @@ pub fn validate_models(
 
     // The unoptimized graph's outputs: compared when asked, and needed to explain a failure.
     let mut unoptimized: Option<Tensor> = None;
-    let run_unoptimized = |unoptimized: &mut Option<Tensor>| -> Result<Tensor> {
+    let run_unoptimized = |unoptimized: &mut Option<Tensor>,
+                           progress: &mut dyn FnMut(&str, usize, usize)|
+     -> Result<Tensor> {
         if let Some(t) = unoptimized {
             return Ok(t.clone());
         }
-        let t = first_output(
-            resnetc::reference::run(reference, std::slice::from_ref(&x))
-                .context("running the unoptimized graph")?,
-        )?;
+        let t = run_chunked(reference, &input, "unoptimized graph", progress)
+            .context("running the unoptimized graph")?;
         *unoptimized = Some(t.clone());
         Ok(t)
     };
-    if opts.against.reference() {
-        let u = run_unoptimized(&mut unoptimized)?;
+    let mut notes = Vec::new();
+    if artifact && (opts.against.reference() || opts.against.tract()) {
+        notes.push(
+            "an artifact holds only the optimized graph: validate its source ONNX file for the \
+             unoptimized-graph and tract rows"
+                .to_string(),
+        );
+    }
+    if opts.against.reference() && !artifact {
+        let u = run_unoptimized(&mut unoptimized, progress)?;
         comparisons.push(compare("reference", &got, &u, tol));
     }
-    if opts.against.tract() {
+    if opts.against.tract() && !artifact {
         let symbolic = input_is_symbolic(reference);
+        let n = input_shape.first().copied().unwrap_or(1);
         let t = run_tract(path, &input, symbolic)?;
+        progress("tract", n, n);
         comparisons.push(compare("tract", &Tensor::f32(t), &want, tol));
     }
     let graph_passed = comparisons.iter().all(|c| c.passed);
@@ -483,18 +589,18 @@ pub fn validate_models(
         Some(d) => (d, true),
     };
     let mut backend = None;
-    let mut skipped = None;
     if device != Device::Reference {
-        match run_backend(device, under_test, &x) {
+        let n = input_shape.first().copied().unwrap_or(1);
+        let result = run_backend(device, under_test, &x);
+        progress(&format!("{} backend", device.name()), n, n);
+        match result {
             Ok((y, what)) => {
                 let mut c = compare(device.name(), &y, &want, tol);
                 c.note = Some(what);
                 comparisons.push(c);
                 backend = Some(y);
             }
-            Err(e) if !required => {
-                skipped = Some(format!("{} backend not run: {e}", device.name()))
-            }
+            Err(e) if !required => notes.push(format!("{} backend not run: {e}", device.name())),
             Err(e) => {
                 return Err(e.context(format!(
                     "running the graph under test on device {}",
@@ -517,7 +623,7 @@ pub fn validate_models(
             device.name(),
         ));
     } else if !passed {
-        let u = run_unoptimized(&mut unoptimized)?;
+        let u = run_unoptimized(&mut unoptimized, progress)?;
         let graphs_differ = !compare("reference", &got, &u, tol).passed;
         if graphs_differ {
             // Search on the rows that differ (a few), when the batch is free to change.
@@ -560,7 +666,7 @@ pub fn validate_models(
         passed,
         tolerance: tol,
         comparisons,
-        skipped,
+        skipped: (!notes.is_empty()).then(|| notes.join("; ")),
         first_divergence,
         model: escape::path(path),
         opt_level: opts.opt_level,
@@ -718,7 +824,7 @@ pub fn run_tract(path: &Path, input: &ArrayD<f32>, symbolic: bool) -> Result<Arr
             .and_then(|m| m.into_runnable())
             .map_err(|e| {
                 failed(format!(
-                    "tract-onnx cannot load {shown}: {e:?} (use --against reference to skip tract)"
+                    "tract-onnx cannot load {shown}: {e:#} (use --against reference to skip tract)"
                 ))
             })?;
         let x: tract_onnx::prelude::Tensor =
@@ -727,7 +833,7 @@ pub fn run_tract(path: &Path, input: &ArrayD<f32>, symbolic: bool) -> Result<Arr
                 .into();
         let out = model
             .run(tvec!(x.into()))
-            .map_err(|e| failed(format!("tract-onnx failed to run {shown}: {e:?}")))?;
+            .map_err(|e| failed(format!("tract-onnx failed to run {shown}: {e:#}")))?;
         let y = out
             .first()
             .ok_or_else(|| failed("tract returned no outputs".into()))?;

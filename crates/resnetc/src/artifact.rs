@@ -212,6 +212,17 @@ pub fn compile_with(model: &Model, target: Target, opts: &CompileOptions) -> Res
             let arch_refs: Vec<&str> = archs.iter().map(String::as_str).collect();
             let images = resnetc_cuda::compile_archs(&program.source, &arch_refs)?;
             let nvrtc_ms = images.iter().map(|c| c.nvrtc_ms).fold(0.0, f64::max);
+            let per_arch: Vec<String> = images
+                .iter()
+                .map(|c| {
+                    let what = if c.cubin.is_some() {
+                        "cubin + PTX"
+                    } else {
+                        "PTX"
+                    };
+                    format!("{}: {what} in {:.0} ms", c.arch, c.nvrtc_ms)
+                })
+                .collect();
             let weights: Vec<u8> = program
                 .weights
                 .iter()
@@ -234,8 +245,9 @@ pub fn compile_with(model: &Model, target: Target, opts: &CompileOptions) -> Res
             };
             proto.cuda = Some(resnetc_artifact::seal_cuda(section, &proto.graph_sha256));
             notes.push(format!(
-                "generated CUDA for {} in {gen_ms:.0} ms; NVRTC took {nvrtc_ms:.0} ms",
-                archs.join(", ")
+                "generated CUDA for {} in {gen_ms:.0} ms; NVRTC took {nvrtc_ms:.0} ms ({}, in parallel)",
+                archs.join(", "),
+                per_arch.join("; ")
             ));
         }
     }
@@ -278,4 +290,56 @@ pub(crate) fn cuda_program(
         })
         .collect();
     Ok((program, images))
+}
+
+/// Writes what an artifact stores for CUDA into `dir` (created if missing): the generated source
+/// (`kernels.cu`), each architecture's PTX and cubin (`sm_90.ptx`, `sm_90.cubin`), and the launch
+/// plan (`launch_plan.json`: kernels, grids, blocks, arguments, buffers; weights left out).
+/// Returns the files written. Names come from the artifact and are checked to be plain
+/// architecture names before they become file names.
+pub fn extract_cuda(model: &Model, dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let section = model
+        .artifact()
+        .and_then(|a| a.cuda.as_ref())
+        .ok_or_else(|| {
+            Error::invalid_input(
+                "this model holds no CUDA program: extract works on a .rnc compiled with --target cuda",
+            )
+        })?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+    let mut written = Vec::new();
+    let mut put = |name: String, bytes: &[u8]| -> Result<()> {
+        let path = dir.join(name);
+        crate::fsio::write_atomic(&path, bytes)?;
+        written.push(path);
+        Ok(())
+    };
+    put("kernels.cu".into(), section.source.as_bytes())?;
+    for b in &section.binaries {
+        let plain = !b.arch.is_empty()
+            && b.arch.len() <= 32
+            && b.arch
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !plain {
+            return Err(Error::new(
+                ErrorKind::InvalidModel,
+                format!(
+                    "the artifact names a CUDA architecture '{}', not a plain name like sm_90",
+                    crate::escape::name(&b.arch)
+                ),
+            ));
+        }
+        if !b.ptx.is_empty() {
+            put(format!("{}.ptx", b.arch), b.ptx.as_bytes())?;
+        }
+        if !b.cubin.is_empty() {
+            put(format!("{}.cubin", b.arch), &b.cubin)?;
+        }
+    }
+    let plan = resnetc_cuda::decode_program(&section.launch_plan)?;
+    let json = serde_json::to_string_pretty(&plan)
+        .map_err(|e| Error::new(ErrorKind::InvalidModel, format!("the launch plan: {e}")))?;
+    put("launch_plan.json".into(), json.as_bytes())?;
+    Ok(written)
 }

@@ -47,7 +47,7 @@ mod session;
 mod stats;
 pub mod zoo;
 
-pub use artifact::{compile, compile_with, Artifact, CompileOptions, Target};
+pub use artifact::{compile, compile_with, extract_cuda, Artifact, CompileOptions, Target};
 pub use bench::{
     bench, BenchOptions, BenchReport, CpuBench, CudaBench, MAX_BENCH_BATCH, MAX_BENCH_ITERS,
     NOISY_P90_OVER_MEDIAN,
@@ -56,7 +56,7 @@ pub use error::{Context, Error, ErrorKind, Result};
 pub use export::{export_onnx, export_onnx_bytes, ExportOptions};
 pub use input::{check_finite, Port};
 pub use model::{check_pass, passes, LoadOptions, Model};
-pub use schema::WroteReport;
+pub use schema::{ExtractReport, WroteReport};
 pub use session::{cpu_threads, Device, Session, SessionOptions, Winograd};
 pub use stats::{top1, ArtifactInfo, InspectReport, ModelStats, ValueSummary};
 pub use zoo::{zoo, zoo_model, Shortcut, ZooError, ZooSpec};

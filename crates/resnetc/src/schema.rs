@@ -9,6 +9,7 @@ pub fn all() -> Vec<(&'static str, schemars::Schema)> {
         ("about", schema_for!(crate::about::About)),
         ("bench", schema_for!(crate::BenchReport)),
         ("eval", schema_for!(crate::eval::EvalReport)),
+        ("extract", schema_for!(crate::ExtractReport)),
         ("inspect", schema_for!(crate::InspectReport)),
         ("levels", schema_for!(crate::picture::LevelsReport)),
         ("run", schema_for!(crate::eval::RunReport)),
@@ -38,4 +39,12 @@ impl WroteReport {
             notes,
         }
     }
+}
+
+/// What `inspect MODEL.rnc --extract DIR --json` prints.
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ExtractReport {
+    pub schema_version: u32,
+    /// Every file written, with its size.
+    pub files: Vec<WroteReport>,
 }
