@@ -8,7 +8,8 @@
 #                                          past findings; logs in fuzz/logs/, exit non-zero on any
 #   bash scripts/fuzz.sh build             build only
 #
-# Environment: FUZZ_TARGETS="onnx_bytes npy_bytes" runs only those; FUZZ_FIXTURES=1 also seeds
+# Environment: FUZZ_TARGETS="onnx_bytes npy_bytes" runs only those; FUZZ_SEED=N fixes libFuzzer's
+# seed (CI's smoke run does, so that it tests the same inputs every time); FUZZ_FIXTURES=1 also seeds
 # onnx_bytes and rnc_bytes with the smallest fixtures/models/*.onnx (1.1 MB each; max_len is then
 # raised to fit them, which makes each run slower); FUZZ_NICE (default 19); FUZZ_SANITIZER
 # (address by default; none is about twice as fast).
@@ -105,7 +106,8 @@ run_target() {
     set +e
     "${NICE[@]}" cargo +nightly fuzz run "${FUZZ_ARGS[@]}" "$t" "${dirs[@]}" -- \
         -max_total_time="$secs" -rss_limit_mb=4096 -timeout=20 -max_len="$(max_len "$t")" \
-        -print_final_stats=1 -artifact_prefix="$FUZZ/artifacts/$t/" $(target_flags "$t") "$@" >"$log" 2>&1
+        -print_final_stats=1 -artifact_prefix="$FUZZ/artifacts/$t/" ${FUZZ_SEED:+-seed="$FUZZ_SEED"} \
+        $(target_flags "$t") "$@" >"$log" 2>&1
     local rc=$?
     set -e
     # The final stats: `Done N runs` and stat:: lines, or in fork mode the last `#N: cov:` line.

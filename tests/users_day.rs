@@ -476,6 +476,9 @@ fn every_json_output_validates_against_its_schema() {
         "about",
         &serde_json::to_value(resnetc::about::about()).unwrap(),
     );
+    let demo = ok_json(&["demo", "--shared", utf8(&shared()), "--json"]);
+    validates("demo", &demo);
+    assert_eq!(demo["pretrained"]["correct"], 915);
 }
 
 /// `validate --data`: the input comes from a dataset, read and normalized as `eval` does; the

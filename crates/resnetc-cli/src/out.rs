@@ -97,3 +97,20 @@ pub fn progress(total: usize, what: &str) -> indicatif::ProgressBar {
     bar.set_prefix(what.to_string());
     bar
 }
+
+/// A spinner on standard error for work without steps to count (NVRTC compiling), on the same
+/// terms as [`progress`].
+pub fn spinner(what: String) -> indicatif::ProgressBar {
+    let bar = if verbosity() == Verbosity::Quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr())
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .expect("a valid template"),
+    );
+    bar.set_message(what);
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar
+}

@@ -32,6 +32,7 @@ pub mod about;
 mod artifact;
 mod bench;
 pub mod cifar;
+pub mod demo;
 mod error;
 pub mod escape;
 pub mod eval;

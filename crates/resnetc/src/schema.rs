@@ -8,6 +8,7 @@ pub fn all() -> Vec<(&'static str, schemars::Schema)> {
     vec![
         ("about", schema_for!(crate::about::About)),
         ("bench", schema_for!(crate::BenchReport)),
+        ("demo", schema_for!(crate::demo::DemoReport)),
         ("eval", schema_for!(crate::eval::EvalReport)),
         ("extract", schema_for!(crate::ExtractReport)),
         ("inspect", schema_for!(crate::InspectReport)),
