@@ -566,3 +566,30 @@ fn validate_checks_what_an_artifact_stores() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("first divergence"));
 }
+
+/// `resnetc zoo` writes standard ONNX with the architecture asked for.
+#[test]
+fn zoo_writes_the_network_asked_for() {
+    let dir = tmp("zoo-cli");
+    let out = dir.path().join("r32.onnx");
+    let v = ok_json(&[
+        "zoo",
+        "resnet32",
+        "--classes",
+        "100",
+        "--shortcut",
+        "b",
+        "--seed",
+        "7",
+        "-o",
+        utf8(&out),
+        "--json",
+    ]);
+    validates("wrote", &v);
+    let inspect = inspect_json(&out, &[]);
+    assert_eq!(inspect["ops"]["Conv"], 31 + 2, "depth − 1 convs, plus 2 projections");
+    assert_eq!(inspect["outputs"][0]["shape"][1], 100);
+    let out = resnetc(&["zoo", "resnet33", "-o", utf8(&dir.path().join("x.onnx"))]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("6n+2"));
+}
