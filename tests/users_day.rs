@@ -289,6 +289,15 @@ fn images_of_other_sizes_and_formats() {
         "--resize",
         "triangle",
     ]);
+    // A FIFO is refused, not waited on.
+    let fifo = dir.path().join("fifo.png");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let out = resnetc(&["run", utf8(&model), "--image", utf8(&fifo)]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
     let text = dir.path().join("not-an-image.png");
     std::fs::write(&text, "hello").unwrap();
     let out = resnetc(&["run", utf8(&model), "--image", utf8(&text)]);
@@ -587,7 +596,11 @@ fn zoo_writes_the_network_asked_for() {
     ]);
     validates("wrote", &v);
     let inspect = inspect_json(&out, &[]);
-    assert_eq!(inspect["ops"]["Conv"], 31 + 2, "depth − 1 convs, plus 2 projections");
+    assert_eq!(
+        inspect["ops"]["Conv"],
+        31 + 2,
+        "depth − 1 convs, plus 2 projections"
+    );
     assert_eq!(inspect["outputs"][0]["shape"][1], 100);
     let out = resnetc(&["zoo", "resnet33", "-o", utf8(&dir.path().join("x.onnx"))]);
     assert_eq!(out.status.code(), Some(3));

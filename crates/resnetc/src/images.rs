@@ -87,6 +87,14 @@ impl FromStr for Resize {
 /// unless `resize` says how to make it 32×32.
 pub fn read_rgb32(path: &Path, resize: Option<Resize>) -> Result<Vec<u8>> {
     let bad = |why: String| Error::invalid_input(format!("{}: {why}", escape::path(path)));
+    // A FIFO or a device would block or never end: only regular files are opened.
+    let meta = std::fs::metadata(path).map_err(|e| Error::io("cannot read", path, e))?;
+    if !meta.is_file() {
+        return Err(Error::new(
+            ErrorKind::Environment,
+            format!("cannot read {}: not a regular file", escape::path(path)),
+        ));
+    }
     let reader = image::ImageReader::open(path)
         .map_err(|e| Error::io("cannot read", path, e))?
         .with_guessed_format()
