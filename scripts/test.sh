@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine that has only the Rust toolchain: installs what the
 # tests need (onnxruntime and numpy from PyPI, NVRTC from PyPI, the aarch64 cross linker and
-# qemu-user), then runs every crate's tests and doc tests, and the aarch64 NEON kernel tests under
-# qemu. Safe to rerun: what is installed already is kept. `.ci/run` is this script.
+# qemu-user), then runs every crate's tests and doc tests, the aarch64 NEON kernel tests under
+# qemu, and the Python package's tests (scripts/test_python.sh: a fresh venv, the wheel built from
+# source). Safe to rerun: what is installed already is kept. `.ci/run` is this script.
 #
 # Usage: bash scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
@@ -20,3 +21,6 @@ bash scripts/ci-neon.sh
 
 echo "== tests"
 cargo test --workspace --locked "$@"
+
+echo "== the Python package (crates/resnetc-py)"
+bash scripts/test_python.sh
