@@ -2,7 +2,8 @@
 # The whole test suite, on a fresh machine that has only the Rust toolchain: installs what the
 # tests need (onnxruntime and numpy from PyPI, NVRTC from PyPI, the aarch64 cross linker and
 # qemu-user), then runs every crate's tests and doc tests, the aarch64 NEON kernel tests under
-# qemu, and a smoke run of every fuzz target (nightly, cargo-fuzz installed if missing). Safe to
+# qemu, the Python package's tests (scripts/test_python.sh: a fresh venv, the wheel built from
+# source) and a smoke run of every fuzz target (nightly, cargo-fuzz installed if missing). Safe to
 # rerun: what is installed already is kept. `.ci/run` is this script.
 #
 # Usage: bash scripts/test.sh [extra cargo test arguments]
@@ -21,6 +22,9 @@ bash scripts/ci-neon.sh
 
 echo "== tests"
 cargo test --workspace --locked "$@"
+
+echo "== the Python package (crates/resnetc-py)"
+bash scripts/test_python.sh
 
 # Every fuzz target for 10 s from the committed corpus with a fixed seed (the same inputs each
 # time: a smoke test, not a search; `bash scripts/fuzz.sh long HOURS` searches). Skip with
