@@ -95,17 +95,21 @@ fn numpy_name(d: DType) -> &'static str {
     }
 }
 
-/// `x` as a float32 numpy array: `numpy.asarray(x)`, so that a CPU torch tensor, or anything
-/// with `__array__`, is read without a copy where it can be. Any other dtype is refused, never
-/// converted: with `model`'s own message when the library knows the dtype (it names the model's
-/// input and shape), with the same advice otherwise.
+/// `x` as a C-contiguous, aligned float32 numpy array: what `numpy.asarray(x)` gives (so a CPU
+/// torch tensor, or anything with `__array__`, is read without a copy where it can be), copied by
+/// numpy when it is strided or misaligned (`numpy.require(x, None, ["C", "A"])`: rust-numpy's views
+/// assume aligned elements and strides in whole elements). Any other dtype is refused, never
+/// converted: with the library's message when it knows the dtype (it names the model's input and
+/// shape), in the same words otherwise.
 fn float32_array<'py>(
     x: &Bound<'py, PyAny>,
     what: &str,
     model: Option<&resnetc::Model>,
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     let py = x.py();
-    let array = py.import("numpy")?.call_method1("asarray", (x,))?;
+    let array = py
+        .import("numpy")?
+        .call_method1("require", (x, py.None(), ["C", "A"]))?;
     let untyped = array.cast::<PyUntypedArray>()?;
     let dt = untyped.dtype();
     if !dt.is_equiv_to(&dtype::<f32>(py)) {

@@ -78,6 +78,13 @@ def test_non_contiguous_and_array_like_inputs(r20, cifar):
     np.testing.assert_array_equal(r20(strided), want)
     np.testing.assert_array_equal(r20(images[:16:2]), r20(np.ascontiguousarray(images[:16:2])))
 
+    # Misaligned: float32 elements at an odd byte offset of a buffer.
+    misaligned = np.zeros(x.nbytes + 1, np.uint8)[1:].view(np.float32).reshape(x.shape)
+    misaligned[...] = x
+    assert not misaligned.flags.aligned
+    np.testing.assert_array_equal(r20(misaligned), want)
+    np.testing.assert_array_equal(r20(x[::-1]), r20(np.ascontiguousarray(x[::-1])))  # negative strides
+
     class TensorLike:  # what a CPU torch tensor offers numpy
         def __array__(self, dtype=None, copy=None):
             return x
