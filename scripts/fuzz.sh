@@ -93,7 +93,9 @@ corpora() {
 }
 
 count_findings() {
-    find "$FUZZ/artifacts" -type f \( -name 'crash-*' -o -name 'oom-*' -o -name 'timeout-*' -o -name 'leak-*' \) 2>/dev/null | wc -l
+    # On a fresh clone there is no artifacts folder yet (and find's failure must not end the script).
+    mkdir -p "$FUZZ/artifacts"
+    find "$FUZZ/artifacts" -type f \( -name 'crash-*' -o -name 'oom-*' -o -name 'timeout-*' -o -name 'leak-*' \) | wc -l
 }
 
 # run TARGET SECONDS LOG [extra libFuzzer flags…]
