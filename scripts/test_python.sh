@@ -10,7 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv="${TMPDIR:-/tmp}/resnetc-py-venv"
-python3 -m venv --clear "$venv"
+python3 -m venv --clear "$venv" || {
+    echo "error: python3 -m venv failed (on Debian and Ubuntu the venv module is the python3-venv package)" >&2
+    exit 1
+}
 py="$venv/bin/python"
 # maturin's build hook runs the `maturin` executable it finds on PATH.
 export PATH="$venv/bin:$PATH"

@@ -396,6 +396,12 @@ fn load(py: Python<'_>, path: PathBuf, opt_level: u8) -> PyResult<Model> {
     Ok(Model::new(model, path))
 }
 
+/// What `eval` runs: a model already loaded, or the file of one.
+enum Subject<'a> {
+    Loaded(&'a resnetc::Model),
+    Path(PathBuf),
+}
+
 /// A model's accuracy on a CIFAR-10 or -100 test set: what `resnetc eval --json` prints, as a dict
 /// (`top1`, `top5`, `correct`, `images`, `per_class`, `confusion`, `images_per_s`, …).
 ///
@@ -419,10 +425,9 @@ fn eval<'py>(
     threads: Option<usize>,
     format: Option<&str>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let model = model_or_path.cast::<Model>().ok();
-    let path = match model {
-        Some(_) => None,
-        None => Some(model_or_path.extract::<PathBuf>().map_err(|_| {
+    let subject = match model_or_path.cast::<Model>() {
+        Ok(model) => Subject::Loaded(&model.get().inner),
+        Err(_) => Subject::Path(model_or_path.extract::<PathBuf>().map_err(|_| {
             PyTypeError::new_err("model_or_path must be a resnetc.Model or the path of a model")
         })?),
     };
@@ -444,17 +449,15 @@ fn eval<'py>(
         },
         ..resnetc::eval::EvalOptions::default()
     };
-    let model = model.map(|m| &m.get().inner);
     let report = py
         .detach(|| {
             let loaded;
-            let model = match (model, &path) {
-                (Some(m), _) => m,
-                (None, Some(path)) => {
+            let model = match subject {
+                Subject::Loaded(model) => model,
+                Subject::Path(path) => {
                     loaded = resnetc::Model::load(path)?;
                     &loaded
                 }
-                (None, None) => unreachable!("either a model or a path was given"),
             };
             let data = resnetc::cifar::Dataset::open(&data_path, format, limit)?;
             resnetc::eval::evaluate(model, &data, &opts, &mut |_, _| {})

@@ -256,3 +256,36 @@ def test_everything_has_a_docstring():
                 assert value.__doc__, f"{cls.__name__}.{attr}"
     assert issubclass(resnetc.InvalidInput, ValueError)
     assert issubclass(resnetc.ResnetcEnvironmentError, OSError)
+
+
+def test_stubs_match_the_native_module():
+    import ast
+    import inspect
+    from pathlib import Path
+
+    native = resnetc._resnetc
+    stubs = ast.parse((Path(native.__file__).parent / "_resnetc.pyi").read_text())
+
+    def params(fn):
+        return [p for p in inspect.signature(fn).parameters if p != "self"]
+
+    def stub_params(node):
+        return [a.arg for a in node.args.args if a.arg != "self"]
+
+    names = set()
+    for node in stubs.body:
+        if isinstance(node, ast.FunctionDef):
+            names.add(node.name)
+            assert stub_params(node) == params(getattr(native, node.name)), node.name
+        elif isinstance(node, ast.ClassDef):
+            names.add(node.name)
+            cls = getattr(native, node.name)
+            for f in node.body:
+                if isinstance(f, ast.FunctionDef) and f.name != "__call__":
+                    attr = getattr(cls, f.name)
+                    if callable(attr):
+                        assert stub_params(f) == params(attr), f"{node.name}.{f.name}"
+                    else:  # a property in the stub, a getter in the module
+                        assert any(isinstance(d, ast.Name) and d.id == "property" for d in f.decorator_list)
+    exported = {n for n in dir(native) if not n.startswith("_") and n != "SCHEMA_VERSION"}
+    assert exported == names
