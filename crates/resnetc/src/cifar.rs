@@ -718,16 +718,7 @@ fn class_names(file: &Path, format: Format) -> Result<(Vec<String>, Option<PathB
             };
             let meta = dir.join(name);
             match std::fs::metadata(&meta) {
-                Ok(m) if m.is_file() => {
-                    let bytes = read_limited(&meta)?;
-                    let names: Vec<String> = String::from_utf8_lossy(&bytes)
-                        .lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .map(String::from)
-                        .collect();
-                    Some((names, meta))
-                }
+                Ok(m) if m.is_file() => Some((read_class_names(&meta)?, meta)),
                 _ => None,
             }
         }

@@ -102,19 +102,18 @@ pub fn read_rgb32(path: &Path, resize: Option<Resize>) -> Result<Vec<u8>> {
     if reader.format().is_none() {
         return Err(bad("not an image resnetc reads (PNG, JPEG or BMP)".into()));
     }
-    let (w, h) = reader.into_dimensions().map_err(|e| bad(e.to_string()))?;
+    // One open: the header's size is checked (with the limit named) before any pixel is decoded,
+    // and the decoder then holds to the same limit.
+    let mut decoder = reader.into_decoder().map_err(|e| bad(e.to_string()))?;
+    let (w, h) = image::ImageDecoder::dimensions(&decoder);
     IMAGE_SIDE
         .check(w.max(h) as u64, "the image's width or height")
         .map_err(bad)?;
-    let mut reader = image::ImageReader::open(path)
-        .map_err(|e| Error::io("cannot read", path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io("cannot read", path, e))?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(IMAGE_SIDE.value as u32);
     limits.max_image_height = Some(IMAGE_SIDE.value as u32);
-    reader.limits(limits);
-    let img = reader.decode().map_err(|e| bad(e.to_string()))?;
+    image::ImageDecoder::set_limits(&mut decoder, limits).map_err(|e| bad(e.to_string()))?;
+    let img = image::DynamicImage::from_decoder(decoder).map_err(|e| bad(e.to_string()))?;
     let img = if (img.width(), img.height()) == (32, 32) {
         img
     } else {
