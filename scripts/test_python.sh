@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Python package's tests (crates/resnetc-py), as CI runs them from scripts/test.sh: a fresh venv
-# with the pinned maturin, pytest and numpy (crates/resnetc-py/requirements-test.txt), the abi3
+# with the pinned maturin, pytest and numpy (crates/resnetc-py/requirements-test.txt) and what the
+# KServe and Ray examples' tests need (requirements-examples.txt), the abi3
 # wheel built from source by `pip install ./crates/resnetc-py` (Cargo's output in target/py, kept
 # between runs, or RESNETC_PY_TARGET_DIR), then pytest. The shared data is RESNETC_SHARED, or
 # ../shared beside the repository.
@@ -17,7 +18,8 @@ python3 -m venv --clear "$venv" || {
 py="$venv/bin/python"
 # maturin's build hook runs the `maturin` executable it finds on PATH.
 export PATH="$venv/bin:$PATH"
-"$py" -m pip install --quiet --disable-pip-version-check -r crates/resnetc-py/requirements-test.txt
+"$py" -m pip install --quiet --disable-pip-version-check -r crates/resnetc-py/requirements-test.txt \
+    -r crates/resnetc-py/requirements-examples.txt
 
 # --no-build-isolation: build with the pinned maturin just installed, not whatever an isolated
 # build environment would fetch.

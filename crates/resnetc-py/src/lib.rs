@@ -466,6 +466,78 @@ fn eval<'py>(
     to_python(py, &report)
 }
 
+/// A CIFAR-10 or -100 test set, read as `eval` reads it: a dict with `pixels` (uint8, N × 3 × 32 ×
+/// 32, the file's bytes), `labels` (int64, N; CIFAR-100's fine labels), `class_names`, `format`
+/// and `path` (the file read). `path`, `format` and `limit` as for `eval`. Turn pixels into a
+/// model's input with `resnetc.normalize`.
+#[pyfunction]
+#[pyo3(signature = (path, format=None, limit=None))]
+fn read_cifar<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    format: Option<&str>,
+    limit: Option<usize>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let format = format
+        .map(str::parse::<resnetc::cifar::Format>)
+        .transpose()
+        .or_raise(py)?;
+    let data = py
+        .detach(|| resnetc::cifar::Dataset::open(&path, format, limit))
+        .or_raise(py)?;
+    let pixels = numpy::PyArray1::from_slice(py, data.all_pixels()).reshape([data.len(), 3, 32, 32])?;
+    let labels: Vec<i64> = data.labels().iter().map(|&l| i64::from(l)).collect();
+    let d = PyDict::new(py);
+    d.set_item("pixels", pixels)?;
+    d.set_item("labels", labels.into_pyarray(py))?;
+    d.set_item("class_names", &data.class_names)?;
+    d.set_item("format", data.format.name())?;
+    d.set_item("path", data.path.display().to_string())?;
+    Ok(d)
+}
+
+/// CIFAR pixels (uint8, `[N,] 3, 32, 32`, as `read_cifar` gives them) as a model's float32 input:
+/// `(pixel / 255 - mean) / std` per channel, as torchvision's `ToTensor` and `Normalize` make it
+/// (default: the shared pretrained models' mean and std, as for `eval`).
+#[pyfunction]
+#[pyo3(signature = (pixels, mean=None, std=None))]
+fn normalize<'py>(
+    py: Python<'py>,
+    pixels: &Bound<'py, PyAny>,
+    mean: Option<[f32; 3]>,
+    std: Option<[f32; 3]>,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let norm = resnetc::cifar::Normalize::new(
+        mean.unwrap_or(resnetc::cifar::MEAN),
+        std.unwrap_or(resnetc::cifar::STD),
+    )
+    .or_raise(py)?;
+    let array = py
+        .import("numpy")?
+        .call_method1("require", (pixels, py.None(), ["C", "A"]))?;
+    let untyped = array.cast::<PyUntypedArray>()?;
+    let shape = untyped.shape().to_vec();
+    let image_shape = shape.len() >= 3 && shape[shape.len() - 3..] == [3, 32, 32];
+    if !untyped.dtype().is_equiv_to(&dtype::<u8>(py)) || !image_shape || shape.len() > 4 {
+        let given = shape.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+        let message = format!(
+            "pixels must be uint8 [N,3,32,32] or [3,32,32] (what read_cifar gives), but the given array is {} [{given}]",
+            untyped.dtype().str()?
+        );
+        return Err(raise(py, &resnetc::Error::new(ErrorKind::InvalidInput, message)));
+    }
+    let bytes = array.cast::<PyArrayDyn<u8>>()?.try_readonly()?;
+    let bytes = bytes.as_slice()?;
+    let mut out = vec![0f32; bytes.len()];
+    py.detach(|| {
+        const PIXELS: usize = resnetc::cifar::PIXELS;
+        for (image, o) in bytes.chunks_exact(PIXELS).zip(out.chunks_exact_mut(PIXELS)) {
+            norm.apply(image, o);
+        }
+    });
+    Ok(numpy::PyArray1::from_vec(py, out).reshape(shape)?)
+}
+
 /// What `resnetc.validate` found: `passed`, the comparisons (`rows`), the first divergent node
 /// (`first_divergence`), and the whole report (`to_dict()`, the `resnetc validate --json` object).
 /// `str(report)` is the text report `resnetc validate` prints, ending in a `PASSED` or `FAILED`
@@ -579,7 +651,7 @@ fn validate(
 #[pymodule]
 mod _resnetc {
     #[pymodule_export]
-    use super::{eval, load, validate, Model, Report};
+    use super::{eval, load, normalize, read_cifar, validate, Model, Report};
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {

@@ -233,6 +233,28 @@ def test_eval_gives_the_pretrained_accuracy(shared, r20):
         resnetc.eval(r20, data, std=(0.2, 0.0, 0.2))
 
 
+def test_read_cifar_and_normalize_give_the_models_input(shared, cifar, r20):
+    images, labels = cifar
+    data = resnetc.read_cifar(shared / "data" / "cifar10" / "test_first1000.bin")
+    assert data["pixels"].shape == (1000, 3, 32, 32) and data["pixels"].dtype == np.uint8
+    assert data["labels"].dtype == np.int64 and (data["labels"] == labels).all()
+    assert data["class_names"][:2] == ["airplane", "automobile"] and data["format"] == "cifar10-bin"
+    x = resnetc.normalize(data["pixels"])
+    assert x.dtype == np.float32 and x.shape == (1000, 3, 32, 32)
+    np.testing.assert_allclose(x, images, atol=1e-6)
+    assert resnetc.normalize(data["pixels"][0]).shape == (3, 32, 32)
+    mean = (0.5, 0.5, 0.5)
+    np.testing.assert_allclose(resnetc.normalize(data["pixels"][:2], mean=mean, std=mean),
+                               data["pixels"][:2] / 127.5 - 1.0, atol=1e-6)
+    assert resnetc.read_cifar(shared / "data" / "cifar10" / "test_first1000.bin", limit=7)["labels"].shape == (7,)
+    with pytest.raises(resnetc.InvalidInput, match=r"uint8 \[N,3,32,32\].*float32 \[2,3,32,32\]"):
+        resnetc.normalize(images[:2])
+    with pytest.raises(resnetc.InvalidInput, match=r"\[4,32,32,3\]"):
+        resnetc.normalize(data["pixels"][:4].transpose(0, 2, 3, 1))
+    with pytest.raises(resnetc.InvalidInput, match="std"):
+        resnetc.normalize(data["pixels"][:1], std=(1.0, 0.0, 1.0))
+
+
 def test_inspect_and_ports(r20):
     info = r20.inspect()
     assert info["schema_version"] == 1 == resnetc.SCHEMA_VERSION
@@ -247,7 +269,7 @@ def test_inspect_and_ports(r20):
 
 
 def test_everything_has_a_docstring():
-    for name in ["load", "eval", "validate", "Model", "Report", "Error", "InvalidInput", "InvalidModel",
+    for name in ["load", "eval", "validate", "read_cifar", "normalize", "Model", "Report", "Error", "InvalidInput", "InvalidModel",
                  "UnsupportedModel", "ResnetcEnvironmentError", "CheckFailed"]:
         assert getattr(resnetc, name).__doc__, name
     for cls in (resnetc.Model, resnetc.Report):

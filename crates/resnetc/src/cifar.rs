@@ -263,6 +263,11 @@ impl Dataset {
         &self.pixels[i * PIXELS..(i + 1) * PIXELS]
     }
 
+    /// Every image's raw pixels, image after image (N × 3 × 32 × 32 bytes).
+    pub fn all_pixels(&self) -> &[u8] {
+        &self.pixels
+    }
+
     /// Images `range` as a normalized NCHW float batch.
     pub fn batch(&self, range: Range<usize>, norm: &Normalize) -> Array4<f32> {
         let mut x = Array4::<f32>::zeros((range.len(), 3, 32, 32));

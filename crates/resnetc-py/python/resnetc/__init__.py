@@ -9,7 +9,9 @@ Usage::
     report = resnetc.validate("resnet20.onnx", images, torch_logits)
     print(report)                                # ends in PASSED or FAILED
 
-``resnetc.eval(model, "test_batch.bin")`` measures accuracy on a CIFAR test set. Errors are
+``resnetc.eval(model, "test_batch.bin")`` measures accuracy on a CIFAR test set;
+``resnetc.read_cifar`` reads one (pixels, labels, class names) and ``resnetc.normalize`` makes its
+pixels a model's input, for pipelines of your own (``examples/ray_eval.py``). Errors are
 ``resnetc.Error`` subclasses by kind: ``InvalidModel``, ``UnsupportedModel``, ``InvalidInput``
 (a ``ValueError``), ``ResnetcEnvironmentError`` (an ``OSError``), ``CheckFailed``.
 """
@@ -22,7 +24,17 @@ from ._errors import (
     ResnetcEnvironmentError,
     UnsupportedModel,
 )
-from ._resnetc import SCHEMA_VERSION, Model, Report, __version__, eval, load, validate
+from ._resnetc import (
+    SCHEMA_VERSION,
+    Model,
+    Report,
+    __version__,
+    eval,
+    load,
+    normalize,
+    read_cifar,
+    validate,
+)
 
 # `eval` is left out: `from resnetc import *` must not shadow the builtin.
 __all__ = [
@@ -37,5 +49,7 @@ __all__ = [
     "UnsupportedModel",
     "__version__",
     "load",
+    "normalize",
+    "read_cifar",
     "validate",
 ]

@@ -71,6 +71,16 @@ def eval(
 ) -> Dict[str, Any]:
     """A model's accuracy on a CIFAR test set: what ``resnetc eval --json`` prints, as a dict."""
 
+def read_cifar(path: _Path, format: Optional[str] = None, limit: Optional[int] = None) -> Dict[str, Any]:
+    """A CIFAR test set as ``eval`` reads it: ``pixels`` (uint8 N×3×32×32), ``labels``, ``class_names``."""
+
+def normalize(
+    pixels: npt.ArrayLike,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+) -> npt.NDArray[np.float32]:
+    """CIFAR pixels (uint8 ``[N,]3,32,32``) as a model's float32 input: ``(pixel / 255 - mean) / std``."""
+
 def validate(
     model_path: _Path,
     inputs: npt.ArrayLike,
