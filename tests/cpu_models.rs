@@ -95,6 +95,14 @@ fn pretrained(name: &str) {
     let (images, labels) = cifar_test_images(1000);
     assert_eq!(labels.len(), 1000);
     let plan = CpuPlan::compile(model.graph(), model.info()).unwrap();
+    // Every stride-1 3×3 convolution (all but the two entering stages 2 and 3) stays Winograd: the
+    // weight-spread guard of `Winograd::Auto` (spreads here: at most 24) leaves trained models alone.
+    let depth: usize = name.trim_start_matches("resnet").parse().unwrap();
+    assert_eq!(
+        plan.winograd_convs(),
+        depth - 3,
+        "{name}: Winograd convolutions"
+    );
     let y = run(&plan, &images.into_dyn(), 0);
     assert_pytorch_predictions(
         &format!("{name} ({})", plan.isa()),
@@ -102,6 +110,65 @@ fn pretrained(name: &str) {
         &pretrained_logits(name),
         &labels,
     );
+}
+
+/// The fuzz finding `fuzz/findings/onnx_mutate/winograd-huge-weight-precision.onnx`: one weight of
+/// the last stage's 3×3 convolution made −7.5e20 among taps of 0.1. Winograd would move the logits
+/// by 1.5 % (its tile mixing loses the small taps); the default plan keeps that convolution direct
+/// and agrees with the unoptimized reference, while the other convolutions stay Winograd.
+#[test]
+fn a_weight_far_from_the_others_keeps_its_convolution_direct() {
+    use resnetc::{Device, LoadOptions, Model};
+    let path = repo().join("fuzz/findings/onnx_mutate/winograd-huge-weight-precision.onnx");
+    let o0 = Model::load_with(&path, &LoadOptions::level(0)).unwrap();
+    let o3 = Model::load_with(&path, &LoadOptions::level(3)).unwrap();
+    let shape = o3.inputs()[0].shape.clone();
+    let dims: Vec<usize> = shape
+        .iter()
+        .map(|d| match d {
+            resnetc::ir::Dim::Fixed(n) => *n,
+            _ => 1,
+        })
+        .collect();
+    let n: usize = dims.iter().product();
+    // The fuzz target's input (the finding's model takes 8×8 images).
+    let x = ArrayD::from_shape_vec(
+        IxDyn(&dims),
+        (0..n)
+            .map(|i| ((i * 7919 % 2001) as f32 / 1000.0) - 1.0)
+            .collect(),
+    )
+    .unwrap();
+    let expected = o0
+        .session(Device::Reference)
+        .unwrap()
+        .run_dyn(x.view())
+        .unwrap();
+    for isa in resnetc_cpu::Isa::all_available() {
+        let opts = |winograd| CpuOptions {
+            isa,
+            winograd: Some(winograd),
+        };
+        let auto = CpuPlan::compile_with(o3.graph(), o3.info(), &opts(Winograd::Auto)).unwrap();
+        let off = CpuPlan::compile_with(o3.graph(), o3.info(), &opts(Winograd::Off)).unwrap();
+        let f2 = CpuPlan::compile_with(o3.graph(), o3.info(), &opts(Winograd::F2)).unwrap();
+        assert!(off.winograd_convs() == 0 && f2.winograd_convs() > auto.winograd_convs());
+        assert!(
+            auto.winograd_convs() > 0,
+            "{isa:?}: the other convolutions stay Winograd"
+        );
+        let y = run(&auto, &x, 1);
+        let y = y.into_shape_with_order(expected.shape()).unwrap();
+        assert_logits_close(&format!("{isa:?} default plan"), &y, &expected);
+        // The explicit form is obeyed, and shows what the guard avoids.
+        let forced = run(&f2, &x, 1)
+            .into_shape_with_order(expected.shape())
+            .unwrap();
+        assert!(
+            max_abs_diff(&forced, &expected) > tolerance(&expected),
+            "{isa:?}: forced F(2×2) no longer differs; is the finding still a finding?"
+        );
+    }
 }
 
 #[test]

@@ -646,8 +646,13 @@ impl<'g> Builder<'g> {
         };
 
         self.flops += 2 * (cout * oh * ow * cin * kh * kw) as u64;
+        // Auto leaves Winograd out where one output channel's weights span too many magnitudes
+        // for it to keep the small ones (see `MAX_WEIGHT_SPREAD`); an explicit form is obeyed.
+        let spread_ok =
+            || crate::kernels::weight_spread(&w.data, cout) <= crate::kernels::MAX_WEIGHT_SPREAD;
         let form = match self.winograd {
             _ if [kh, kw] != [3, 3] || c.strides != [1, 1] => None,
+            Winograd::Auto if !spread_ok() => None,
             Winograd::F4 if ow % 4 == 0 && oh >= 4 => Some(Form::F4),
             Winograd::Auto if ow % 4 == 0 && oh >= 4 && (oh / 4) * (ow / 4) >= F4_MIN_TILES => {
                 Some(Form::F4)

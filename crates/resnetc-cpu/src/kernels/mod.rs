@@ -19,8 +19,8 @@ mod direct;
 mod simd;
 mod winograd;
 
-pub(crate) use winograd::transform_weights;
 use winograd::Out;
+pub(crate) use winograd::{transform_weights, weight_spread, MAX_WEIGHT_SPREAD};
 
 /// The widest strip of output pixels any micro-kernel computes at once.
 pub(crate) const MAX_P: usize = 16;
