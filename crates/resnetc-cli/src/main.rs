@@ -589,16 +589,7 @@ fn dispatch(command: Command) -> Result<()> {
                     image.iter().map(|p| resnetc::escape::path(p)).collect(),
                 ),
             };
-            let labels = match &classes {
-                Some(p) => Some(resnetc::cifar::read_class_names(p)?),
-                None if m.classes() == Some(10) => Some(
-                    resnetc::cifar::CIFAR10_CLASSES
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect(),
-                ),
-                None => None,
-            };
+            let labels = resnetc::eval::class_names(&m, classes.as_deref())?;
             let show = Show {
                 files,
                 top: top.unwrap_or(if json { 5 } else { 1 }),

@@ -335,17 +335,11 @@ fn resolve(path: &Path, format: Option<Format>) -> Result<PathBuf> {
 
 /// A regular file's bytes, its size checked against [`DATASET_BYTES`] before reading.
 fn read_limited(path: &Path) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io("cannot read", path, e))?;
-    if !meta.is_file() {
-        return Err(Error::new(
-            ErrorKind::Environment,
-            format!("cannot read {}: not a regular file", escape::path(path)),
-        ));
-    }
-    DATASET_BYTES
-        .check(meta.len(), format_args!("{}'s size", escape::path(path)))
-        .map_err(Error::invalid_input)?;
-    std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))
+    crate::fsio::read_regular(path, |len| {
+        DATASET_BYTES
+            .check(len, format_args!("{}'s size", escape::path(path)))
+            .map_err(Error::invalid_input)
+    })
 }
 
 /// The layout of a dataset file, from its first bytes (a pickle starts with its protocol) and,

@@ -1,5 +1,6 @@
 //! [`evaluate`]: a model's accuracy on a CIFAR test set (what `resnetc eval` prints), and
-//! [`classify`]: a batch of logits as named top-k classes with softmax probabilities.
+//! [`classify`]: a batch of logits as named top-k classes with softmax probabilities (named by
+//! [`class_names`]).
 
 use std::time::Instant;
 
@@ -213,6 +214,21 @@ pub struct ImageClasses {
     pub file: String,
     /// Most likely first; empty when the logits hold NaN or an infinity.
     pub top: Vec<Prediction>,
+}
+
+/// The names of a model's classes, for [`classify`]: read from `file` when given (a text file, one
+/// name a line), else CIFAR-10's for a 10-class model, else none (classes are then shown by index).
+pub fn class_names(model: &Model, file: Option<&std::path::Path>) -> Result<Option<Vec<String>>> {
+    Ok(match file {
+        Some(path) => Some(crate::cifar::read_class_names(path)?),
+        None if model.classes() == Some(10) => Some(
+            crate::cifar::CIFAR10_CLASSES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        ),
+        None => None,
+    })
 }
 
 /// The `k` most likely classes of every row of `logits` ([images, classes]) with softmax

@@ -1,10 +1,51 @@
-//! Writing files so that nothing is lost: a temporary file in the same folder, synced, then
-//! renamed over the destination, which therefore holds the old contents or the new, never half.
+//! Files in and out. Writing so that nothing is lost: a temporary file in the same folder, synced,
+//! then renamed over the destination, which therefore holds the old contents or the new, never
+//! half. Reading only regular files: a FIFO would block the open or the read forever, a device may
+//! never end, a folder cannot be read.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use crate::{Error, ErrorKind, Result};
+
+/// Opens `path` for reading if it is a regular file, with its size. Checked on the path before
+/// opening (so a FIFO is never opened) and again on the opened file (the path may have changed in
+/// between).
+pub fn open_regular(path: &Path) -> Result<(File, u64)> {
+    let not_regular = || {
+        Error::new(
+            ErrorKind::Environment,
+            format!(
+                "cannot read {}: not a regular file",
+                crate::escape::path(path)
+            ),
+        )
+    };
+    let io = |e: std::io::Error| Error::io("cannot read", path, e);
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    Ok((file, meta.len()))
+}
+
+/// A regular file's bytes (see [`open_regular`]), its size passed to `check` (which names the
+/// limit it holds to) before anything is read or allocated.
+pub fn read_regular(path: &Path, check: impl FnOnce(u64) -> Result<()>) -> Result<Vec<u8>> {
+    let (file, len) = open_regular(path)?;
+    check(len)?;
+    let mut bytes = Vec::new();
+    // `take`: a file that grew since it was measured is read no further than the size checked.
+    file.take(len)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("cannot read", path, e))?;
+    Ok(bytes)
+}
 
 /// Writes `bytes` to `path` atomically (see the module docs).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

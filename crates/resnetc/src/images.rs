@@ -88,15 +88,8 @@ impl FromStr for Resize {
 pub fn read_rgb32(path: &Path, resize: Option<Resize>) -> Result<Vec<u8>> {
     let bad = |why: String| Error::invalid_input(format!("{}: {why}", escape::path(path)));
     // A FIFO or a device would block or never end: only regular files are opened.
-    let meta = std::fs::metadata(path).map_err(|e| Error::io("cannot read", path, e))?;
-    if !meta.is_file() {
-        return Err(Error::new(
-            ErrorKind::Environment,
-            format!("cannot read {}: not a regular file", escape::path(path)),
-        ));
-    }
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| Error::io("cannot read", path, e))?
+    let (file, _) = crate::fsio::open_regular(path)?;
+    let reader = image::ImageReader::new(std::io::BufReader::new(file))
         .with_guessed_format()
         .map_err(|e| Error::io("cannot read", path, e))?;
     if reader.format().is_none() {

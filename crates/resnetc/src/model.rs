@@ -400,22 +400,19 @@ fn check_passes(disabled: &[String]) -> Result<()> {
     disabled.iter().try_for_each(|name| check_pass(name))
 }
 
-/// Reads a model file, refusing what is not a regular file (a FIFO would block forever).
+/// Reads a model file, refusing what is not a regular file (a FIFO would block forever) or is
+/// larger than the 'file bytes' limit.
 fn read_model_file(path: &Path) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io("cannot read", path, e))?;
-    if !meta.is_file() {
-        return Err(Error::new(
-            ErrorKind::Environment,
-            format!("cannot read {}: not a regular file", escape::path(path)),
-        ));
-    }
-    if let Err(m) = resnetc_ir::limits::FILE_BYTES.check(meta.len(), "its size in bytes") {
-        return Err(Error::new(
-            ErrorKind::InvalidModel,
-            format!("{}: {m}", escape::path(path)),
-        ));
-    }
-    std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))
+    crate::fsio::read_regular(path, |len| {
+        resnetc_ir::limits::FILE_BYTES
+            .check(len, "its size in bytes")
+            .map_err(|m| {
+                Error::new(
+                    ErrorKind::InvalidModel,
+                    format!("{}: {m}", escape::path(path)),
+                )
+            })
+    })
 }
 
 /// Fixes the batch dimension of every graph input to `batch`.

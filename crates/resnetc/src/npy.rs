@@ -8,32 +8,24 @@ use ndarray::ArrayD;
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 
 use crate::escape;
-use crate::{Error, ErrorKind, Result};
+use crate::{Error, Result};
 
 /// The longest `.npy` header read (numpy writes 128 bytes or so).
 const MAX_HEADER: usize = 64 * 1024;
 
 /// Reads a float32 array (any rank) from an `.npy` file.
 pub fn read_f32(path: &Path) -> Result<ArrayD<f32>> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io("cannot open", path, e))?;
-    if !meta.is_file() {
-        return Err(Error::new(
-            ErrorKind::Environment,
-            format!("cannot read {}: not a regular file", escape::path(path)),
-        ));
-    }
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    let (mut file, len) = crate::fsio::open_regular(path)?;
     let bad = |why: String| {
         Error::invalid_input(format!(
             "{} is not a float32 .npy array: {why} (save it with np.save(path, x.astype(np.float32)))",
             escape::path(path)
         ))
     };
-    let declared = declared_bytes(&mut file, meta.len()).map_err(bad)?;
-    if declared > meta.len() {
+    let declared = declared_bytes(&mut file, len).map_err(bad)?;
+    if declared > len {
         return Err(bad(format!(
-            "its header declares {declared} bytes of data, but the file is only {} bytes",
-            meta.len()
+            "its header declares {declared} bytes of data, but the file is only {len} bytes"
         )));
     }
     file.rewind()
