@@ -824,7 +824,7 @@ pub fn run_tract(path: &Path, input: &ArrayD<f32>, symbolic: bool) -> Result<Arr
             .and_then(|m| m.into_runnable())
             .map_err(|e| {
                 failed(format!(
-                    "tract-onnx cannot load {shown}: {e:#} (use --against reference to skip tract)"
+                    "tract-onnx cannot load {shown}: {e:#} (compare against the reference only to skip tract: `--against reference`, in Python `against=\"reference\"`)"
                 ))
             })?;
         let x: tract_onnx::prelude::Tensor =
@@ -852,7 +852,7 @@ pub fn run_tract(path: &Path, input: &ArrayD<f32>, symbolic: bool) -> Result<Arr
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic".into());
             Err(failed(format!(
-                "tract-onnx panicked on {shown}: {} (use --against reference to skip tract)",
+                "tract-onnx panicked on {shown}: {} (compare against the reference only to skip tract: `--against reference`, in Python `against=\"reference\"`)",
                 escape::name(&why)
             )))
         }
@@ -865,7 +865,7 @@ pub fn run_tract(path: &Path, _input: &ArrayD<f32>, _symbolic: bool) -> Result<A
     Err(Error::new(
         ErrorKind::Environment,
         format!(
-            "{}: this build of resnetc has no tract oracle (feature `tract`); use --against reference",
+            "{}: this build of resnetc has no tract oracle (feature `tract`); compare against the reference only (`--against reference`, in Python `against=\"reference\"`)",
             escape::path(path)
         ),
     ))
