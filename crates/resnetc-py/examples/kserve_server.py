@@ -84,7 +84,7 @@ def main():
     parser.add_argument("model", help="an ONNX model or a compiled .rnc")
     parser.add_argument("--http-port", dest="http_port", type=int, help="the same as --http_port")
     parser.add_argument("--threads", type=int, default=None, help="threads per request (default: all cores)")
-    args, _ = parser.parse_known_args()
+    args = parser.parse_args()
 
     # --model_name is KServe's flag (its default, "model", unless given).
     model = ResnetcModel(args.model_name, args.model, args.threads)
