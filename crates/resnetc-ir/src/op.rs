@@ -156,6 +156,7 @@ impl AvgPool {
     pub fn window(&self, hw: [usize; 2]) -> Result<Window, String> {
         let mut w = window(hw, self.kernel, self.strides, [1, 1], &self.padding)?;
         if self.ceil_mode {
+            #[allow(clippy::needless_range_loop)] // `i` indexes five arrays, pads twice
             for i in 0..2 {
                 let span = hw[i] + w.pads[i] + w.pads[i + 2] - self.kernel[i];
                 let mut n = span.div_ceil(self.strides[i]) + 1;
