@@ -28,4 +28,5 @@ CARGO_TARGET_DIR="${RESNETC_PY_TARGET_DIR:-$PWD/target/py}" "$py" -m pip install
     --no-build-isolation ./crates/resnetc-py
 echo "built and installed the resnetc wheel in $((SECONDS - start)) s"
 
-RESNETC_SHARED="${RESNETC_SHARED:-$PWD/../shared}" "$py" -m pytest -q crates/resnetc-py/tests "$@"
+# RESNETC_PY_EXAMPLES=1: the examples' tests fail, not skip, when their packages are missing.
+RESNETC_PY_EXAMPLES=1 RESNETC_SHARED="${RESNETC_SHARED:-$PWD/../shared}" "$py" -m pytest -q crates/resnetc-py/tests "$@"

@@ -96,7 +96,7 @@ fn pretrained(name: &str) {
     assert_eq!(labels.len(), 1000);
     let plan = CpuPlan::compile(model.graph(), model.info()).unwrap();
     // Every stride-1 3×3 convolution (all but the two entering stages 2 and 3) stays Winograd: the
-    // weight-spread guard of `Winograd::Auto` (spreads here: at most 24) leaves trained models alone.
+    // weight-spread guard of `Winograd::Auto` (spreads here: at most 25) leaves trained models alone.
     let depth: usize = name.trim_start_matches("resnet").parse().unwrap();
     assert_eq!(
         plan.winograd_convs(),

@@ -120,6 +120,22 @@ fn npy_headers_that_lie_are_refused() {
         ),
     ];
     for (name, bytes, why) in cases {
+        // The same array as both entries of an .npz archive (stored, as np.savez writes).
+        let npz = dir.path().join(format!("{name}.npz"));
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&npz).unwrap());
+        for entry in ["input.npy", "expected.npy"] {
+            let stored = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored);
+            zip.start_file(entry, stored).unwrap();
+            std::io::Write::write_all(&mut zip, &bytes).unwrap();
+        }
+        zip.finish().unwrap();
+        let err = exits(3, &["validate", utf8(&model), "--npz", utf8(&npz)]);
+        assert!(
+            err.contains(why) && err.contains("'input'"),
+            "{name}.npz: {err}"
+        );
+
         let path = dir.path().join(format!("{name}.npy"));
         std::fs::write(&path, bytes).unwrap();
         let err = exits(3, &["run", utf8(&model), "--input", utf8(&path)]);

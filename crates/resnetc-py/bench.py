@@ -13,7 +13,8 @@ same thread count (onnxruntime: intra_op_num_threads, ORT_ENABLE_ALL, inter_op 1
 table gives each engine's median over the repeats of the per-call median. `resnetc bench` (the
 release binary: `--resnetc`, else target/release/resnetc, else `resnetc` on PATH) runs in the same
 loop with the same iterations, threads and batch; "py/bench" is the Python call's time over the
-CLI's (1.00: no overhead).
+CLI's (1.00: no overhead), "ort/py" onnxruntime's time over the Python call's (above 1: resnetc
+faster).
 """
 
 import argparse
@@ -79,7 +80,7 @@ def main():
 
     print(f"{args.model}, {args.threads} threads, resnetc {resnetc.__version__}, onnxruntime {ort.__version__}")
     print(f"{'batch':>5}  {'py ms':>8}  {'img/s':>8}  {'bench ms':>8}  {'py/bench':>8}  {'ort ms':>8}  {'img/s':>8}  "
-          f"{'py/ort':>7}  max |Δ|")
+          f"{'ort/py':>7}  max |Δ|")
     rng = np.random.default_rng(0)
     for batch in (int(b) for b in args.batches.split(",")):
         x = rng.standard_normal((batch, 3, 32, 32), dtype=np.float32)

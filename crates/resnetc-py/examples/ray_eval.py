@@ -6,8 +6,9 @@
 MODEL is an ONNX file or a compiled ``.rnc``; DATA a CIFAR-10 or -100 test set in either official
 layout (what ``resnetc eval`` reads). The images become a Ray dataset of rows (index, label, pixels);
 ``map_batches`` sends batches to a pool of ``--workers`` actors, each of which loads the model once
-and runs it with ``--threads`` threads. On the Ray cluster at ``--address`` (or ``RAY_ADDRESS``);
-with neither, the script starts a local one and stops it at the end.
+and runs it with ``--threads`` threads. On the Ray cluster at ``--address`` (or ``RAY_ADDRESS``),
+whose nodes must have resnetc installed and see MODEL at the same path (a shared file system);
+with neither, the script starts a local cluster of its own and stops it at the end.
 
 Prints top-1 accuracy (``--json``: a dict with ``schema_version``, ``images``, ``correct``, ``top1``,
 ``workers``, ``seconds``); ``--predictions`` writes every image's predicted class, in the data set's
@@ -63,7 +64,7 @@ def evaluate(args, data):
         fn_constructor_args=(args.model, args.threads, args.mean, args.std),
         batch_size=args.batch,
         batch_format="numpy",
-        concurrency=args.workers,
+        compute=ray.data.ActorPoolStrategy(size=args.workers),
         num_cpus=args.threads or 1,
     )
     predictions = np.full(n, -1, dtype=np.int64)
@@ -94,7 +95,7 @@ def main():
     parser.add_argument("--workers", type=int, default=2, help="actors, each with the model loaded once")
     parser.add_argument("--threads", type=int, default=1, help="resnetc threads per actor")
     parser.add_argument("--batch", type=int, default=100, help="images per batch")
-    parser.add_argument("--limit", type=int, default=None, help="the first N images only")
+    parser.add_argument("--limit", type=int, default=None, help="the first N images only (N >= 0)")
     parser.add_argument("--mean", type=rgb, default=None, help="per-channel mean after pixels / 255")
     parser.add_argument("--std", type=rgb, default=None, help="per-channel std after pixels / 255")
     parser.add_argument("--predictions", help="write the predicted classes here (.npy)")
@@ -102,13 +103,17 @@ def main():
     args = parser.parse_args()
     if args.workers < 1 or args.threads < 1 or args.batch < 1:
         parser.error("--workers, --threads and --batch must be at least 1")
+    if args.limit is not None and args.limit < 0:
+        parser.error("--limit must be at least 0")
 
-    # The model and the data are checked here, before any cluster is joined or started.
+    # The model, the data and the normalization are checked here, before any cluster is joined or
+    # started (in an actor, an error would come back as a Ray traceback).
     try:
         resnetc.load(args.model)
         data = resnetc.read_cifar(args.data, limit=args.limit)
         if len(data["labels"]) == 0:
             raise resnetc.InvalidInput(f"{data['path']} holds no images")
+        resnetc.normalize(data["pixels"][:1], mean=args.mean, std=args.std)
     except resnetc.Error as e:
         print(f"error: {e}", file=sys.stderr)
         return 4 if isinstance(e, resnetc.ResnetcEnvironmentError) else 3
@@ -116,9 +121,10 @@ def main():
     if args.address:
         ray.init(address=args.address, log_to_driver=False)
     else:
-        # A local cluster sized for the actors (a machine with fewer cores still runs them).
-        ray.init(num_cpus=max(os.cpu_count() or 1, args.workers * args.threads), log_to_driver=False,
-                 include_dashboard=False)
+        # A new local cluster (address="local": never one that `ray start` left running), sized
+        # for the actors (a machine with fewer cores still runs them).
+        ray.init(address="local", num_cpus=max(os.cpu_count() or 1, args.workers * args.threads),
+                 log_to_driver=False, include_dashboard=False)
     try:
         predictions, report = evaluate(args, data)
     finally:

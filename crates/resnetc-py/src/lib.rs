@@ -528,13 +528,13 @@ fn normalize<'py>(
     }
     let bytes = array.cast::<PyArrayDyn<u8>>()?.try_readonly()?;
     let bytes = bytes.as_slice()?;
+    // With the GIL held (a few milliseconds for a thousand images): released, another Python
+    // thread could resize or write the array being read.
     let mut out = vec![0f32; bytes.len()];
-    py.detach(|| {
-        const PIXELS: usize = resnetc::cifar::PIXELS;
-        for (image, o) in bytes.chunks_exact(PIXELS).zip(out.chunks_exact_mut(PIXELS)) {
-            norm.apply(image, o);
-        }
-    });
+    const PIXELS: usize = resnetc::cifar::PIXELS;
+    for (image, o) in bytes.chunks_exact(PIXELS).zip(out.chunks_exact_mut(PIXELS)) {
+        norm.apply(image, o);
+    }
     Ok(numpy::PyArray1::from_vec(py, out).reshape(shape)?)
 }
 

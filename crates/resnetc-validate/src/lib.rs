@@ -70,15 +70,28 @@ impl Against {
 }
 
 /// Reads the arrays `input` and `expected` from an `.npz` archive (as `np.savez(path, input=x, expected=y)` writes).
+/// Each entry is read whole (at most its stated size, bounded by the 'file bytes' limit) and its
+/// `.npy` header checked against that size before the array is allocated.
 pub fn read_npz(path: &Path) -> Result<(ArrayD<f32>, ArrayD<f32>)> {
+    use std::io::Read as _;
     let shown = escape::path(path);
-    let file = std::fs::File::open(path)
-        .map_err(|e| Error::new(ErrorKind::Environment, format!("cannot open {shown}: {e}")))?;
-    let mut npz = ndarray_npy::NpzReader::new(std::io::BufReader::new(file))
+    let (file, _) = resnetc::fsio::open_regular(path)?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
         .map_err(|e| invalid(format!("{shown} is not an .npz archive: {e}")))?;
     let mut get = |name: &str| -> Result<ArrayD<f32>> {
-        npz.by_name::<ndarray::OwnedRepr<f32>, ndarray::IxDyn>(name)
-            .map_err(|e| invalid(format!("{shown}: no float32 array named '{name}' ({e}; write it with np.savez(path, input=x, expected=y))")))
+        let mut entry = zip.by_name(&format!("{name}.npy")).map_err(|e| {
+            invalid(format!("{shown}: no float32 array named '{name}' ({e}; write it with np.savez(path, input=x, expected=y))"))
+        })?;
+        let size = entry.size();
+        resnetc::ir::limits::FILE_BYTES
+            .check(size, format_args!("{shown}'s '{name}' size"))
+            .map_err(invalid)?;
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        (&mut entry)
+            .take(size)
+            .read_to_end(&mut bytes)
+            .map_err(|e| invalid(format!("{shown}: cannot read '{name}': {e}")))?;
+        resnetc::npy::read_f32_bytes(&bytes, &format!("{shown}'s '{name}'"))
     };
     Ok((get("input")?, get("expected")?))
 }

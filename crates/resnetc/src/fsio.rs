@@ -10,8 +10,8 @@ use std::path::Path;
 use crate::{Error, ErrorKind, Result};
 
 /// Opens `path` for reading if it is a regular file, with its size. Checked on the path before
-/// opening (so a FIFO is never opened) and again on the opened file (the path may have changed in
-/// between).
+/// opening (so a FIFO found there is not opened) and again on the opened file (the path may have
+/// changed in between; only a FIFO swapped in at that instant could still block the open).
 pub fn open_regular(path: &Path) -> Result<(File, u64)> {
     let not_regular = || {
         Error::new(
@@ -39,8 +39,9 @@ pub fn open_regular(path: &Path) -> Result<(File, u64)> {
 pub fn read_regular(path: &Path, check: impl FnOnce(u64) -> Result<()>) -> Result<Vec<u8>> {
     let (file, len) = open_regular(path)?;
     check(len)?;
-    let mut bytes = Vec::new();
-    // `take`: a file that grew since it was measured is read no further than the size checked.
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    // `len` is bounded by `check`; `take`: a file that grew since it was measured is read no
+    // further than the size checked.
     file.take(len)
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io("cannot read", path, e))?;

@@ -33,6 +33,24 @@ pub fn read_f32(path: &Path) -> Result<ArrayD<f32>> {
     ArrayD::<f32>::read_npy(std::io::BufReader::new(file)).map_err(|e| bad(e.to_string()))
 }
 
+/// Reads a float32 array from the bytes of an `.npy` file (an `.npz` archive's entry), named
+/// `what` in errors; the header is checked against the bytes' length before anything is allocated.
+pub fn read_f32_bytes(bytes: &[u8], what: &str) -> Result<ArrayD<f32>> {
+    let bad = |why: String| {
+        Error::invalid_input(format!(
+            "{what} is not a float32 .npy array: {why} (save it with np.savez(path, input=x, expected=y))"
+        ))
+    };
+    let len = bytes.len() as u64;
+    let declared = declared_bytes(&mut &bytes[..], len).map_err(bad)?;
+    if declared > len {
+        return Err(bad(format!(
+            "its header declares {declared} bytes of data, but it holds only {len} bytes"
+        )));
+    }
+    ArrayD::<f32>::read_npy(bytes).map_err(|e| bad(e.to_string()))
+}
+
 /// The bytes of data an `.npy` header declares (elements × item size, the header included), read
 /// without trusting any of it.
 fn declared_bytes(file: &mut impl Read, file_len: u64) -> std::result::Result<u64, String> {
