@@ -8,47 +8,60 @@ use ndarray::ArrayD;
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 
 use crate::escape;
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// The longest `.npy` header read (numpy writes 128 bytes or so).
 const MAX_HEADER: usize = 64 * 1024;
 
 /// Reads a float32 array (any rank) from an `.npy` file.
 pub fn read_f32(path: &Path) -> Result<ArrayD<f32>> {
-    let (mut file, len) = crate::fsio::open_regular(path)?;
-    let bad = |why: String| {
-        Error::invalid_input(format!(
-            "{} is not a float32 .npy array: {why} (save it with np.save(path, x.astype(np.float32)))",
-            escape::path(path)
-        ))
-    };
-    let declared = declared_bytes(&mut file, len).map_err(bad)?;
-    if declared > len {
-        return Err(bad(format!(
-            "its header declares {declared} bytes of data, but the file is only {len} bytes"
-        )));
-    }
-    file.rewind()
-        .map_err(|e| Error::io("cannot read", path, e))?;
-    ArrayD::<f32>::read_npy(std::io::BufReader::new(file)).map_err(|e| bad(e.to_string()))
+    let (file, len) = crate::fsio::open_regular(path)?;
+    let what = format!("{}", escape::path(path));
+    read_checked(
+        std::io::BufReader::new(file),
+        len,
+        &what,
+        "the file is only",
+        "np.save(path, x.astype(np.float32))",
+    )
 }
 
 /// Reads a float32 array from the bytes of an `.npy` file (an `.npz` archive's entry), named
 /// `what` in errors; the header is checked against the bytes' length before anything is allocated.
 pub fn read_f32_bytes(bytes: &[u8], what: &str) -> Result<ArrayD<f32>> {
+    let len = bytes.len() as u64;
+    read_checked(
+        std::io::Cursor::new(bytes),
+        len,
+        what,
+        "it holds only",
+        "np.savez(path, input=x, expected=y)",
+    )
+}
+
+/// The array in `r` (`len` bytes, named `what`), its header checked against `len` before the
+/// array is allocated; `holds` and `save` word the errors.
+fn read_checked(
+    mut r: impl Read + Seek,
+    len: u64,
+    what: &str,
+    holds: &str,
+    save: &str,
+) -> Result<ArrayD<f32>> {
     let bad = |why: String| {
         Error::invalid_input(format!(
-            "{what} is not a float32 .npy array: {why} (save it with np.savez(path, input=x, expected=y))"
+            "{what} is not a float32 .npy array: {why} (save it with {save})"
         ))
     };
-    let len = bytes.len() as u64;
-    let declared = declared_bytes(&mut &bytes[..], len).map_err(bad)?;
+    let declared = declared_bytes(&mut r, len).map_err(bad)?;
     if declared > len {
         return Err(bad(format!(
-            "its header declares {declared} bytes of data, but it holds only {len} bytes"
+            "its header declares {declared} bytes of data, but {holds} {len} bytes"
         )));
     }
-    ArrayD::<f32>::read_npy(bytes).map_err(|e| bad(e.to_string()))
+    r.rewind()
+        .map_err(|e| Error::new(ErrorKind::Environment, format!("cannot read {what}: {e}")))?;
+    ArrayD::<f32>::read_npy(r).map_err(|e| bad(e.to_string()))
 }
 
 /// The bytes of data an `.npy` header declares (elements × item size, the header included), read
