@@ -16,7 +16,7 @@ const MAX_HEADER: usize = 64 * 1024;
 /// Reads a float32 array (any rank) from an `.npy` file.
 pub fn read_f32(path: &Path) -> Result<ArrayD<f32>> {
     let (file, len) = crate::fsio::open_regular(path)?;
-    let what = escape::path(path).to_string();
+    let what = escape::path(path);
     read_checked(
         std::io::BufReader::new(file),
         len,
