@@ -54,7 +54,7 @@ struct OptArgs {
     #[arg(long)]
     pass_report: bool,
     /// CPU backend: which stride-1 3×3 convolutions run as Winograd. `auto` (the default): F(4×4)
-    /// on outputs of 16×16 and up, F(2×2) below; `off`: direct convolution everywhere, the closest
+    /// on outputs of 16×16 and up (and on AVX-512 on 8×8 ones of 64 channels), F(2×2) below; `off`: direct convolution everywhere, the closest
     /// to the reference (F(4×4) rounds about 50× more, still far inside the project's tolerance).
     /// Given explicitly, it also replaces the plan a `.rnc` stores.
     #[arg(long, value_enum)]

@@ -69,8 +69,9 @@ pub enum Winograd {
     F2,
     /// F(4×4, 3×3) wherever the output width is a multiple of 4, F(2×2) where it is only even.
     F4,
-    /// F(4×4) where the output is a multiple of 4 wide and has at least 16 of its tiles (so that a
-    /// chunk of tiles fills the micro-kernel's strip), F(2×2) on the other even widths; direct
+    /// F(4×4) where the output is a multiple of 4 wide and its tiles keep the micro-kernel's
+    /// registers busy (16 of them, or fewer several channel blocks deep: the 8×8 stage's four tiles
+    /// × four blocks on AVX-512), F(2×2) on the other even widths; direct
     /// convolution where an output channel's weight magnitudes span more than 10⁴ (max over the
     /// median), which Winograd's mixing of a tile would not keep within tolerance.
     Auto,

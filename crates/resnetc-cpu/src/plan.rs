@@ -43,10 +43,6 @@ fn count_packing() {
     PACKED.with(|c| c.set(c.get() + 1));
 }
 
-/// [`Winograd::Auto`] takes F(4×4) only where an output has at least this many 4×4 tiles (16×16 and
-/// up), so a chunk of them fills the micro-kernel's strip; smaller outputs use F(2×2).
-const F4_MIN_TILES: usize = 16;
-
 /// What the plan knows about a value: where its plain and blocked forms are, once made.
 #[derive(Clone, Copy, Debug, Default)]
 struct Repr {
@@ -64,6 +60,8 @@ struct Builder<'g> {
     halo: HashMap<ValueRef, usize>,
     flops: u64,
     winograd: Winograd,
+    /// The kernel set `Winograd::Auto` chooses forms for.
+    isa: crate::Isa,
 }
 
 fn site(graph: &Graph, id: NodeId) -> (String, &'static str) {
@@ -94,7 +92,12 @@ impl CpuPlan {
         opts: &CpuOptions,
     ) -> Result<CpuPlan, CpuError> {
         let isa = opts.isa.resolve()?;
-        let mut b = Builder::new(graph, info, opts.winograd.unwrap_or(isa.default_winograd()))?;
+        let mut b = Builder::new(
+            graph,
+            info,
+            opts.winograd.unwrap_or(isa.default_winograd()),
+            isa,
+        )?;
         b.compute_halos()?;
         for &id in &info.order {
             b.node(id)?;
@@ -248,6 +251,7 @@ impl<'g> Builder<'g> {
         graph: &'g Graph,
         info: &'g GraphInfo,
         winograd: Winograd,
+        isa: crate::Isa,
     ) -> Result<Builder<'g>, CpuError> {
         if graph.inputs.is_empty() {
             return Err(CpuError::Interface {
@@ -273,6 +277,7 @@ impl<'g> Builder<'g> {
             halo: HashMap::new(),
             flops: 0,
             winograd,
+            isa,
         })
     }
 
@@ -654,7 +659,11 @@ impl<'g> Builder<'g> {
             _ if [kh, kw] != [3, 3] || c.strides != [1, 1] => None,
             Winograd::Auto if !spread_ok() => None,
             Winograd::F4 if ow % 4 == 0 && oh >= 4 => Some(Form::F4),
-            Winograd::Auto if ow % 4 == 0 && oh >= 4 && (oh / 4) * (ow / 4) >= F4_MIN_TILES => {
+            Winograd::Auto
+                if ow % 4 == 0
+                    && oh >= 4
+                    && crate::kernels::f4_fills_strip(self.isa, (oh / 4) * (ow / 4), ocb) =>
+            {
                 Some(Form::F4)
             }
             Winograd::F2 | Winograd::F4 | Winograd::Auto if ow % 2 == 0 && oh >= 2 => {

@@ -370,6 +370,15 @@ fn cifar_resnet_convolutions_match_the_reference() {
             )),
             ..base.clone()
         },
+        // Two output blocks over an 8×8 output: F(4×4)'s four tiles are computed two blocks deep
+        // on AVX-512 (the 64-channel case above, four deep).
+        ConvCase {
+            cin: 32,
+            cout: 32,
+            hw: [8, 8],
+            residual: Some((ResidualRead::Direct, [32, 8, 8])),
+            ..base.clone()
+        },
         ConvCase {
             cin: 32,
             cout: 64,

@@ -141,7 +141,11 @@ fn main() {
             cells.join(" | ")
         );
     }
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/models/pretrained");
+    // `../shared` beside the repository, as the tests find it (or `RESNETC_SHARED`).
+    let shared = std::env::var_os("RESNETC_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+        .join("models/pretrained");
     for (model, batch, threads) in [
         ("resnet20", 64, 1),
         ("resnet56", 64, 1),

@@ -25,20 +25,24 @@ use super::simd::{Avx2, Avx512};
 use super::{StripArgs, StripFn, MAX_P};
 use crate::program::BLOCK;
 
-/// Repetition `rep` of one strip `P` pixels wide; `SW` is the horizontal stride when known at
-/// compile time (1 or 2), 0 to read it from the args.
+/// Repetition `rep` of one strip `P` pixels wide and `R` output blocks deep; `SW` is the horizontal
+/// stride when known at compile time (1 or 2), 0 to read it from the args.
+///
+/// With `R > 1` (Winograd's products on AVX-512, where a chunk of tiles is too short to fill a
+/// strip) each broadcast input value serves `R` blocks of weights: `R·P` accumulators, `R` weight
+/// loads and `P` broadcasts per input lane where `R` strips would load `R·(P + 1)` values.
 ///
 /// # Safety
-/// `a.check(P, out)` passed, and `S`'s target feature is enabled in the caller.
+/// `a.check_blocks(P, R, out)` passed, and `S`'s target feature is enabled in the caller.
 #[inline(always)]
-unsafe fn strip<S: Lanes16, const P: usize, const SW: usize>(
+unsafe fn strip<S: Lanes16, const P: usize, const SW: usize, const R: usize>(
     a: &StripArgs,
     rep: usize,
     out: &mut [f32],
 ) {
     let sw = if SW == 0 { a.sw } else { SW };
     // SAFETY: the caller enabled S's feature.
-    let mut acc = [unsafe { S::zero() }; P];
+    let mut acc = [[unsafe { S::zero() }; P]; R];
     // SAFETY: `check` bounded every repetition's offsets by the slices' lengths.
     let (x, w) = unsafe {
         (
@@ -58,11 +62,24 @@ unsafe fn strip<S: Lanes16, const P: usize, const SW: usize>(
                 let woff = ((icb * a.kh + ky) * a.kw + kx) * BLOCK * BLOCK;
                 for l in 0..lanes {
                     // SAFETY: `check` bounded the largest input index, `xoff + (P-1)·sw·16 + 15`,
-                    // and the weights' `woff + 255`, by the slices' lengths.
+                    // and the weights' `(R-1)·w_block + woff + 255`, by the slices' lengths.
                     unsafe {
-                        let wv = S::load(w.add(woff + l * BLOCK));
-                        for (q, acc) in acc.iter_mut().enumerate() {
-                            *acc = acc.fma(wv, S::splat(x.add(xoff + q * sw * BLOCK + l)));
+                        if R == 1 {
+                            let wv = S::load(w.add(woff + l * BLOCK));
+                            for (q, acc) in acc[0].iter_mut().enumerate() {
+                                *acc = acc.fma(wv, S::splat(x.add(xoff + q * sw * BLOCK + l)));
+                            }
+                        } else {
+                            let mut wv = [S::zero(); R];
+                            for (r, wv) in wv.iter_mut().enumerate() {
+                                *wv = S::load(w.add(r * a.w_block + woff + l * BLOCK));
+                            }
+                            for q in 0..P {
+                                let xv = S::splat(x.add(xoff + q * sw * BLOCK + l));
+                                for (acc, wv) in acc.iter_mut().zip(&wv) {
+                                    acc[q] = acc[q].fma(*wv, xv);
+                                }
+                            }
                         }
                     }
                 }
@@ -70,57 +87,75 @@ unsafe fn strip<S: Lanes16, const P: usize, const SW: usize>(
         }
     }
     // SAFETY: `check` bounded the bias (16 values), the residual (`(P-1)·stride + 16`) and the
-    // output (`16·P`) by their slices' lengths.
+    // output (`(R-1)·out_block + 16·P`) by their slices' lengths; with `R > 1` there is neither
+    // bias nor residual.
     unsafe {
-        let bias = S::load(a.bias.as_ptr());
+        // (A `match`, not `Option::map`: closures are not inlined into target-feature code.)
+        #[allow(clippy::manual_map)]
+        let bias = match a.bias {
+            Some(b) => Some(S::load(b.as_ptr())),
+            None => None,
+        };
         let o = out.as_mut_ptr().add(rep * a.reps.out);
-        for (q, acc) in acc.iter().enumerate() {
-            // (A `match`, not `Option::map`: closures are not inlined into target-feature code.)
-            #[allow(clippy::manual_map)]
-            let res = match a.res {
-                Some((r, stride)) => Some(r.as_ptr().add(q * stride)),
-                None => None,
-            };
-            finish(o.add(q * BLOCK), *acc, bias, res, a.post);
+        for (r, acc) in acc.iter().enumerate() {
+            for (q, acc) in acc.iter().enumerate() {
+                #[allow(clippy::manual_map)]
+                let res = match a.res {
+                    Some((r, stride)) => Some(r.as_ptr().add(q * stride)),
+                    None => None,
+                };
+                finish(o.add(r * a.out_block + q * BLOCK), *acc, bias, res, a.post);
+            }
         }
     }
 }
 
 /// Defines a kernel set's `strip_fn(p, sw)` over the lane type `$lanes`, for strips
 /// `1..=$max` pixels wide, compiled with the target features `$feature` (none for the portable
-/// set). The horizontal strides 1 and 2 get their own copies, others read it at run time.
+/// set). The horizontal strides 1 and 2 get their own copies, others read it at run time. With
+/// `deep:`, also `deep_fn(p, r)`: stride-1 strips `p` pixels wide and `r` output blocks deep.
 macro_rules! kernel_set {
-    ($lanes:ty, $(#[$feature:meta])? widths: $($p:literal)+) => {
+    ($lanes:ty, $(#[$feature:meta])? widths: $($p:literal)+ $(; deep: $(($dp:literal, $dr:literal))+)?) => {
         pub(in crate::kernels) fn strip_fn(p: usize, sw: usize) -> StripFn {
             match (p, sw) {
                 $(
-                    ($p, 1) => checked::<$p, 1>,
-                    ($p, 2) => checked::<$p, 2>,
-                    ($p, _) => checked::<$p, 0>,
+                    ($p, 1) => checked::<$p, 1, 1>,
+                    ($p, 2) => checked::<$p, 2, 1>,
+                    ($p, _) => checked::<$p, 0, 1>,
                 )+
                 _ => unreachable!("strips are 1..={} pixels wide", MAX_P),
             }
         }
 
-        fn checked<const P: usize, const SW: usize>(a: &StripArgs, out: &mut [f32]) {
-            a.check(P, out);
+        $(
+        pub(in crate::kernels) fn deep_fn(p: usize, r: usize) -> Option<StripFn> {
+            match (p, r) {
+                $( ($dp, $dr) => Some(checked::<$dp, 1, $dr>), )+
+                _ => None,
+            }
+        }
+        )?
+
+        fn checked<const P: usize, const SW: usize, const R: usize>(a: &StripArgs, out: &mut [f32]) {
+            a.check_blocks(P, R, out);
             assert!(SW == 0 || SW == a.sw);
             for rep in 0..a.reps.n {
-                // SAFETY: `check` proved that every index `strip` reads and writes lies inside its
-                // slice, and this set's functions are only handed out for the `Isa` whose features
-                // `Isa::resolve` detected (the module's `cfg` and the `strip_fn` dispatch).
-                unsafe { with_features::<P, SW>(a, rep, out) }
+                // SAFETY: `check_blocks` proved that every index `strip` reads and writes lies
+                // inside its slice, and this set's functions are only handed out for the `Isa`
+                // whose features `Isa::resolve` detected (the module's `cfg` and the `strip_fn`
+                // dispatch).
+                unsafe { with_features::<P, SW, R>(a, rep, out) }
             }
         }
 
         $(#[$feature])?
-        unsafe fn with_features<const P: usize, const SW: usize>(
+        unsafe fn with_features<const P: usize, const SW: usize, const R: usize>(
             a: &StripArgs,
             rep: usize,
             out: &mut [f32],
         ) {
             // SAFETY: passed on from the caller; this function enables the features.
-            unsafe { super::strip::<$lanes, P, SW>(a, rep, out) }
+            unsafe { super::strip::<$lanes, P, SW, R>(a, rep, out) }
         }
     };
 }
@@ -129,7 +164,9 @@ macro_rules! kernel_set {
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx512 {
     use super::*;
-    kernel_set!(Avx512, #[target_feature(enable = "avx512f")] widths: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+    kernel_set!(Avx512, #[target_feature(enable = "avx512f")] widths: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16;
+        deep: (1, 2) (2, 2) (3, 2) (4, 2) (5, 2) (6, 2) (7, 2) (8, 2) (9, 2) (10, 2) (11, 2) (12, 2)
+              (1, 4) (2, 4) (3, 4) (4, 4) (5, 4) (6, 4));
 }
 
 /// AVX2 + FMA: two `ymm` per pixel.

@@ -54,8 +54,9 @@ pub(crate) struct StripArgs<'a> {
     pub kw: usize,
     /// This output block's packed weights: `[icb][kh][kw][16 input lanes][16 output channels]`.
     pub w: &'a [f32],
-    /// This output block's 16 biases (zeros when the epilogue has none).
-    pub bias: &'a [f32],
+    /// This output block's 16 biases; `None` for none (Winograd's products, whose bias is added
+    /// after the output transform).
+    pub bias: Option<&'a [f32]>,
     /// The residual for the strip's first pixel (16 values) and the distance between pixels, when
     /// this output block adds one.
     pub res: Option<(&'a [f32], usize)>,
@@ -63,6 +64,10 @@ pub(crate) struct StripArgs<'a> {
     pub post: &'a [Post],
     /// Independent strips computed by one call (Winograd's 16 transform positions).
     pub reps: Reps,
+    /// For a strip several output blocks deep ([`deep_fn`]): floats between one block's weights
+    /// and the next's, and between their outputs (0 for one block).
+    pub w_block: usize,
+    pub out_block: usize,
 }
 
 /// `n` strips in one call: repetition `r` reads input and weights `r·x` and `r·w` floats further
@@ -85,9 +90,10 @@ impl Reps {
 }
 
 impl StripArgs<'_> {
-    /// Panics unless every index a `p`-pixel strip reads lies inside its slice; the SIMD kernels
-    /// call it before using unchecked loads.
-    pub(crate) fn check(&self, p: usize, out: &[f32]) {
+    /// Panics unless every index a `p`-pixel strip `r` output blocks deep reads lies inside its
+    /// slice (a deep strip has no bias or residual); the SIMD kernels call it before using
+    /// unchecked loads.
+    pub(crate) fn check_blocks(&self, p: usize, r: usize, out: &[f32]) {
         assert!(
             self.icb > 0
                 && self.kh > 0
@@ -95,6 +101,8 @@ impl StripArgs<'_> {
                 && self.lanes_last >= 1
                 && self.lanes_last <= BLOCK
                 && self.reps.n >= 1
+                && r >= 1
+                && (r == 1 || (self.bias.is_none() && self.res.is_none()))
         );
         let last = self.reps.n - 1;
         let last_x = last * self.reps.x
@@ -108,12 +116,17 @@ impl StripArgs<'_> {
             "strip reads input up to {last_x}, have {}",
             self.x.len()
         );
-        assert!(self.w.len() >= last * self.reps.w + self.icb * self.kh * self.kw * BLOCK * BLOCK);
-        assert!(self.bias.len() >= BLOCK);
+        assert!(
+            self.w.len()
+                >= last * self.reps.w
+                    + (r - 1) * self.w_block
+                    + self.icb * self.kh * self.kw * BLOCK * BLOCK
+        );
+        assert!(self.bias.is_none_or(|b| b.len() >= BLOCK));
         if let Some((r, stride)) = self.res {
             assert!((p - 1) * stride + BLOCK <= r.len());
         }
-        assert!(out.len() >= last * self.reps.out + p * BLOCK);
+        assert!(out.len() >= last * self.reps.out + (r - 1) * self.out_block + p * BLOCK);
     }
 }
 
@@ -131,6 +144,27 @@ pub(crate) fn strip_fn(isa: Isa, p: usize, sw: usize) -> StripFn {
         Isa::Neon => direct::neon::strip_fn(p, sw),
         _ => direct::portable::strip_fn(p, sw),
     }
+}
+
+/// `isa`'s stride-1 strip `p` pixels wide and `r` output blocks deep, where it has one (AVX-512:
+/// up to 12 pixels 2 deep, 6 pixels 4 deep; every set has `r = 1` through [`strip_fn`]).
+pub(crate) fn deep_fn(isa: Isa, p: usize, r: usize) -> Option<StripFn> {
+    match isa {
+        _ if r == 1 => Some(strip_fn(isa, p, 1)),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => direct::avx512::deep_fn(p, r),
+        _ => None,
+    }
+}
+
+/// Whether `tiles` F(4×4) tiles of an output `ocb` channel blocks deep keep the micro-kernel's
+/// registers busy, so that [`crate::Winograd::Auto`] takes F(4×4) over F(2×2): a strip's worth of
+/// tiles (16: outputs of 16×16 and up), or fewer computed several blocks deep (an 8×8 output of
+/// 64 channels on AVX-512: four tiles, four blocks deep). Below that F(2×2)'s four times as many
+/// tiles run faster despite their 1.8× the products.
+pub(crate) fn f4_fills_strip(isa: Isa, tiles: usize, ocb: usize) -> bool {
+    const FULL: usize = 16;
+    tiles >= FULL || winograd::deep_blocks(isa, ocb, tiles) * tiles >= FULL
 }
 
 /// Splits a row of `w` pixels into as few strips `(x0, p)` of at most `max` pixels as possible,
@@ -404,10 +438,12 @@ fn direct_row(
             kh: k.kh,
             kw: k.kw,
             w,
-            bias,
+            bias: Some(bias),
             res: res_arg,
             post: &k.post,
             reps: Reps::ONE,
+            w_block: 0,
+            out_block: 0,
         };
         let f = fns[p].expect("strip function looked up for every width");
         f(&args, &mut row[(ob.halo + x0) * BLOCK..][..p * BLOCK]);

@@ -43,14 +43,18 @@ pub(super) trait Lanes16: Copy {
     /// `self + w·x`, fused where the kernel set has FMA (the portable form rounds twice: `mul_add`
     /// is a slow library call where the hardware has no FMA).
     fn fma(self, w: Self, x: Self) -> Self;
-    /// Times a constant.
-    fn scale(self, k: f32) -> Self;
+    /// `self + x·k` for a constant `k`, fused like [`Lanes16::fma`] (the Winograd transforms' constant
+    /// multiples: one instruction where a product and a sum took two).
+    fn fma_k(self, x: Self, k: f32) -> Self;
+    /// `self − x·k`, likewise (so that a constant and its negative share one register).
+    fn fnma_k(self, x: Self, k: f32) -> Self;
     /// `max(v, 0)`, with `f32::max`'s answer for NaN (zero).
     fn relu(self) -> Self;
 }
 
-/// One output pixel: `y` plus the bias, then the epilogue's residual and ReLU, stored at `dst`
-/// (the unfused graph's order of operations, for direct and Winograd kernels alike).
+/// One output pixel: `y` plus the bias (if any: Winograd's products have none), then the
+/// epilogue's residual and ReLU, stored at `dst` (the unfused graph's order of operations, for
+/// direct and Winograd kernels alike).
 ///
 /// # Safety
 /// `dst..dst+16` is writable and `res`, if any, points at 16 readable floats; `S`'s target feature
@@ -59,11 +63,14 @@ pub(super) trait Lanes16: Copy {
 pub(super) unsafe fn finish<S: Lanes16>(
     dst: *mut f32,
     y: S,
-    bias: S,
+    bias: Option<S>,
     res: Option<*const f32>,
     post: &[Post],
 ) {
-    let mut v = y.add(bias);
+    let mut v = match bias {
+        Some(b) => y.add(b),
+        None => y,
+    };
     for step in post {
         match step {
             Post::Residual => {
@@ -128,10 +135,18 @@ impl Lanes16 for Plain {
         Plain(r)
     }
     #[inline(always)]
-    fn scale(self, k: f32) -> Self {
+    fn fma_k(self, x: Self, k: f32) -> Self {
         let mut r = self.0;
-        for r in r.iter_mut() {
-            *r *= k;
+        for (r, x) in r.iter_mut().zip(x.0) {
+            *r += x * k;
+        }
+        Plain(r)
+    }
+    #[inline(always)]
+    fn fnma_k(self, x: Self, k: f32) -> Self {
+        let mut r = self.0;
+        for (r, x) in r.iter_mut().zip(x.0) {
+            *r -= x * k;
         }
         Plain(r)
     }
@@ -191,8 +206,12 @@ mod x86 {
             Avx512(unsafe { _mm512_fmadd_ps(w.0, x.0, self.0) })
         }
         #[inline(always)]
-        fn scale(self, k: f32) -> Self {
-            Avx512(unsafe { _mm512_mul_ps(self.0, _mm512_set1_ps(k)) })
+        fn fma_k(self, x: Self, k: f32) -> Self {
+            Avx512(unsafe { _mm512_fmadd_ps(x.0, _mm512_set1_ps(k), self.0) })
+        }
+        #[inline(always)]
+        fn fnma_k(self, x: Self, k: f32) -> Self {
+            Avx512(unsafe { _mm512_fnmadd_ps(x.0, _mm512_set1_ps(k), self.0) })
         }
         #[inline(always)]
         fn relu(self) -> Self {
@@ -248,10 +267,23 @@ mod x86 {
             }
         }
         #[inline(always)]
-        fn scale(self, k: f32) -> Self {
+        fn fma_k(self, x: Self, k: f32) -> Self {
             unsafe {
                 let k = _mm256_set1_ps(k);
-                Avx2(_mm256_mul_ps(self.0, k), _mm256_mul_ps(self.1, k))
+                Avx2(
+                    _mm256_fmadd_ps(x.0, k, self.0),
+                    _mm256_fmadd_ps(x.1, k, self.1),
+                )
+            }
+        }
+        #[inline(always)]
+        fn fnma_k(self, x: Self, k: f32) -> Self {
+            unsafe {
+                let k = _mm256_set1_ps(k);
+                Avx2(
+                    _mm256_fnmadd_ps(x.0, k, self.0),
+                    _mm256_fnmadd_ps(x.1, k, self.1),
+                )
             }
         }
         #[inline(always)]
@@ -336,10 +368,18 @@ mod arm {
             Neon(r)
         }
         #[inline(always)]
-        fn scale(self, k: f32) -> Self {
+        fn fma_k(self, x: Self, k: f32) -> Self {
             let mut r = self.0;
-            for r in r.iter_mut() {
-                *r = unsafe { vmulq_n_f32(*r, k) };
+            for (r, x) in r.iter_mut().zip(x.0) {
+                *r = unsafe { vfmaq_n_f32(*r, x, k) };
+            }
+            Neon(r)
+        }
+        #[inline(always)]
+        fn fnma_k(self, x: Self, k: f32) -> Self {
+            let mut r = self.0;
+            for (r, x) in r.iter_mut().zip(x.0) {
+                *r = unsafe { vfmsq_n_f32(*r, x, k) };
             }
             Neon(r)
         }
