@@ -587,6 +587,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn auto_takes_f4_where_its_tiles_fill_the_registers() {
+        // (kernel set, 4×4 tiles of the output, output channel blocks, F(4×4)?)
+        let mut cases = vec![
+            (Isa::Portable, 64, 1, true), // 32×32, 16 channels
+            (Isa::Portable, 16, 2, true), // 16×16, 32 channels
+            (Isa::Portable, 4, 4, false), // 8×8, 64 channels: four tiles make a short strip
+        ];
+        #[cfg(target_arch = "x86_64")]
+        cases.extend([
+            (Isa::Avx2, 4, 4, false),
+            (Isa::Avx512, 16, 1, true),
+            (Isa::Avx512, 4, 4, true), // four tiles × four blocks
+            (Isa::Avx512, 4, 2, false),
+            (Isa::Avx512, 4, 3, false),
+            (Isa::Avx512, 8, 2, true),
+            (Isa::Avx512, 1, 8, false),
+        ]);
+        for (isa, tiles, ocb, want) in cases {
+            assert_eq!(f4_fills_strip(isa, tiles, ocb), want, "{isa:?} {tiles} {ocb}");
+        }
+    }
+
+    #[test]
     fn strips_cover_the_row_once() {
         for max in [1, 4, 6, 16] {
             for w in 1..80 {
