@@ -147,7 +147,7 @@ pub(crate) fn strip_fn(isa: Isa, p: usize, sw: usize) -> StripFn {
 }
 
 /// `isa`'s stride-1 strip `p` pixels wide and `r` output blocks deep, where it has one (AVX-512:
-/// up to 12 pixels 2 deep, 6 pixels 4 deep; every set has `r = 1` through [`strip_fn`]).
+/// up to 8 pixels 2 deep, 4 pixels 4 deep; every set has `r = 1` through [`strip_fn`]).
 pub(crate) fn deep_fn(isa: Isa, p: usize, r: usize) -> Option<StripFn> {
     match isa {
         _ if r == 1 => Some(strip_fn(isa, p, 1)),

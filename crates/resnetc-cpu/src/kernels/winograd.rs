@@ -9,7 +9,9 @@
 //! 1. transforms the input tiles of every input channel, `V = Bᵀ·d·B` (16 lanes at a time),
 //!    into a per-thread scratch (kept by the caller across calls) laid out `[ξ][icb][tile][16]`;
 //! 2. for each block of 16 output channels, runs the ISA's direct micro-kernel as (m+2)² 1×1
-//!    convolutions over that scratch in one call (`M_ξ = U_ξ · V_ξ`, the sums in registers);
+//!    convolutions over that scratch in one call (`M_ξ = U_ξ · V_ξ`, the sums in registers) —
+//!    on AVX-512 two or four blocks at once where the chunk is short (an 8×8 output has four
+//!    4×4 tiles: 4 tiles × 4 blocks keep 16 sums in registers where one block would keep 4);
 //! 3. transforms back, `Y = Aᵀ·M·A`, into the tile's m output rows, with the epilogue.
 //!
 //! The transforms are written once over the 16-lane register type of `simd.rs` and compiled inside
@@ -355,6 +357,7 @@ fn tiles_form<T: Transform, S: Lanes16>(
     let in_row = ib.wp() * BLOCK;
     let out_row = ob.wp() * BLOCK;
     let ublock = icb * BLOCK * BLOCK;
+    // V, then one strip's products: `deep · p ≤ max` (`deep_blocks`), so a deep strip's fit too.
     let need = xi_n * (icb + 1) * max * BLOCK;
     if v.len() < need {
         v.resize(need, 0.0);
