@@ -164,7 +164,7 @@ pub(crate) fn deep_fn(isa: Isa, p: usize, r: usize) -> Option<StripFn> {
 /// tiles run faster despite their 1.8× the products.
 pub(crate) fn f4_fills_strip(isa: Isa, tiles: usize, ocb: usize) -> bool {
     const FULL: usize = 16;
-    tiles >= FULL || winograd::deep_blocks(isa, ocb, tiles) * tiles >= FULL
+    tiles >= FULL || winograd::deep_blocks(isa, ocb, tiles, max_strip(isa)) * tiles >= FULL
 }
 
 /// Splits a row of `w` pixels into as few strips `(x0, p)` of at most `max` pixels as possible,
@@ -605,7 +605,11 @@ mod tests {
             (Isa::Avx512, 1, 8, false),
         ]);
         for (isa, tiles, ocb, want) in cases {
-            assert_eq!(f4_fills_strip(isa, tiles, ocb), want, "{isa:?} {tiles} {ocb}");
+            assert_eq!(
+                f4_fills_strip(isa, tiles, ocb),
+                want,
+                "{isa:?} {tiles} {ocb}"
+            );
         }
     }
 

@@ -230,12 +230,13 @@ pub(super) fn tiles(
 const MAX_DEEP: usize = 4;
 
 /// How many output blocks one call of the micro-kernel computes for a chunk of `p` tiles: as many
-/// as keep about 16 sums in registers (`deep · p`), dividing `ocb`, where the kernel set has such a
-/// strip (AVX-512, with its 32 registers); otherwise one.
-pub(super) fn deep_blocks(isa: Isa, ocb: usize, p: usize) -> usize {
+/// as keep at most a strip's worth of sums in registers (`deep · p ≤ max`, which is also what lets
+/// one strip's scratch hold them), dividing `ocb`, where the kernel set has such a strip (AVX-512,
+/// with its 32 registers); otherwise one.
+pub(super) fn deep_blocks(isa: Isa, ocb: usize, p: usize, max: usize) -> usize {
     [MAX_DEEP, 2]
         .into_iter()
-        .find(|&r| ocb.is_multiple_of(r) && r * p <= 16 && deep_fn(isa, p, r).is_some())
+        .find(|&r| ocb.is_multiple_of(r) && r * p <= max && deep_fn(isa, p, r).is_some())
         .unwrap_or(1)
 }
 
@@ -406,7 +407,7 @@ fn tiles_form<T: Transform, S: Lanes16>(
         }
         // Output blocks `deep` at a time, where the kernel set has such strips: a short chunk of
         // tiles (an 8×8 output's four 4×4 tiles) then still keeps enough sums in registers.
-        let deep = deep_blocks(isa, k.ocb, p);
+        let deep = deep_blocks(isa, k.ocb, p, max);
         let f = deep_fn(isa, p, deep).expect("deep_blocks picks a depth the kernel set has");
         let m_block = xi_n * p * BLOCK;
         for cb0 in (0..k.ocb).step_by(deep) {
