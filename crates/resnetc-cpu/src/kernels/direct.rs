@@ -14,8 +14,8 @@
 //! | portable | `[f32; 16]` | 6 | what the compiler finds |
 //!
 //! AVX-512 also has strips several output blocks deep (`deep_fn`: up to 8 pixels × 2 blocks or
-//! 4 × 4, 16 sums), for Winograd's products over short chunks of tiles: each broadcast then feeds two or
-//! four fused multiply-adds.
+//! 4 × 4, 16 sums), for Winograd's products over short chunks of tiles: each broadcast then feeds
+//! two or four fused multiply-adds.
 //!
 //! The SIMD sets are selected only where [`crate::Isa::resolve`] detected their features at run
 //! time; `kernels::strip_fn` hands out a set's functions only for its `Isa`.
@@ -68,6 +68,8 @@ unsafe fn strip<S: Lanes16, const P: usize, const SW: usize, const R: usize>(
                     // SAFETY: `check` bounded the largest input index, `xoff + (P-1)·sw·16 + 15`,
                     // and the weights' `(R-1)·w_block + woff + 255`, by the slices' lengths.
                     unsafe {
+                        // One block keeps the broadcast inside each FMA (a memory operand on
+                        // AVX-512); deeper strips broadcast once into a register for all blocks.
                         if R == 1 {
                             let wv = S::load(w.add(woff + l * BLOCK));
                             for (q, acc) in acc[0].iter_mut().enumerate() {
