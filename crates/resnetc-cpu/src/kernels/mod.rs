@@ -146,15 +146,15 @@ pub(crate) fn strip_fn(isa: Isa, p: usize, sw: usize) -> StripFn {
     }
 }
 
-/// `isa`'s stride-1 strip `p` pixels wide and `r` output blocks deep, where it has one (AVX-512:
-/// up to 8 pixels 2 deep, 4 pixels 4 deep; every set has `r = 1` through [`strip_fn`]).
+/// `isa`'s stride-1 strip `p` pixels wide and `r > 1` output blocks deep, where it has one
+/// (AVX-512: up to 8 pixels 2 deep, 4 pixels 4 deep; one block deep is [`strip_fn`]).
 pub(crate) fn deep_fn(isa: Isa, p: usize, r: usize) -> Option<StripFn> {
-    match isa {
-        _ if r == 1 => Some(strip_fn(isa, p, 1)),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => direct::avx512::deep_fn(p, r),
-        _ => None,
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        return direct::avx512::deep_fn(p, r);
     }
+    let _ = (isa, p, r);
+    None
 }
 
 /// Whether `tiles` F(4×4) tiles of an output `ocb` channel blocks deep keep the micro-kernel's
@@ -164,7 +164,7 @@ pub(crate) fn deep_fn(isa: Isa, p: usize, r: usize) -> Option<StripFn> {
 /// tiles run faster despite their 1.8× the products.
 pub(crate) fn f4_fills_strip(isa: Isa, tiles: usize, ocb: usize) -> bool {
     const FULL: usize = 16;
-    tiles >= FULL || winograd::deep_blocks(isa, ocb, tiles, max_strip(isa)) * tiles >= FULL
+    tiles >= FULL || winograd::deep_blocks(isa, ocb, tiles, max_strip(isa)).0 * tiles >= FULL
 }
 
 /// Splits a row of `w` pixels into as few strips `(x0, p)` of at most `max` pixels as possible,
@@ -416,17 +416,7 @@ fn direct_row(
     let bias = &k.bias[cb * BLOCK..][..BLOCK];
     for (x0, p) in strips(ob.w, max) {
         let ix0 = x0 * k.sw + ib.halo - k.pl;
-        let src = match &k.residual {
-            Some(rk) if !r_img.is_empty() => residual_source(rk, r_img, cb, oy, x0, p, gathered),
-            _ => None,
-        };
-        let res_arg = src.map(|(from_scratch, off, stride)| {
-            if from_scratch {
-                (&gathered[..], stride)
-            } else {
-                (&r_img[off..], stride)
-            }
-        });
+        let res_arg = residual(k, r_img, cb, oy, x0, p, gathered);
         let args = StripArgs {
             x: x_img,
             x_off: iy0 * ib.wp() * BLOCK + ix0 * BLOCK,
@@ -450,10 +440,32 @@ fn direct_row(
     }
 }
 
+/// The residual a strip of `p` pixels from `(oy, x0)` of output block `cb` adds, and the distance
+/// between its pixels: in `r_img` or copied into `gathered` ([`residual_source`]); `None` where
+/// the convolution or this block adds none.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn residual<'a>(
+    k: &ConvKernel,
+    r_img: &'a [f32],
+    cb: usize,
+    oy: usize,
+    x0: usize,
+    p: usize,
+    gathered: &'a mut [f32; 2 * MAX_P * BLOCK],
+) -> Option<(&'a [f32], usize)> {
+    let rk = k.residual.as_ref().filter(|_| !r_img.is_empty())?;
+    let (from_scratch, off, stride) = residual_source(rk, r_img, cb, oy, x0, p, gathered)?;
+    Some(if from_scratch {
+        (&gathered[..], stride)
+    } else {
+        (&r_img[off..], stride)
+    })
+}
+
 /// Where a strip's residual comes from: `(gathered, offset into the residual image, pixel stride)`;
 /// `gathered` means it was copied into the scratch buffer (a channel offset that is not a multiple of
 /// 16), `None` means this output block adds nothing (the option-A zero channels).
-pub(crate) fn residual_source(
+fn residual_source(
     rk: &crate::program::ResidualKernel,
     r_img: &[f32],
     cb: usize,

@@ -30,7 +30,7 @@ use super::simd::Neon;
 use super::simd::{finish, Lanes16, Plain};
 #[cfg(target_arch = "x86_64")]
 use super::simd::{Avx2, Avx512};
-use super::{deep_fn, max_strip, residual_source, strips, Reps, StripArgs, MAX_P};
+use super::{deep_fn, max_strip, residual, strips, Reps, StripArgs, StripFn, MAX_P};
 use crate::program::{ConvKernel, Form, BLOCK};
 use crate::Isa;
 
@@ -232,12 +232,13 @@ const MAX_DEEP: usize = 4;
 /// How many output blocks one call of the micro-kernel computes for a chunk of `p` tiles: as many
 /// as keep at most a strip's worth of sums in registers (`deep · p ≤ max`, which is also what lets
 /// one strip's scratch hold them), dividing `ocb`, where the kernel set has such a strip (AVX-512,
-/// with its 32 registers); otherwise one.
-pub(super) fn deep_blocks(isa: Isa, ocb: usize, p: usize, max: usize) -> usize {
+/// with its 32 registers); otherwise one. With the strip function that computes them.
+pub(super) fn deep_blocks(isa: Isa, ocb: usize, p: usize, max: usize) -> (usize, StripFn) {
     [MAX_DEEP, 2]
         .into_iter()
-        .find(|&r| ocb.is_multiple_of(r) && r * p <= max && deep_fn(isa, p, r).is_some())
-        .unwrap_or(1)
+        .filter(|&r| ocb.is_multiple_of(r) && r * p <= max)
+        .find_map(|r| Some((r, deep_fn(isa, p, r)?)))
+        .unwrap_or((1, super::strip_fn(isa, p, 1)))
 }
 
 /// The input and output transforms of one form, on one column (or row) of 16-lane values held
@@ -407,8 +408,7 @@ fn tiles_form<T: Transform, S: Lanes16>(
         }
         // Output blocks `deep` at a time, where the kernel set has such strips: a short chunk of
         // tiles (an 8×8 output's four 4×4 tiles) then still keeps enough sums in registers.
-        let deep = deep_blocks(isa, k.ocb, p, max);
-        let f = deep_fn(isa, p, deep).expect("deep_blocks picks a depth the kernel set has");
+        let (deep, f) = deep_blocks(isa, k.ocb, p, max);
         let m_block = xi_n * p * BLOCK;
         for cb0 in (0..k.ocb).step_by(deep) {
             // 2. M_ξ = U_ξ·V_ξ for every ξ in one call: 1×1 convolutions on the micro-kernel.
@@ -463,19 +463,7 @@ fn tiles_form<T: Transform, S: Lanes16>(
                         }
                         let y = T::at(mr);
                         let row = (cb * ob.hp() + ob.halo + oy + dy) * out_row;
-                        let src = match &k.residual {
-                            Some(rk) if !r_img.is_empty() => {
-                                residual_source(rk, r_img, cb, oy + dy, ox, m_side, gathered)
-                            }
-                            _ => None,
-                        };
-                        let res = src.map(|(from_scratch, off, stride)| {
-                            if from_scratch {
-                                (&gathered[..], stride)
-                            } else {
-                                (&r_img[off..], stride)
-                            }
-                        });
+                        let res = residual(k, r_img, cb, oy + dy, ox, m_side, gathered);
                         let dst = out.at(row + (ob.halo + ox) * BLOCK, m_side * BLOCK);
                         if let Some((r, stride)) = res {
                             assert!((m_side - 1) * stride + BLOCK <= r.len());
