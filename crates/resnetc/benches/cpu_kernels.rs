@@ -6,7 +6,8 @@
 //! Variants alternate in one process and each reports its best time over many runs, so a noisy,
 //! shared machine shifts all of them alike: read the ratios, not the absolute numbers.
 //!
-//! `RESNETC_BENCH_ROUNDS` (default 20) sets the alternations.
+//! `RESNETC_BENCH_ROUNDS` (default 20) sets the alternations; `RESNETC_BENCH_BATCH` (default 16)
+//! the batch of the convolution chains.
 
 use std::path::Path;
 use std::time::Instant;
@@ -94,17 +95,28 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
+    let chain_batch = std::env::var("RESNETC_BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
     let forms = [
         ("direct", Winograd::Off),
         ("F(2x2)", Winograd::F2),
         ("F(4x4)", Winograd::F4),
     ];
     println!(
-        "kernel set {}, one thread, best of {rounds}×3 runs",
+        "kernel set {}, one thread, batch {chain_batch}, best of {rounds}×3 runs",
         Isa::Auto.resolve().map_or("?", |i| i.name())
     );
+    // `RESNETC_BENCH_CHANNELS=16` runs only that stage's chain (for a profiler).
+    let only: Option<usize> = std::env::var("RESNETC_BENCH_CHANNELS")
+        .ok()
+        .and_then(|v| v.parse().ok());
     for (c, hw) in [(16, 32), (32, 16), (64, 8)] {
-        let (batch, depth) = (16, 6);
+        if only.is_some_and(|o| o != c) {
+            continue;
+        }
+        let (batch, depth) = (chain_batch, 6);
         let g = conv_chain(c, hw, depth);
         let info = validate(&g).expect("the chain is valid");
         let plans: Vec<CpuPlan> = forms

@@ -241,6 +241,18 @@ pub(super) fn deep_blocks(isa: Isa, ocb: usize, p: usize, max: usize) -> (usize,
         .unwrap_or((1, super::strip_fn(isa, p, 1)))
 }
 
+/// How many tiles one chunk takes: a strip's worth (`max`) where the output is one block deep, and
+/// `max / deep` where the kernel set computes `deep` output blocks at once. The same sums stay in
+/// registers either way, but each broadcast input feeds `deep` products instead of one, and the
+/// chunk's transformed input and products take `1 / deep` of the cache (32 channels at 16×16 on
+/// AVX-512: 8 tiles two blocks deep ran 13 % faster than 16 tiles one block deep).
+pub(super) fn chunk_tiles(isa: Isa, ocb: usize, max: usize) -> usize {
+    [MAX_DEEP, 2]
+        .into_iter()
+        .find(|&r| ocb.is_multiple_of(r) && deep_fn(isa, max / r, r).is_some())
+        .map_or(max, |r| max / r)
+}
+
 /// The input and output transforms of one form, on one column (or row) of 16-lane values held
 /// in registers. Arrays are 6 long for both forms; only the first `N` (or `M`) entries count.
 trait Transform {
@@ -368,7 +380,7 @@ fn tiles_form<T: Transform, S: Lanes16>(
     let tw = ob.w / m_side;
     // Tile `t` of the rectangle: its top output row and left output column.
     let origin = |t: usize| (oys.start + m_side * (t / tw), m_side * (t % tw));
-    for (t0, p) in strips(oys.len() / m_side * tw, max) {
+    for (t0, p) in strips(oys.len() / m_side * tw, chunk_tiles(isa, k.ocb, max)) {
         let vs = &mut vs_all[..xi_n * icb * p * BLOCK];
         // 1. V = Bᵀ·d·B for every input block and tile: down the columns, then along the rows.
         // The loads and stores are unchecked (this loop is most of the transform's time); the
