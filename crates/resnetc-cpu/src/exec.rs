@@ -386,12 +386,16 @@ fn run_groups_together(
 }
 
 /// The chunks a team of `members` cuts a convolution into: one per member (at most one per row,
-/// of tiles for Winograd), claimed by whoever comes first, so a member that falls behind leaves
-/// its chunk to the others. Not more: Winograd multiplies a chunk's tiles as one batch, and
-/// smaller batches cost more than they balance (Xeon AVX-512, 2 threads, batch 1, idle: four
-/// chunks per member ran resnet56 in 1.68–1.89 ms against 1.47–1.61 ms for one; with another
-/// process busy on one core, 2.9 ms against 1.7 ms).
-fn conv_chunks(k: &crate::program::ConvKernel, members: usize) -> usize {
+/// of tiles for Winograd, or per channel block where [`kernels::splits_channels`]), claimed by
+/// whoever comes first, so a member that falls behind leaves its chunk to the others. Not more:
+/// Winograd multiplies a chunk's tiles as one batch, and smaller batches cost more than they
+/// balance (Xeon AVX-512, 2 threads, batch 1, idle: four chunks per member ran resnet56 in
+/// 1.68–1.89 ms against 1.47–1.61 ms for one; with another process busy on one core, 2.9 ms
+/// against 1.7 ms).
+fn conv_chunks(isa: crate::Isa, k: &crate::program::ConvKernel, members: usize) -> usize {
+    if kernels::splits_channels(isa, k, members) {
+        return members;
+    }
     let rows = match &k.winograd {
         Some(w) => k.out.h / w.form.m(),
         None => k.out.h,
@@ -414,7 +418,7 @@ fn run_steps_together(
 ) {
     chunks.clear();
     chunks.extend(plan.steps.iter().map(|step| match &step.kernel {
-        Kernel::Conv(k) => conv_chunks(k, team.members()),
+        Kernel::Conv(k) => conv_chunks(plan.isa, k, team.members()),
         _ => 1,
     }));
     let shared = Shared::new(arena);

@@ -205,7 +205,8 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
 /// Member `member` of a team of `members` threads computing one convolution over a batch together,
 /// each writing its own part of `out` (the whole batch's output) while the others write theirs.
 /// A Winograd convolution is shared out by rows of tiles, every channel block of a row of tiles
-/// computed by one member, so each input tile is transformed once; a direct one by output rows.
+/// computed by one member, so each input tile is transformed once, or by channel blocks where
+/// [`splits_channels`]; a direct one by output rows.
 ///
 /// # Safety
 /// `out..out + out_len` is the convolution's output, valid for writes, and for the duration of the
@@ -229,17 +230,32 @@ pub(crate) unsafe fn conv_member(
     match &k.winograd {
         Some(w) => {
             let m = w.form.m();
-            let tile_rows = share(ob.h / m);
             let images = out_len / img_len;
-            let oys = tile_rows.start * m..tile_rows.end * m;
-            let edges = (member == 0, member + 1 == members);
+            let (oys, cbs, edges) = if splits_channels(isa, k, members) {
+                (0..ob.h - ob.h % m, share(k.ocb), (true, true))
+            } else {
+                let tile_rows = share(ob.h / m);
+                let oys = tile_rows.start * m..tile_rows.end * m;
+                (oys, 0..k.ocb, (member == 0, member + 1 == members))
+            };
             with_scratch(|scratch| {
                 for n in 0..images {
-                    // SAFETY: the members' tile rows are disjoint, and `image_tiles` writes only
-                    // those rows of image `n`, plus the halo rows of member 0 (top) and of the last
-                    // member (bottom, and any rows below the last row of tiles).
+                    // SAFETY: the members' parts are disjoint (channel blocks `cbs` of rows `oys`),
+                    // and `image_tiles` writes only those of image `n`, plus the halo rows of its
+                    // blocks where `edges` says so: member 0's (top) and the last member's
+                    // (bottom, and any rows below the last row of tiles) when they share rows.
                     let mut img = unsafe { Out::from_raw(out.add(n * img_len), img_len) };
-                    image_tiles(isa, k, x, res, n, &mut img, oys.clone(), edges, scratch);
+                    image_tiles(
+                        isa,
+                        k,
+                        x,
+                        res,
+                        n,
+                        &mut img,
+                        (oys.clone(), cbs.clone()),
+                        edges,
+                        scratch,
+                    );
                 }
             });
         }
@@ -254,10 +270,31 @@ pub(crate) unsafe fn conv_member(
     }
 }
 
-/// Image `n`'s output rows `oys` (whole rows of Winograd tiles) of every channel block through
-/// `img` (the image's output), each chunk of tiles transformed once for all channel blocks, with
-/// the halo columns of those rows. `edges.0`: also the top halo rows; `edges.1`: also the bottom
-/// ones, and the rows below the last row of tiles (computed directly).
+/// Whether a team of `members` shares Winograd convolution `k` out by output channel blocks (each
+/// member all the tiles, for its blocks) rather than by rows of tiles (each member its rows, for
+/// every block): where a member's rows of tiles would not fill the chunk the output's depth asks
+/// for ([`winograd::chunk_tiles`]), as with 64 channels at 8×8 (two rows of two 4×4 tiles, four
+/// blocks deep). By blocks, each member then multiplies all of an image's tiles and reads only its
+/// blocks' transformed weights (590 kB a convolution there, which a batch of one reads once, from
+/// L3); the price is that every member transforms all the input tiles. Measured on Xeon AVX-512,
+/// batch 1, 2 threads, in one process: resnet56 1.65 ms against 1.74 (medians of 400 runs),
+/// resnet20 0.565 against 0.615; splitting the 32-channel 16×16 stage (whose rows fill a chunk)
+/// by blocks as well gave no gain.
+pub(crate) fn splits_channels(isa: Isa, k: &ConvKernel, members: usize) -> bool {
+    let Some(w) = &k.winograd else {
+        return false;
+    };
+    let m = w.form.m();
+    let my_tiles = (k.out.h / m).div_ceil(members.max(1)) * (k.out.w / m);
+    members > 1
+        && k.ocb.is_multiple_of(members)
+        && my_tiles < winograd::chunk_tiles(isa, k.ocb, max_strip(isa))
+}
+
+/// Image `n`'s output rows `part.0` (whole rows of Winograd tiles) of channel blocks `part.1`
+/// through `img` (the image's output), each chunk of tiles transformed once for all those blocks,
+/// with the halo columns of those rows. `edges.0`: also the top halo rows of those blocks;
+/// `edges.1`: also the bottom ones, and the rows below the last row of tiles (computed directly).
 #[allow(clippy::too_many_arguments)]
 fn image_tiles(
     isa: Isa,
@@ -266,7 +303,7 @@ fn image_tiles(
     res: Option<&[f32]>,
     n: usize,
     img: &mut Out,
-    oys: Range<usize>,
+    (oys, cbs): (Range<usize>, Range<usize>),
     edges: (bool, bool),
     scratch: &mut Vec<f32>,
 ) {
@@ -280,7 +317,7 @@ fn image_tiles(
     };
     let m = k.winograd.as_ref().map_or(1, |w| w.form.m());
     let whole = ob.h - ob.h % m;
-    for cb in 0..k.ocb {
+    for cb in cbs.clone() {
         let mut zero_row = |r: usize| img.at((cb * hp + r) * row_len, row_len).fill(0.0);
         if edges.0 {
             (0..ob.halo).for_each(&mut zero_row);
@@ -299,13 +336,14 @@ fn image_tiles(
         k,
         x_img,
         r_img,
+        cbs: cbs.clone(),
     };
     let mut gathered = [0f32; 2 * MAX_P * BLOCK];
     winograd::tiles(&args, oys, img, &mut gathered, scratch);
     if edges.1 {
         let (max, fns) = strip_fns(isa, k);
         for oy in whole..ob.h {
-            for cb in 0..k.ocb {
+            for cb in cbs.clone() {
                 let row = img.at((cb * hp + ob.halo + oy) * row_len, row_len);
                 row[..ob.halo * BLOCK].fill(0.0);
                 row[(ob.halo + ob.w) * BLOCK..].fill(0.0);
@@ -356,7 +394,7 @@ fn conv_rows_with(
                 res,
                 n,
                 &mut img,
-                oys.clone(),
+                (oys.clone(), 0..k.ocb),
                 (true, true),
                 scratch,
             );

@@ -183,14 +183,16 @@ pub(super) struct TileArgs<'a> {
     pub k: &'a ConvKernel,
     pub x_img: &'a [f32],
     pub r_img: &'a [f32],
+    /// The output channel blocks to compute.
+    pub cbs: Range<usize>,
 }
 
-/// Output rows `oys` (a multiple of the tile side m of them, starting at a multiple of m) of every
-/// channel block, into `out`, the image's blocked output (row `oy` of block `cb` is padded row
-/// `halo + oy` of plane `cb`), halo columns already written. The m×m tiles of those rows are taken in
-/// row-major order, in chunks as wide as the micro-kernel's strip, so a chunk may span several
-/// rows of tiles: each chunk's input is transformed once for all channel blocks. `v` is scratch,
-/// grown as needed.
+/// Output rows `oys` (a multiple of the tile side m of them, starting at a multiple of m) of the
+/// channel blocks `a.cbs`, into `out`, the image's blocked output (row `oy` of block `cb` is padded
+/// row `halo + oy` of plane `cb`), halo columns already written. The m×m tiles of those rows are
+/// taken in row-major order, in chunks of [`chunk_tiles`], so a chunk may span several rows of
+/// tiles: each chunk's input is transformed once for all those blocks. `v` is scratch, grown as
+/// needed.
 pub(super) fn tiles(
     a: &TileArgs,
     oys: Range<usize>,
@@ -380,7 +382,9 @@ fn tiles_form<T: Transform, S: Lanes16>(
     let tw = ob.w / m_side;
     // Tile `t` of the rectangle: its top output row and left output column.
     let origin = |t: usize| (oys.start + m_side * (t / tw), m_side * (t % tw));
-    for (t0, p) in strips(oys.len() / m_side * tw, chunk_tiles(isa, k.ocb, max)) {
+    let cbs = a.cbs.clone();
+    assert!(cbs.end <= k.ocb);
+    for (t0, p) in strips(oys.len() / m_side * tw, chunk_tiles(isa, cbs.len(), max)) {
         let vs = &mut vs_all[..xi_n * icb * p * BLOCK];
         // 1. V = Bᵀ·d·B for every input block and tile: down the columns, then along the rows.
         // The loads and stores are unchecked (this loop is most of the transform's time); the
@@ -420,9 +424,9 @@ fn tiles_form<T: Transform, S: Lanes16>(
         }
         // Output blocks `deep` at a time, where the kernel set has such strips: a short chunk of
         // tiles (an 8×8 output's four 4×4 tiles) then still keeps enough sums in registers.
-        let (deep, f) = deep_blocks(isa, k.ocb, p, max);
+        let (deep, f) = deep_blocks(isa, cbs.len(), p, max);
         let m_block = xi_n * p * BLOCK;
-        for cb0 in (0..k.ocb).step_by(deep) {
+        for cb0 in cbs.clone().step_by(deep) {
             // 2. M_ξ = U_ξ·V_ξ for every ξ in one call: 1×1 convolutions on the micro-kernel.
             let args = StripArgs {
                 x: vs,
