@@ -391,6 +391,9 @@ fn tiles_form<T: Transform, S: Lanes16>(
         // asserts bound every index they use.
         assert!(vs.len() >= n_side * n_side * icb * p * BLOCK);
         let vp = vs.as_mut_ptr();
+        // Pointers step by the distance between transform positions rather than recomputing a
+        // four-term index per store (the multiplies took the vector units' ports).
+        let xi_stride = icb * p * BLOCK;
         for c in 0..icb {
             for t in 0..p {
                 let (oy, ox) = origin(t0 + t);
@@ -409,15 +412,17 @@ fn tiles_form<T: Transform, S: Lanes16>(
                     }
                     *col = T::bt(d);
                 }
+                let mut at = (c * p + t) * BLOCK;
                 for i in 0..n_side {
                     let mut row = cols[0];
                     for (j, r) in row.iter_mut().enumerate().take(n_side) {
                         *r = cols[j][i];
                     }
                     let e = T::bt(row);
-                    for (j, e) in e.iter().enumerate().take(n_side) {
-                        let at = (((i * n_side + j) * icb + c) * p + t) * BLOCK;
+                    // Position ξ = i·n + j, at `(ξ·icb + c)·p + t` blocks.
+                    for e in e.iter().take(n_side) {
                         unsafe { e.store(vp.add(at)) };
+                        at += xi_stride;
                     }
                 }
             }
@@ -460,15 +465,20 @@ fn tiles_form<T: Transform, S: Lanes16>(
                 let bias = unsafe { S::load(k.bias.as_ptr().add(bias_at)) };
                 // 3. Y = Aᵀ·M·A, then the epilogue, into the tile's rows.
                 assert!(m.len() >= n_side * n_side * p * BLOCK);
+                let pb = p * BLOCK;
                 for t in 0..p {
                     let (oy, ox) = origin(t0 + t);
-                    let mp = m.as_ptr();
+                    // Position ξ = i·n + j of tile t is at `ξ·p + t` blocks.
+                    let mp = m[t * BLOCK..].as_ptr();
                     // SAFETY: i, j < n_side and t < p: within the assert on `m`.
-                    let mut cols = [[unsafe { S::load(mp.add(t * BLOCK)) }; 4]; 6];
+                    let mut cols = [[unsafe { S::load(mp) }; 4]; 6];
                     for (j, col) in cols.iter_mut().enumerate().take(n_side) {
                         let mut mc = [col[0]; 6];
-                        for (i, mc) in mc.iter_mut().enumerate().take(n_side) {
-                            *mc = unsafe { S::load(mp.add(((i * n_side + j) * p + t) * BLOCK)) };
+                        // (Wrapping: the step after the last load points past `m`.)
+                        let mut q = mp.wrapping_add(j * pb);
+                        for mc in mc.iter_mut().take(n_side) {
+                            *mc = unsafe { S::load(q) };
+                            q = q.wrapping_add(n_side * pb);
                         }
                         *col = T::at(mc);
                     }
