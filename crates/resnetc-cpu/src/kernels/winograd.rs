@@ -31,7 +31,7 @@ use super::simd::{finish, Lanes16, Plain};
 #[cfg(target_arch = "x86_64")]
 use super::simd::{Avx2, Avx512};
 use super::{deep_fn, max_strip, residual, strips, Reps, StripArgs, StripFn, MAX_P};
-use crate::program::{ConvKernel, Form, BLOCK};
+use crate::program::{ConvKernel, Form, Post, BLOCK};
 use crate::Isa;
 
 impl Form {
@@ -371,7 +371,6 @@ fn tiles_form<T: Transform, S: Lanes16>(
     let max = max_strip(isa);
     let in_plane = ib.hp() * ib.wp() * BLOCK;
     let in_row = ib.wp() * BLOCK;
-    let out_row = ob.wp() * BLOCK;
     let ublock = icb * BLOCK * BLOCK;
     // V, then one strip's products: `deep · p ≤ max` (`deep_blocks`), so a deep strip's fit too.
     let need = xi_n * (icb + 1) * max * BLOCK;
@@ -463,50 +462,153 @@ fn tiles_form<T: Transform, S: Lanes16>(
                 assert!(bias_at + BLOCK <= k.bias.len());
                 // SAFETY: within the assert; `S`'s target feature is enabled in the caller.
                 let bias = unsafe { S::load(k.bias.as_ptr().add(bias_at)) };
-                // 3. Y = Aᵀ·M·A, then the epilogue, into the tile's rows.
-                assert!(m.len() >= n_side * n_side * p * BLOCK);
-                let pb = p * BLOCK;
-                for t in 0..p {
-                    let (oy, ox) = origin(t0 + t);
-                    // Position ξ = i·n + j of tile t is at `ξ·p + t` blocks.
-                    let mp = m[t * BLOCK..].as_ptr();
-                    // SAFETY: i, j < n_side and t < p: within the assert on `m`.
-                    let mut cols = [[unsafe { S::load(mp) }; 4]; 6];
-                    for (j, col) in cols.iter_mut().enumerate().take(n_side) {
-                        let mut mc = [col[0]; 6];
-                        // (Wrapping: the step after the last load points past `m`.)
-                        let mut q = mp.wrapping_add(j * pb);
-                        for mc in mc.iter_mut().take(n_side) {
-                            *mc = unsafe { S::load(q) };
-                            q = q.wrapping_add(n_side * pb);
-                        }
-                        *col = T::at(mc);
+                // 3. Y = Aᵀ·M·A, then the epilogue, into the tile's rows: the epilogue's shape
+                // is matched once here, not per pixel.
+                let tiles = Untransform {
+                    k,
+                    r_img,
+                    cb,
+                    m,
+                    p,
+                    first: oys.start,
+                    tw,
+                    t0,
+                };
+                // (Called directly, not through a function pointer, so that it is inlined into
+                // this kernel set's target-feature function.)
+                match Epilogue::of(&k.post) {
+                    Epilogue::Bias => {
+                        untransform::<T, S, { Epilogue::Bias as u8 }>(&tiles, bias, out, gathered)
                     }
-                    for dy in 0..m_side {
-                        let mut mr = [cols[0][0]; 6];
-                        for (j, r) in mr.iter_mut().enumerate().take(n_side) {
-                            *r = cols[j][dy];
+                    Epilogue::Relu => {
+                        untransform::<T, S, { Epilogue::Relu as u8 }>(&tiles, bias, out, gathered)
+                    }
+                    Epilogue::ResidualRelu => {
+                        untransform::<T, S, { Epilogue::ResidualRelu as u8 }>(
+                            &tiles, bias, out, gathered,
+                        )
+                    }
+                    Epilogue::Other => {
+                        untransform::<T, S, { Epilogue::Other as u8 }>(&tiles, bias, out, gathered)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The epilogues the output transform has a form of its own for; `Other` follows `post` step by
+/// step.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Epilogue {
+    Bias,
+    Relu,
+    ResidualRelu,
+    Other,
+}
+
+impl Epilogue {
+    fn of(post: &[Post]) -> Epilogue {
+        match post {
+            [] => Epilogue::Bias,
+            [Post::Relu] => Epilogue::Relu,
+            [Post::Residual, Post::Relu] => Epilogue::ResidualRelu,
+            _ => Epilogue::Other,
+        }
+    }
+}
+
+/// What [`untransform`] works on: the products `m` of one output block `cb` for the chunk of `p`
+/// tiles from tile `t0` of the rows starting at output row `first`, `tw` tiles to a row.
+struct Untransform<'a> {
+    k: &'a ConvKernel,
+    r_img: &'a [f32],
+    cb: usize,
+    m: &'a [f32],
+    p: usize,
+    first: usize,
+    tw: usize,
+    t0: usize,
+}
+
+/// `Y = Aᵀ·M·A` of each tile, plus the bias, then epilogue `E` (an [`Epilogue`]), into the
+/// tile's m output rows of block `u.cb`.
+#[inline(always)]
+fn untransform<T: Transform, S: Lanes16, const E: u8>(
+    u: &Untransform,
+    bias: S,
+    out: &mut Out,
+    gathered: &mut [f32; 2 * MAX_P * BLOCK],
+) {
+    let (m_side, n_side) = (T::M, T::N);
+    let (k, p, cb) = (u.k, u.p, u.cb);
+    let ob = k.out;
+    let out_row = ob.wp() * BLOCK;
+    let m = u.m;
+    assert!(m.len() >= n_side * n_side * p * BLOCK);
+    let pb = p * BLOCK;
+    for t in 0..p {
+        let tile = u.t0 + t;
+        let (oy, ox) = (u.first + m_side * (tile / u.tw), m_side * (tile % u.tw));
+        // Position ξ = i·n + j of tile t is at `ξ·p + t` blocks.
+        let mp = m[t * BLOCK..].as_ptr();
+        // SAFETY: i, j < n_side and t < p: within the assert on `m`.
+        let mut cols = [[unsafe { S::load(mp) }; 4]; 6];
+        for (j, col) in cols.iter_mut().enumerate().take(n_side) {
+            let mut mc = [col[0]; 6];
+            // (Wrapping: the step after the last load points past `m`.)
+            let mut q = mp.wrapping_add(j * pb);
+            for mc in mc.iter_mut().take(n_side) {
+                *mc = unsafe { S::load(q) };
+                q = q.wrapping_add(n_side * pb);
+            }
+            *col = T::at(mc);
+        }
+        for dy in 0..m_side {
+            let mut mr = [cols[0][0]; 6];
+            for (j, r) in mr.iter_mut().enumerate().take(n_side) {
+                *r = cols[j][dy];
+            }
+            let y = T::at(mr);
+            let row = (cb * ob.hp() + ob.halo + oy + dy) * out_row;
+            let dst = out
+                .at(row + (ob.halo + ox) * BLOCK, m_side * BLOCK)
+                .as_mut_ptr();
+            let res = if E == Epilogue::Bias as u8 || E == Epilogue::Relu as u8 {
+                None
+            } else {
+                residual(k, u.r_img, cb, oy + dy, ox, m_side, gathered)
+            };
+            if let Some((r, stride)) = res {
+                assert!((m_side - 1) * stride + BLOCK <= r.len());
+            }
+            for (dx, y) in y.iter().enumerate().take(m_side) {
+                let v = y.add(bias);
+                // SAFETY: `dst` holds m_side pixels and the assert above bounds the residual's;
+                // `S`'s target feature is enabled in the caller.
+                unsafe {
+                    let dst = dst.add(dx * BLOCK);
+                    if E == Epilogue::Bias as u8 {
+                        v.store(dst);
+                    } else if E == Epilogue::Relu as u8 {
+                        v.relu().store(dst);
+                    } else if E == Epilogue::ResidualRelu as u8 {
+                        match res {
+                            Some((r, stride)) => v
+                                .add(S::load(r.as_ptr().add(dx * stride)))
+                                .relu()
+                                .store(dst),
+                            None => v.relu().store(dst),
                         }
-                        let y = T::at(mr);
-                        let row = (cb * ob.hp() + ob.halo + oy + dy) * out_row;
-                        let res = residual(k, r_img, cb, oy + dy, ox, m_side, gathered);
-                        let dst = out.at(row + (ob.halo + ox) * BLOCK, m_side * BLOCK);
-                        if let Some((r, stride)) = res {
-                            assert!((m_side - 1) * stride + BLOCK <= r.len());
-                        }
-                        for (dx, y) in y.iter().enumerate().take(m_side) {
-                            // (A `match`, not `Option::map`: closures are not inlined here.)
-                            #[allow(clippy::manual_map)]
-                            let r = match res {
-                                Some((r, stride)) => Some(r[dx * stride..].as_ptr()),
-                                None => None,
-                            };
-                            // SAFETY: `dst` holds m_side pixels and the assert above bounds the
-                            // residual's; `S`'s target feature is enabled in the caller.
-                            unsafe {
-                                finish(dst.as_mut_ptr().add(dx * BLOCK), *y, Some(bias), r, &k.post)
-                            };
-                        }
+                    } else {
+                        // (A `match`, not `Option::map`: closures are not inlined here.)
+                        #[allow(clippy::manual_map)]
+                        let r = match res {
+                            Some((r, stride)) => Some(r.as_ptr().add(dx * stride)),
+                            None => None,
+                        };
+                        finish(dst, *y, Some(bias), r, &k.post)
                     }
                 }
             }
