@@ -23,7 +23,7 @@
 
 #[cfg(target_arch = "aarch64")]
 use super::simd::Neon;
-use super::simd::{finish, Lanes16, Plain};
+use super::simd::{finish_as, Epilogue, Lanes16, Plain};
 #[cfg(target_arch = "x86_64")]
 use super::simd::{Avx2, Avx512};
 use super::{StripArgs, StripFn, MAX_P};
@@ -96,13 +96,35 @@ unsafe fn strip<S: Lanes16, const P: usize, const SW: usize, const R: usize>(
     // output (`(R-1)·out_block + 16·P`) by their slices' lengths; with `R > 1` there is neither
     // bias nor residual.
     unsafe {
+        let o = out.as_mut_ptr().add(rep * a.reps.out);
+        // The epilogue's shape matched once (called directly, so that each arm is inlined here).
+        match Epilogue::of(a.post) {
+            Epilogue::Bias => store::<S, P, R, { Epilogue::Bias as u8 }>(a, acc, o),
+            Epilogue::Relu => store::<S, P, R, { Epilogue::Relu as u8 }>(a, acc, o),
+            Epilogue::ResidualRelu => store::<S, P, R, { Epilogue::ResidualRelu as u8 }>(a, acc, o),
+            Epilogue::Other => store::<S, P, R, { Epilogue::Other as u8 }>(a, acc, o),
+        }
+    }
+}
+
+/// A strip's sums plus the bias, through epilogue `E`, stored at `o`.
+///
+/// # Safety
+/// As for [`strip`], `o` its repetition's output, and `Epilogue::of(a.post) as u8 == E`.
+#[inline(always)]
+unsafe fn store<S: Lanes16, const P: usize, const R: usize, const E: u8>(
+    a: &StripArgs,
+    acc: [[S; P]; R],
+    o: *mut f32,
+) {
+    // SAFETY: as `strip` bounded them (its caller's contract).
+    unsafe {
         // (A `match`, not `Option::map`: closures are not inlined into target-feature code.)
         #[allow(clippy::manual_map)]
         let bias = match a.bias {
             Some(b) => Some(S::load(b.as_ptr())),
             None => None,
         };
-        let o = out.as_mut_ptr().add(rep * a.reps.out);
         for (r, acc) in acc.iter().enumerate() {
             for (q, acc) in acc.iter().enumerate() {
                 #[allow(clippy::manual_map)]
@@ -110,7 +132,7 @@ unsafe fn strip<S: Lanes16, const P: usize, const SW: usize, const R: usize>(
                     Some((r, stride)) => Some(r.as_ptr().add(q * stride)),
                     None => None,
                 };
-                finish(o.add(r * a.out_block + q * BLOCK), *acc, bias, res, a.post);
+                finish_as::<S, E>(o.add(r * a.out_block + q * BLOCK), *acc, bias, res, a.post);
             }
         }
     }

@@ -86,6 +86,63 @@ pub(super) unsafe fn finish<S: Lanes16>(
     unsafe { v.store(dst) }
 }
 
+/// The epilogues that [`finish_as`] has a form of its own for, so that a kernel matches the
+/// epilogue once per strip or tile rather than walking `post` for every pixel (a loop LLVM also
+/// answered by copying the strip's sums through memory); `Other` walks `post` step by step.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(super) enum Epilogue {
+    /// The bias only (if any).
+    Bias,
+    Relu,
+    ResidualRelu,
+    Other,
+}
+
+impl Epilogue {
+    pub(super) fn of(post: &[Post]) -> Epilogue {
+        match post {
+            [] => Epilogue::Bias,
+            [Post::Relu] => Epilogue::Relu,
+            [Post::Residual, Post::Relu] => Epilogue::ResidualRelu,
+            _ => Epilogue::Other,
+        }
+    }
+}
+
+/// [`finish`] for a `post` of shape `E` (an [`Epilogue`] as `u8`).
+///
+/// # Safety
+/// As for [`finish`], and `Epilogue::of(post) as u8 == E`.
+#[inline(always)]
+pub(super) unsafe fn finish_as<S: Lanes16, const E: u8>(
+    dst: *mut f32,
+    y: S,
+    bias: Option<S>,
+    res: Option<*const f32>,
+    post: &[Post],
+) {
+    let v = match bias {
+        Some(b) => y.add(b),
+        None => y,
+    };
+    // SAFETY: as for `finish`, which the caller's contract is.
+    unsafe {
+        if E == Epilogue::Bias as u8 {
+            v.store(dst)
+        } else if E == Epilogue::Relu as u8 {
+            v.relu().store(dst)
+        } else if E == Epilogue::ResidualRelu as u8 {
+            match res {
+                Some(r) => v.add(S::load(r)).relu().store(dst),
+                None => v.relu().store(dst),
+            }
+        } else {
+            finish(dst, y, bias, res, post)
+        }
+    }
+}
+
 /// The portable form.
 #[derive(Clone, Copy)]
 pub(super) struct Plain([f32; BLOCK]);

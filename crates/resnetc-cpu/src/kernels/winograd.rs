@@ -27,11 +27,11 @@ use std::ops::Range;
 
 #[cfg(target_arch = "aarch64")]
 use super::simd::Neon;
-use super::simd::{finish, Lanes16, Plain};
+use super::simd::{finish_as, Epilogue, Lanes16, Plain};
 #[cfg(target_arch = "x86_64")]
 use super::simd::{Avx2, Avx512};
 use super::{deep_fn, max_strip, residual, strips, Reps, StripArgs, StripFn, MAX_P};
-use crate::program::{ConvKernel, Form, Post, BLOCK};
+use crate::program::{ConvKernel, Form, BLOCK};
 use crate::Isa;
 
 impl Form {
@@ -497,28 +497,6 @@ fn tiles_form<T: Transform, S: Lanes16>(
     }
 }
 
-/// The epilogues the output transform has a form of its own for; `Other` follows `post` step by
-/// step.
-#[derive(Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-enum Epilogue {
-    Bias,
-    Relu,
-    ResidualRelu,
-    Other,
-}
-
-impl Epilogue {
-    fn of(post: &[Post]) -> Epilogue {
-        match post {
-            [] => Epilogue::Bias,
-            [Post::Relu] => Epilogue::Relu,
-            [Post::Residual, Post::Relu] => Epilogue::ResidualRelu,
-            _ => Epilogue::Other,
-        }
-    }
-}
-
 /// What [`untransform`] works on: the products `m` of one output block `cb` for the chunk of `p`
 /// tiles from tile `t0` of the rows starting at output row `first`, `tw` tiles to a row.
 struct Untransform<'a> {
@@ -584,33 +562,15 @@ fn untransform<T: Transform, S: Lanes16, const E: u8>(
                 assert!((m_side - 1) * stride + BLOCK <= r.len());
             }
             for (dx, y) in y.iter().enumerate().take(m_side) {
-                let v = y.add(bias);
+                // (A `match`, not `Option::map`: closures are not inlined here.)
+                #[allow(clippy::manual_map)]
+                let r = match res {
+                    Some((r, stride)) => Some(r[dx * stride..].as_ptr()),
+                    None => None,
+                };
                 // SAFETY: `dst` holds m_side pixels and the assert above bounds the residual's;
-                // `S`'s target feature is enabled in the caller.
-                unsafe {
-                    let dst = dst.add(dx * BLOCK);
-                    if E == Epilogue::Bias as u8 {
-                        v.store(dst);
-                    } else if E == Epilogue::Relu as u8 {
-                        v.relu().store(dst);
-                    } else if E == Epilogue::ResidualRelu as u8 {
-                        match res {
-                            Some((r, stride)) => v
-                                .add(S::load(r.as_ptr().add(dx * stride)))
-                                .relu()
-                                .store(dst),
-                            None => v.relu().store(dst),
-                        }
-                    } else {
-                        // (A `match`, not `Option::map`: closures are not inlined here.)
-                        #[allow(clippy::manual_map)]
-                        let r = match res {
-                            Some((r, stride)) => Some(r.as_ptr().add(dx * stride)),
-                            None => None,
-                        };
-                        finish(dst, *y, Some(bias), r, &k.post)
-                    }
-                }
+                // `S`'s target feature is enabled in the caller; `E` is `k.post`'s shape.
+                unsafe { finish_as::<S, E>(dst.add(dx * BLOCK), *y, Some(bias), r, &k.post) };
             }
         }
     }
