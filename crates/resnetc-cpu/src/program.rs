@@ -41,6 +41,10 @@ impl Block {
     pub fn floats(&self) -> usize {
         self.blocks() * self.hp() * self.wp() * BLOCK
     }
+    /// Where pixel `(y, x)` of channel block `cb` starts (coordinates inside the halo).
+    pub fn at(&self, cb: usize, y: usize, x: usize) -> usize {
+        ((cb * self.hp() + y + self.halo) * self.wp() + x + self.halo) * BLOCK
+    }
 }
 
 /// An epilogue step after the bias (which every kernel adds first, zeros when there is none).

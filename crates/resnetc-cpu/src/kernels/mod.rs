@@ -482,6 +482,7 @@ fn direct_row(
 /// between its pixels: in `r_img` or copied into `gathered` ([`residual_source`]); `None` where
 /// the convolution or this block adds none.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 pub(crate) fn residual<'a>(
     k: &ConvKernel,
     r_img: &'a [f32],
@@ -502,7 +503,9 @@ pub(crate) fn residual<'a>(
 
 /// Where a strip's residual comes from: `(gathered, offset into the residual image, pixel stride)`;
 /// `gathered` means it was copied into the scratch buffer (a channel offset that is not a multiple of
-/// 16), `None` means this output block adds nothing (the option-A zero channels).
+/// 16), `None` means this output block adds nothing (the option-A zero channels). Inlined into
+/// the kernels, which call it per row of a strip or tile, but for the gather.
+#[inline]
 fn residual_source(
     rk: &crate::program::ResidualKernel,
     r_img: &[f32],
@@ -513,9 +516,7 @@ fn residual_source(
     gathered: &mut [f32; 2 * MAX_P * BLOCK],
 ) -> Option<(bool, usize, usize)> {
     let rb = rk.block;
-    let at = |rcb: usize, y: usize, x: usize| {
-        ((rcb * rb.hp() + y + rb.halo) * rb.wp() + x + rb.halo) * BLOCK
-    };
+    let at = |rcb: usize, y: usize, x: usize| rb.at(rcb, y, x);
     match rk.read {
         ResidualRead2::Direct => Some((false, at(cb, oy, x0), BLOCK)),
         ResidualRead2::Subsampled { stride, pad_before } => {
@@ -534,19 +535,39 @@ fn residual_source(
                 if lo + BLOCK <= pad_before || lo >= pad_before + rb.c {
                     return None;
                 }
-                for q in 0..p {
-                    for lane in 0..BLOCK {
-                        let c = lo + lane;
-                        gathered[q * BLOCK + lane] = if c >= pad_before && c - pad_before < rb.c {
-                            let rc = c - pad_before;
-                            r_img[at(rc / BLOCK, oy * stride, (x0 + q) * stride) + rc % BLOCK]
-                        } else {
-                            0.0
-                        };
-                    }
-                }
+                gather(rk, r_img, lo, oy, x0, p, gathered);
                 Some((true, 0, BLOCK))
             }
+        }
+    }
+}
+
+/// Copies the residual channels `lo..lo + 16` (shifted by `pad_before`, zeros outside) of a strip
+/// of `p` pixels into `gathered`.
+#[inline(never)]
+fn gather(
+    rk: &crate::program::ResidualKernel,
+    r_img: &[f32],
+    lo: usize,
+    oy: usize,
+    x0: usize,
+    p: usize,
+    gathered: &mut [f32; 2 * MAX_P * BLOCK],
+) {
+    let rb = rk.block;
+    let ResidualRead2::Subsampled { stride, pad_before } = rk.read else {
+        unreachable!("only a subsampled residual is gathered")
+    };
+    let at = |rcb: usize, y: usize, x: usize| rb.at(rcb, y, x);
+    for q in 0..p {
+        for lane in 0..BLOCK {
+            let c = lo + lane;
+            gathered[q * BLOCK + lane] = if c >= pad_before && c - pad_before < rb.c {
+                let rc = c - pad_before;
+                r_img[at(rc / BLOCK, oy * stride, (x0 + q) * stride) + rc % BLOCK]
+            } else {
+                0.0
+            };
         }
     }
 }
