@@ -23,7 +23,7 @@
 
 #[cfg(target_arch = "aarch64")]
 use super::simd::Neon;
-use super::simd::{finish_as, Epilogue, Lanes16, Plain};
+use super::simd::{by_epilogue, finish_as, Lanes16, Plain};
 #[cfg(target_arch = "x86_64")]
 use super::simd::{Avx2, Avx512};
 use super::{StripArgs, StripFn, MAX_P};
@@ -97,13 +97,8 @@ unsafe fn strip<S: Lanes16, const P: usize, const SW: usize, const R: usize>(
     // bias nor residual.
     unsafe {
         let o = out.as_mut_ptr().add(rep * a.reps.out);
-        // The epilogue's shape matched once (called directly, so that each arm is inlined here).
-        match Epilogue::of(a.post) {
-            Epilogue::Bias => store::<S, P, R, { Epilogue::Bias as u8 }>(a, acc, o),
-            Epilogue::Relu => store::<S, P, R, { Epilogue::Relu as u8 }>(a, acc, o),
-            Epilogue::ResidualRelu => store::<S, P, R, { Epilogue::ResidualRelu as u8 }>(a, acc, o),
-            Epilogue::Other => store::<S, P, R, { Epilogue::Other as u8 }>(a, acc, o),
-        }
+        // The epilogue's shape matched once per strip, not per pixel.
+        by_epilogue!(a.post, E => store::<S, P, R, E>(a, acc, o))
     }
 }
 

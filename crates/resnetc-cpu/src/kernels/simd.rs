@@ -110,6 +110,33 @@ impl Epilogue {
     }
 }
 
+/// Evaluates `$call` with `$e` the `u8` const of `$post`'s [`Epilogue`], one arm per shape: a
+/// direct call in each, so that the callee (`#[inline(always)]`) is inlined into the kernel set's
+/// target-feature function, which a function pointer would not be.
+macro_rules! by_epilogue {
+    ($post:expr, $e:ident => $call:expr) => {
+        match $crate::kernels::simd::Epilogue::of($post) {
+            $crate::kernels::simd::Epilogue::Bias => {
+                const $e: u8 = $crate::kernels::simd::Epilogue::Bias as u8;
+                $call
+            }
+            $crate::kernels::simd::Epilogue::Relu => {
+                const $e: u8 = $crate::kernels::simd::Epilogue::Relu as u8;
+                $call
+            }
+            $crate::kernels::simd::Epilogue::ResidualRelu => {
+                const $e: u8 = $crate::kernels::simd::Epilogue::ResidualRelu as u8;
+                $call
+            }
+            $crate::kernels::simd::Epilogue::Other => {
+                const $e: u8 = $crate::kernels::simd::Epilogue::Other as u8;
+                $call
+            }
+        }
+    };
+}
+pub(super) use by_epilogue;
+
 /// [`finish`] for a `post` of shape `E` (an [`Epilogue`] as `u8`).
 ///
 /// # Safety

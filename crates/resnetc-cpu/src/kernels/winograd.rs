@@ -27,7 +27,7 @@ use std::ops::Range;
 
 #[cfg(target_arch = "aarch64")]
 use super::simd::Neon;
-use super::simd::{finish_as, Epilogue, Lanes16, Plain};
+use super::simd::{by_epilogue, finish_as, Epilogue, Lanes16, Plain};
 #[cfg(target_arch = "x86_64")]
 use super::simd::{Avx2, Avx512};
 use super::{deep_fn, max_strip, residual, strips, Reps, StripArgs, StripFn, MAX_P};
@@ -474,24 +474,7 @@ fn tiles_form<T: Transform, S: Lanes16>(
                     tw,
                     t0,
                 };
-                // (Called directly, not through a function pointer, so that it is inlined into
-                // this kernel set's target-feature function.)
-                match Epilogue::of(&k.post) {
-                    Epilogue::Bias => {
-                        untransform::<T, S, { Epilogue::Bias as u8 }>(&tiles, bias, out, gathered)
-                    }
-                    Epilogue::Relu => {
-                        untransform::<T, S, { Epilogue::Relu as u8 }>(&tiles, bias, out, gathered)
-                    }
-                    Epilogue::ResidualRelu => {
-                        untransform::<T, S, { Epilogue::ResidualRelu as u8 }>(
-                            &tiles, bias, out, gathered,
-                        )
-                    }
-                    Epilogue::Other => {
-                        untransform::<T, S, { Epilogue::Other as u8 }>(&tiles, bias, out, gathered)
-                    }
-                }
+                by_epilogue!(&k.post, E => untransform::<T, S, E>(&tiles, bias, out, gathered));
             }
         }
     }
