@@ -685,6 +685,31 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_is_as_many_tiles_as_its_depth_leaves_registers_for() {
+        // (kernel set, output channel blocks, tiles per chunk)
+        let mut cases = vec![(Isa::Portable, 1, 6), (Isa::Portable, 4, 6)];
+        #[cfg(target_arch = "x86_64")]
+        cases.extend([
+            (Isa::Avx2, 2, 6),
+            (Isa::Avx512, 1, 16), // 16 channels: one block deep
+            (Isa::Avx512, 2, 8),  // 32 channels: 8 tiles × 2 blocks
+            (Isa::Avx512, 3, 16), // no depth divides 3
+            (Isa::Avx512, 4, 4),  // 64 channels: 4 tiles × 4 blocks
+            (Isa::Avx512, 6, 8),
+            (Isa::Avx512, 8, 4),
+        ]);
+        for (isa, ocb, want) in cases {
+            let max = max_strip(isa);
+            let got = winograd::chunk_tiles(isa, ocb, max);
+            assert_eq!(got, want, "{isa:?} {ocb} blocks");
+            // What `tiles` relies on: the chunk's depth keeps `deep · p` within one strip.
+            let (deep, _) = winograd::deep_blocks(isa, ocb, got, max);
+            assert!(deep * got <= max && ocb.is_multiple_of(deep));
+            assert_eq!(deep * got, if deep > 1 { max } else { got });
+        }
+    }
+
+    #[test]
     fn strips_cover_the_row_once() {
         for max in [1, 4, 6, 16] {
             for w in 1..80 {
