@@ -8,8 +8,8 @@
 //! by one member in an arena of its own, so the group's activations stay in that core's cache and
 //! each layer's weights serve the whole group. Otherwise (batch 1, say) the team goes through the
 //! plan step by step ([`run_steps_together`]), each convolution cut into chunks of rows (Winograd
-//! ones into rows of tiles, with all their channel blocks); the result equals one thread's to the
-//! bit.
+//! ones into rows of tiles, with all their channel blocks, or into channel blocks where the rows
+//! are too few: [`kernels::splits_channels`]); the result equals one thread's to the bit.
 
 use crate::kernels;
 use crate::program::{Buffer, CpuPlan, Kernel, Loc, Step, BLOCK};
