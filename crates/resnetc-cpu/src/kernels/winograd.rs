@@ -379,8 +379,6 @@ fn tiles_form<T: Transform, S: Lanes16>(
     }
     let (vs_all, m) = v.split_at_mut(xi_n * icb * max * BLOCK);
     let tw = ob.w / m_side;
-    // Tile `t` of the rectangle: its top output row and left output column.
-    let origin = |t: usize| (oys.start + m_side * (t / tw), m_side * (t % tw));
     let cbs = a.cbs.clone();
     assert!(cbs.end <= k.ocb);
     for (t0, p) in strips(oys.len() / m_side * tw, chunk_tiles(isa, cbs.len(), max)) {
@@ -395,7 +393,7 @@ fn tiles_form<T: Transform, S: Lanes16>(
         let xi_stride = icb * p * BLOCK;
         for c in 0..icb {
             for t in 0..p {
-                let (oy, ox) = origin(t0 + t);
+                let (oy, ox) = tile_origin(m_side, oys.start, tw, t0 + t);
                 let base =
                     c * in_plane + (oy + ib.halo - k.pt) * in_row + (ox + ib.halo - k.pl) * BLOCK;
                 assert!(base + (n_side - 1) * in_row + n_side * BLOCK <= x_img.len());
@@ -480,6 +478,13 @@ fn tiles_form<T: Transform, S: Lanes16>(
     }
 }
 
+/// Tile `t`'s top output row and left output column, for m×m tiles taken row-major from output
+/// row `first`, `tw` to a row.
+#[inline(always)]
+fn tile_origin(m: usize, first: usize, tw: usize, t: usize) -> (usize, usize) {
+    (first + m * (t / tw), m * (t % tw))
+}
+
 /// What [`untransform`] works on: the products `m` of one output block `cb` for the chunk of `p`
 /// tiles from tile `t0` of the rows starting at output row `first`, `tw` tiles to a row.
 struct Untransform<'a> {
@@ -510,8 +515,7 @@ fn untransform<T: Transform, S: Lanes16, const E: u8>(
     assert!(m.len() >= n_side * n_side * p * BLOCK);
     let pb = p * BLOCK;
     for t in 0..p {
-        let tile = u.t0 + t;
-        let (oy, ox) = (u.first + m_side * (tile / u.tw), m_side * (tile % u.tw));
+        let (oy, ox) = tile_origin(m_side, u.first, u.tw, u.t0 + t);
         // Position ξ = i·n + j of tile t is at `ξ·p + t` blocks.
         let mp = m[t * BLOCK..].as_ptr();
         // SAFETY: i, j < n_side and t < p: within the assert on `m`.
