@@ -107,7 +107,7 @@ pub fn bench(
     let median = times[iters / 2];
     let threads = session.threads();
     let arena_bytes = if crate::exec::splits_batch(threads, batch, plan.outputs.len()) {
-        plan.arena_bytes(crate::exec::group_size(threads, batch)) * threads
+        plan.arena_bytes(session.group_size(batch)) * threads
     } else {
         plan.arena_bytes(batch)
     };

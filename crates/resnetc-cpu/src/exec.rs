@@ -4,7 +4,7 @@
 //! Two ways to use threads, both on a [`Team`] (the caller and its helpers), where work goes to
 //! whichever member claims it first, so a member descheduled on a busy machine does not hold the
 //! others up. With at least as many images as threads (and an even split, or at least four images
-//! per thread) the batch is cut into groups of [`GROUP`] images, each run through the whole network
+//! per thread) the batch is cut into groups of images ([`images_per_group`]), each run through the whole network
 //! by one member in an arena of its own, so the group's activations stay in that core's cache and
 //! each layer's weights serve the whole group. Otherwise (batch 1, say) the team goes through the
 //! plan step by step ([`run_steps_together`]), each convolution cut into chunks of rows (Winograd
@@ -69,6 +69,8 @@ pub struct Session<'p> {
     arenas: Vec<Arena>,
     /// Each step's chunks in the current run (kept to allocate nothing per run).
     chunks: Vec<usize>,
+    /// The images a thread takes through the network together ([`images_per_group`]).
+    group: usize,
 }
 
 impl<'p> Session<'p> {
@@ -86,6 +88,7 @@ impl<'p> Session<'p> {
         let team = Team::new(threads);
         let threads = team.as_ref().map_or(1, Team::members);
         Session {
+            group: images_per_group(plan.weight_bytes(), threads),
             plan,
             threads,
             team,
@@ -96,6 +99,12 @@ impl<'p> Session<'p> {
 
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// The images per arena when a run of `batch` images divides the batch among the threads: a
+    /// group, or all of a thread's images if fewer.
+    pub(crate) fn group_size(&self, batch: usize) -> usize {
+        self.group.min(batch.div_ceil(self.threads)).max(1)
     }
 
     pub fn plan(&self) -> &CpuPlan {
@@ -154,11 +163,20 @@ impl<'p> Session<'p> {
             return Ok(());
         }
         let t = self.threads;
+        let group = self.group_size(batch);
         match (&mut self.team, splits_batch(t, batch, outputs.len())) {
-            (None, true) => run_groups(plan, &mut self.arenas[0], inputs, 0, &mut *outputs[0]),
+            (None, true) => run_groups(
+                plan,
+                group,
+                &mut self.arenas[0],
+                inputs,
+                0,
+                &mut *outputs[0],
+            ),
             (Some(team), true) => run_groups_together(
                 team,
                 plan,
+                group,
                 &mut self.arenas,
                 inputs,
                 batch,
@@ -179,22 +197,40 @@ impl<'p> Session<'p> {
 
 /// Images a thread takes through the network together when it splits the batch: each layer then
 /// runs on all of them before the next, so its weights (Winograd F(4×4)'s are 4× the size of the
-/// 3×3 kernels, 7.7 MB for resnet56, more than a core's L2) are loaded once per group rather than
-/// once per image, while the group's activations (≈ 1.8 MB for resnet56) still fit in L2. Measured
-/// on resnet56, one thread: 1 image 664, 2 → 714, 4 → 814, 8 → 806 images/s (medians of 4).
-const GROUP: usize = 4;
+/// 3×3 kernels: 13.3 MB for resnet56, far more than a core's L2) are streamed once per group
+/// rather than once per image, while a group's activations mostly stay in the core's caches.
+/// About one image per MiB of weights, in a power of two shared out among the threads, and 4 to
+/// [`MAX_GROUP`] per thread. Measured on Zen 5 (AVX-512, 1 MiB L2), batch 64, one thread, medians
+/// of 4-6 alternating runs, ms by group of 4 / 8 / 16: resnet20 (4.0 MB) 14.7 / 14.3 / 14.5;
+/// resnet32 (7.1 MB) 23.8 / 21.4 / 22.6; resnet44 (10.2 MB) 33.0 / 30.5 / 30.7; resnet56
+/// (13.3 MB) 56.8 / 45.7 / 40.8 (32: 40.6); resnet110 (zoo, 27 MB) 98 / - / 86 (32: 79). On two
+/// threads resnet56 ran 25.7 ms with groups of 4 and 26.5-34.3 ms with 16: both cores then stream
+/// their groups through one shared L3.
+fn images_per_group(weight_bytes: usize, threads: usize) -> usize {
+    let mib = weight_bytes as f64 / (1u64 << 20) as f64;
+    let images = mib.max(1.0).log2().round().exp2() as usize;
+    (images / threads.max(1)).clamp(MIN_GROUP, MAX_GROUP)
+}
 
-/// Runs the images whose outputs `out` receives, the first being `image0`, [`GROUP`] at a time
+/// The smallest group [`images_per_group`] chooses (measured on a Xeon AVX-512 with 2 MiB of L2,
+/// resnet56, one thread: 1 image 664, 2 → 714, 4 → 814, 8 → 806 images/s).
+const MIN_GROUP: usize = 4;
+
+/// The largest group: 32 images of resnet110's activations are a 6.8 MiB arena.
+const MAX_GROUP: usize = 32;
+
+/// Runs the images whose outputs `out` receives, the first being `image0`, `group` at a time
 /// through the whole network.
 fn run_groups(
     plan: &CpuPlan,
+    group: usize,
     arena: &mut Arena,
     inputs: &[&[f32]],
     image0: usize,
     out: &mut [f32],
 ) {
     let out_floats = plan.outputs[0].0.floats;
-    let group = images_per_arena(out.len() / out_floats);
+    let group = group.min(out.len() / out_floats).max(1);
     let arena = arena.get(plan.arena_floats * group);
     for (j, y) in out.chunks_mut(group * out_floats).enumerate() {
         let n = y.len() / out_floats;
@@ -208,16 +244,6 @@ fn run_groups(
             std::slice::from_mut(&mut y),
         );
     }
-}
-
-/// The images per arena when a run of `batch` images on `threads` threads divides the batch.
-pub(crate) fn group_size(threads: usize, batch: usize) -> usize {
-    images_per_arena(batch.div_ceil(threads.max(1)))
-}
-
-/// The images an arena holds for a thread with `images` to run: a group, or all of them if fewer.
-fn images_per_arena(images: usize) -> usize {
-    GROUP.min(images).max(1)
 }
 
 /// Whether a run divides the batch among the threads, each taking its images one at a time
@@ -343,17 +369,17 @@ fn locate<'a>(
     }
 }
 
-/// [`run_groups`] on a team: the batch cut into groups of [`group_size`] images, each group run
-/// through the whole network by whichever member claims it, in that member's arena.
+/// [`run_groups`] on a team: the batch cut into groups of `group` images, each group run through
+/// the whole network by whichever member claims it, in that member's arena.
 fn run_groups_together(
     team: &mut Team,
     plan: &CpuPlan,
+    group: usize,
     arenas: &mut [Arena],
     inputs: &[&[f32]],
     batch: usize,
     out: &mut [f32],
 ) {
-    let group = group_size(team.members(), batch);
     let out_floats = plan.outputs[0].0.floats;
     assert!(arenas.len() >= team.members() && out.len() == batch * out_floats);
     let arenas = Shared::new(arenas);
@@ -500,6 +526,35 @@ fn run_step<'a>(plan: &CpuPlan, step: &Step, read: &dyn Fn(usize) -> &'a [f32], 
         Kernel::Conv(k) => {
             let res = step.inputs.get(1).map(|&r| read(r));
             kernels::conv_rows(plan.isa, k, x, res, out, 0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_holds_about_one_image_per_mib_of_weights_shared_among_the_threads() {
+        const MIB: usize = 1 << 20;
+        // (weights, threads, images per group): the pretrained CifarResNets' weights with
+        // Winograd F(4×4) are 3.9 (resnet20), 6.8, 9.8 and 12.7 MiB (resnet56).
+        for (weights, threads, group) in [
+            (0, 1, MIN_GROUP),
+            (4_041_960, 1, 4),
+            (7_140_328, 1, 8),
+            (10_238_696, 1, 8),
+            (13_337_064, 1, 16),
+            (13_337_064, 2, 8),
+            (13_337_064, 16, MIN_GROUP),
+            (27 * MIB, 1, 32),
+            (400 * MIB, 1, MAX_GROUP),
+        ] {
+            assert_eq!(
+                images_per_group(weights, threads),
+                group,
+                "{weights} bytes of weights on {threads} threads"
+            );
         }
     }
 }

@@ -149,6 +149,24 @@ impl CpuPlan {
         (self.arena_floats * batch + ALIGN) * 4
     }
 
+    /// Bytes of packed weights and biases the steps read per run: the convolutions' (Winograd's
+    /// transformed ones where they have them) and the Gemms'. Every image a run takes through the
+    /// network on its own streams all of them once.
+    pub fn weight_bytes(&self) -> usize {
+        let floats: usize = self
+            .steps
+            .iter()
+            .map(|s| match &s.kernel {
+                Kernel::Conv(k) => {
+                    k.weights.len() + k.bias.len() + k.winograd.as_ref().map_or(0, |w| w.u.len())
+                }
+                Kernel::Gemm(g) => g.b.len() + g.c.len(),
+                _ => 0,
+            })
+            .sum();
+        floats * 4
+    }
+
     /// Floating-point operations per image (2 per multiply-add of the convolutions and Gemms).
     pub fn flops_per_image(&self) -> u64 {
         self.flops

@@ -7,7 +7,7 @@
 //! shared machine shifts all of them alike: read the ratios, not the absolute numbers.
 //!
 //! `RESNETC_BENCH_ROUNDS` (default 20) sets the alternations; `RESNETC_BENCH_BATCH` (default 16)
-//! the batch of the convolution chains.
+//! the batch of the convolution chains, `RESNETC_BENCH_DEPTH` (default 6) their length.
 
 use std::path::Path;
 use std::time::Instant;
@@ -99,13 +99,19 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(16);
+    // `RESNETC_BENCH_DEPTH` (default 6): convolutions per chain; 18 is a resnet56 stage, whose
+    // weights no longer fit in the caches the way six convolutions' do.
+    let chain_depth = std::env::var("RESNETC_BENCH_DEPTH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
     let forms = [
         ("direct", Winograd::Off),
         ("F(2x2)", Winograd::F2),
         ("F(4x4)", Winograd::F4),
     ];
     println!(
-        "kernel set {}, one thread, batch {chain_batch}, best of {rounds}×3 runs",
+        "kernel set {}, one thread, batch {chain_batch}, chains of {chain_depth}, best of {rounds}×3 runs",
         Isa::Auto.resolve().map_or("?", |i| i.name())
     );
     // `RESNETC_BENCH_CHANNELS=16` runs only that stage's chain (for a profiler).
@@ -116,7 +122,7 @@ fn main() {
         if only.is_some_and(|o| o != c) {
             continue;
         }
-        let (batch, depth) = (chain_batch, 6);
+        let (batch, depth) = (chain_batch, chain_depth);
         let g = conv_chain(c, hw, depth);
         let info = validate(&g).expect("the chain is valid");
         let plans: Vec<CpuPlan> = forms
