@@ -105,11 +105,17 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(6);
-    let forms = [
+    // `RESNETC_BENCH_FORM=F(4x4)` runs that form alone (for a profiler; the chains' lines then
+    // time it against itself).
+    let form = std::env::var("RESNETC_BENCH_FORM").ok();
+    let forms: Vec<(&str, Winograd)> = [
         ("direct", Winograd::Off),
         ("F(2x2)", Winograd::F2),
         ("F(4x4)", Winograd::F4),
-    ];
+    ]
+    .into_iter()
+    .filter(|(name, _)| form.as_deref().is_none_or(|f| f == *name))
+    .collect();
     println!(
         "kernel set {}, one thread, batch {chain_batch}, chains of {chain_depth}, best of {rounds}×3 runs",
         Isa::Auto.resolve().map_or("?", |i| i.name())
@@ -154,7 +160,8 @@ fn main() {
             .map(|((name, _), t)| format!("{name} {:6.2} ms ({:.2}×)", t * 1e3, best[0] / t))
             .collect();
         println!(
-            "{c:2} ch {hw:2}×{hw:<2}: direct {:5.1} GFLOP/s | {}",
+            "{c:2} ch {hw:2}×{hw:<2}: {} {:5.1} GFLOP/s | {}",
+            forms[0].0,
             flops / best[0] / 1e9,
             cells.join(" | ")
         );
