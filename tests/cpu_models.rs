@@ -106,8 +106,8 @@ fn pretrained(name: &str) {
     let images = images.into_dyn();
     let y = run(&plan, &images, 0);
     // The batch ran in groups of images (as many as the weights call for: resnet56's 8 per thread
-    // on two threads, 16 on one) on every thread; the images at both ends of the batch, run alone on one thread, come
-    // out the same to the bit.
+    // on two threads, 16 on one); the images at both ends of the batch, run alone on one thread,
+    // come out the same to the bit.
     for i in [0, 1, 999] {
         let one = run(
             &plan,

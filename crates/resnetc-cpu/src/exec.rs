@@ -4,9 +4,9 @@
 //! Two ways to use threads, both on a [`Team`] (the caller and its helpers), where work goes to
 //! whichever member claims it first, so a member descheduled on a busy machine does not hold the
 //! others up. With at least as many images as threads (and an even split, or at least four images
-//! per thread) the batch is cut into groups of images ([`images_per_group`]), each run through the whole network
-//! by one member in an arena of its own, so the group's activations stay in that core's cache and
-//! each layer's weights serve the whole group. Otherwise (batch 1, say) the team goes through the
+//! per thread) the batch is cut into groups of images ([`images_per_group`]), each run through the
+//! whole network by one member in an arena of its own, so the group's activations stay in that
+//! core's caches and each layer's weights serve the whole group. Otherwise (batch 1, say) the team goes through the
 //! plan step by step ([`run_steps_together`]), each convolution cut into chunks of rows (Winograd
 //! ones into rows of tiles, with all their channel blocks, or into channel blocks where the rows
 //! are too few: [`kernels::splits_channels`]); the result equals one thread's to the bit.
@@ -220,7 +220,7 @@ const MIN_GROUP: usize = 4;
 const MAX_GROUP: usize = 32;
 
 /// Runs the images whose outputs `out` receives, the first being `image0`, `group` at a time
-/// through the whole network.
+/// ([`Session::group_size`]: never more than there are) through the whole network.
 fn run_groups(
     plan: &CpuPlan,
     group: usize,
@@ -230,7 +230,6 @@ fn run_groups(
     out: &mut [f32],
 ) {
     let out_floats = plan.outputs[0].0.floats;
-    let group = group.min(out.len() / out_floats).max(1);
     let arena = arena.get(plan.arena_floats * group);
     for (j, y) in out.chunks_mut(group * out_floats).enumerate() {
         let n = y.len() / out_floats;

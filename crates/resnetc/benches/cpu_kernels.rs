@@ -7,7 +7,9 @@
 //! shared machine shifts all of them alike: read the ratios, not the absolute numbers.
 //!
 //! `RESNETC_BENCH_ROUNDS` (default 20) sets the alternations; `RESNETC_BENCH_BATCH` (default 16)
-//! the batch of the convolution chains, `RESNETC_BENCH_DEPTH` (default 6) their length.
+//! the batch of the convolution chains, `RESNETC_BENCH_DEPTH` (default 6) their length;
+//! `RESNETC_BENCH_CHANNELS` (16, 32 or 64) and `RESNETC_BENCH_FORM` (`direct`, `F(2x2)` or
+//! `F(4x4)`) run one stage or one form alone.
 
 use std::path::Path;
 use std::time::Instant;
@@ -116,6 +118,10 @@ fn main() {
     .into_iter()
     .filter(|(name, _)| form.as_deref().is_none_or(|f| f == *name))
     .collect();
+    assert!(
+        !forms.is_empty(),
+        "RESNETC_BENCH_FORM={form:?}: expected direct, F(2x2) or F(4x4)"
+    );
     println!(
         "kernel set {}, one thread, batch {chain_batch}, chains of {chain_depth}, best of {rounds}×3 runs",
         Isa::Auto.resolve().map_or("?", |i| i.name())
