@@ -4,7 +4,8 @@
 //! **Portability.** The stored plan runs on whatever kernel set the loading machine has, not the
 //! compiling machine's: every packed layout is the same for every kernel set. `Builder::conv` and
 //! `Builder::gemm` (`plan.rs`) pack `[ocb][icb][kh][kw][16 in][16 out]` and `[k][m]`, and
-//! `kernels::transform_weights` packs Winograd's `[(m+2)²][ocb][icb][16 in][16 out]`, without
+//! `kernels::transform_weights` packs Winograd's `[ocb][(m+2)²][icb][16 in][16 out]` (stored as
+//! `[(m+2)²][ocb][icb][16 in][16 out]`, the schema's order, and reordered on load), without
 //! looking at the ISA; the portable, AVX2, AVX-512 and NEON strip functions all read the same
 //! `StripArgs`, and `winograd::tiles` drives any of them. The ISA only decides, at run time, how
 //! wide a strip is, and, at compile time, which 3×3 convolutions get Winograd weights and in which
@@ -77,7 +78,7 @@ impl CpuPlan {
 
     /// Decodes and checks a stored plan (see the module documentation), to run on `isa`
     /// ([`Isa::Auto`]: the best kernel set of this machine, whichever machine compiled the plan).
-    /// Nothing is packed: the weights are used as stored.
+    /// Nothing is packed: the weights are used as stored, the Winograd ones reordered.
     pub fn from_bytes(bytes: &[u8], isa: Isa) -> Result<CpuPlan, PlanError> {
         let p = proto::CpuPlan::decode(bytes).map_err(|e| PlanError::Decode(e.to_string()))?;
         CpuPlan::from_proto(p, isa)
@@ -137,6 +138,17 @@ impl CpuPlan {
             flops,
         };
         crate::verify::check(&plan)?;
+        // Into the kernels' order now that the lengths are checked (the file's order is the
+        // schema's, which every resnetc reads).
+        let mut plan = plan;
+        for step in &mut plan.steps {
+            if let Kernel::Conv(k) = &mut step.kernel {
+                let ocb = k.ocb;
+                if let Some(w) = &mut k.winograd {
+                    w.u = crate::kernels::from_stored_order(&w.u, w.form, ocb);
+                }
+            }
+        }
         Ok(plan)
     }
 }
@@ -286,7 +298,7 @@ fn conv_to_proto(k: &ConvKernel) -> proto::Conv {
         winograd: winograd.as_ref().map(|w| {
             let WinogradKernel { form, u } = w;
             proto::Winograd {
-                weights: u.clone(),
+                weights: crate::kernels::to_stored_order(u, *form, *ocb),
                 tile: form.m() as u32,
             }
         }),
@@ -446,6 +458,7 @@ fn conv_from_proto(c: proto::Conv, at: &str) -> Result<ConvKernel, PlanError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::program::BLOCK;
     use crate::{CpuOptions, Session, Winograd};
     use ndarray::{ArrayD, IxDyn};
     use resnetc_ir::{
@@ -565,6 +578,60 @@ mod tests {
                 })
             })
             .collect()
+    }
+
+    /// Files keep the schema's order of Winograd weights, `[ξ][ocb][icb][16][16]`, whatever order
+    /// the kernels read (so files written before and after a reordering load alike), and a loaded
+    /// plan computes what the compiled one does. Checked on a convolution of several input and
+    /// output blocks at position ξ = 0, where F(2×2)'s `U` is the kernel's top-left tap.
+    #[test]
+    fn winograd_weights_are_stored_position_first() {
+        let (cin, cout): (usize, usize) = (20, 40);
+        let (icb, ocb) = (cin.div_ceil(BLOCK), cout.div_ceil(BLOCK));
+        let mut g = Graph::new();
+        let x: ValueRef = g
+            .add_input("x", TensorType::fixed(DType::F32, &[1, cin, 8, 8]))
+            .into();
+        let y = conv(&mut g, "c", x, [cin, cout, 3, 1, 1], None);
+        g.add_output("y", y);
+        let info = validate(&g).unwrap();
+        for isa in Isa::all_available() {
+            let opts = CpuOptions {
+                isa,
+                winograd: Some(Winograd::F2),
+            };
+            let plan = CpuPlan::compile_with(&g, &info, &opts).unwrap();
+            let stored = plan.to_proto();
+            let conv = stored
+                .steps
+                .iter()
+                .find_map(|s| match &s.kernel {
+                    Some(proto::step::Kernel::Conv(c)) => Some(c),
+                    _ => None,
+                })
+                .unwrap();
+            let u = &conv.winograd.as_ref().unwrap().weights;
+            let w = values(cout as u64, cout * cin * 9);
+            for o in 0..cout {
+                for i in 0..cin {
+                    let at = ((o / BLOCK) * icb + i / BLOCK) * BLOCK * BLOCK
+                        + (i % BLOCK) * BLOCK
+                        + o % BLOCK;
+                    assert_eq!(u[at], w[(o * cin + i) * 9], "{isa:?}: out {o}, in {i}");
+                }
+            }
+            assert_eq!(u.len(), 16 * ocb * icb * BLOCK * BLOCK);
+            let loaded = CpuPlan::from_bytes(&plan.to_bytes(), isa).unwrap();
+            assert_eq!(loaded.to_bytes(), plan.to_bytes());
+            let input = values(5, cin * 64);
+            let (mut a, mut b) = (vec![0f32; cout * 64], vec![0f32; cout * 64]);
+            Session::new(&plan, 1).run(&input, 1, &mut a).unwrap();
+            Session::new(&loaded, 1).run(&input, 1, &mut b).unwrap();
+            assert!(
+                a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{isa:?}"
+            );
+        }
     }
 
     #[test]

@@ -20,7 +20,9 @@ mod simd;
 mod winograd;
 
 use winograd::Out;
-pub(crate) use winograd::{transform_weights, weight_spread, MAX_WEIGHT_SPREAD};
+pub(crate) use winograd::{
+    from_stored_order, to_stored_order, transform_weights, weight_spread, MAX_WEIGHT_SPREAD,
+};
 
 /// The widest strip of output pixels any micro-kernel computes at once.
 pub(crate) const MAX_P: usize = 16;
