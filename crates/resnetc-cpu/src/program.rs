@@ -105,7 +105,8 @@ pub(crate) fn has_direct_rows(form: Option<Form>, h: usize) -> bool {
     form.is_none_or(|f| !h.is_multiple_of(f.m()))
 }
 
-/// A convolution's Winograd form and its transformed weights, `[ξ][ocb][icb][16 in][16 out]`.
+/// A convolution's Winograd form and its transformed weights, `[ocb][ξ][icb][16 in][16 out]`
+/// (`.rnc` files store `[ξ][ocb][icb][16 in][16 out]`; `serial.rs` reorders).
 #[derive(Clone, Debug)]
 pub(crate) struct WinogradKernel {
     pub form: Form,
