@@ -16,8 +16,70 @@
 
 use crate::program::{Post, BLOCK};
 
+/// A register's worth of a block's lanes (or all 16 where one value holds them): what the
+/// Winograd input transform, which works lane by lane, computes on. AVX2's blocks take two `ymm`,
+/// and the transform's temporaries for both halves at once did not fit its 16 registers, so it
+/// transforms one half at a time.
+pub(super) trait Part: Copy {
+    /// Lanes in one value: 16 divided by a power of two.
+    const LANES: usize;
+    /// Loads `LANES` floats from `p`.
+    ///
+    /// # Safety
+    /// `p..p+LANES` is readable, and the type's target feature is enabled in the caller.
+    unsafe fn load(p: *const f32) -> Self;
+    /// Stores `LANES` floats at `p`.
+    ///
+    /// # Safety
+    /// `p..p+LANES` is writable, and the type's target feature is enabled in the caller.
+    unsafe fn store(self, p: *mut f32);
+    fn add(self, b: Self) -> Self;
+    fn sub(self, b: Self) -> Self;
+    /// `self + x·k`, as [`Lanes16::fma_k`].
+    fn fma_k(self, x: Self, k: f32) -> Self;
+    /// `self − x·k`, as [`Lanes16::fnma_k`].
+    fn fnma_k(self, x: Self, k: f32) -> Self;
+}
+
+/// [`Part`] for a [`Lanes16`] type that is its own part, by its own operations.
+macro_rules! whole_part {
+    ($t:ty) => {
+        impl $crate::kernels::simd::Part for $t {
+            const LANES: usize = 16;
+            #[inline(always)]
+            unsafe fn load(p: *const f32) -> Self {
+                // SAFETY: the caller's contract is `Lanes16::load`'s.
+                unsafe { <Self as $crate::kernels::simd::Lanes16>::load(p) }
+            }
+            #[inline(always)]
+            unsafe fn store(self, p: *mut f32) {
+                // SAFETY: the caller's contract is `Lanes16::store`'s.
+                unsafe { <Self as $crate::kernels::simd::Lanes16>::store(self, p) }
+            }
+            #[inline(always)]
+            fn add(self, b: Self) -> Self {
+                <Self as $crate::kernels::simd::Lanes16>::add(self, b)
+            }
+            #[inline(always)]
+            fn sub(self, b: Self) -> Self {
+                <Self as $crate::kernels::simd::Lanes16>::sub(self, b)
+            }
+            #[inline(always)]
+            fn fma_k(self, x: Self, k: f32) -> Self {
+                <Self as $crate::kernels::simd::Lanes16>::fma_k(self, x, k)
+            }
+            #[inline(always)]
+            fn fnma_k(self, x: Self, k: f32) -> Self {
+                <Self as $crate::kernels::simd::Lanes16>::fnma_k(self, x, k)
+            }
+        }
+    };
+}
+
 /// 16 `f32` lanes.
 pub(super) trait Lanes16: Copy {
+    /// What the Winograd input transform computes on ([`Part`]).
+    type Part: Part;
     /// All zeros.
     ///
     /// # Safety
@@ -174,7 +236,10 @@ pub(super) unsafe fn finish_as<S: Lanes16, const E: u8>(
 #[derive(Clone, Copy)]
 pub(super) struct Plain([f32; BLOCK]);
 
+whole_part!(Plain);
+
 impl Lanes16 for Plain {
+    type Part = Plain;
     #[inline(always)]
     unsafe fn zero() -> Self {
         Plain([0.0; BLOCK])
@@ -252,7 +317,7 @@ pub(super) use x86::{Avx2, Avx512};
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::Lanes16;
+    use super::{Lanes16, Part};
 
     /// One `zmm`. Values exist only inside functions compiled with `avx512f`.
     #[derive(Clone, Copy)]
@@ -260,7 +325,10 @@ mod x86 {
 
     // SAFETY (every block below): an `Avx512` is only made by `zero`, `splat` and `load`, whose
     // callers guarantee that avx512f is enabled, so the intrinsics run where the feature is present.
+    whole_part!(Avx512);
+
     impl Lanes16 for Avx512 {
+        type Part = Avx512;
         #[inline(always)]
         unsafe fn zero() -> Self {
             Avx512(unsafe { _mm512_setzero_ps() })
@@ -305,6 +373,41 @@ mod x86 {
         }
     }
 
+    /// One `ymm`, half an [`Avx2`]: the AVX2 input transform's values. Like `Avx2`, made only
+    /// by `load` inside functions compiled with `avx2` and `fma`.
+    #[derive(Clone, Copy)]
+    pub(in super::super) struct Ymm(__m256);
+
+    // SAFETY (every block below): a `Ymm` is only made by `load`, whose callers guarantee that
+    // avx2 and fma are enabled.
+    impl Part for Ymm {
+        const LANES: usize = 8;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Ymm(unsafe { _mm256_loadu_ps(p) })
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm256_storeu_ps(p, self.0) }
+        }
+        #[inline(always)]
+        fn add(self, b: Self) -> Self {
+            Ymm(unsafe { _mm256_add_ps(self.0, b.0) })
+        }
+        #[inline(always)]
+        fn sub(self, b: Self) -> Self {
+            Ymm(unsafe { _mm256_sub_ps(self.0, b.0) })
+        }
+        #[inline(always)]
+        fn fma_k(self, x: Self, k: f32) -> Self {
+            Ymm(unsafe { _mm256_fmadd_ps(x.0, _mm256_set1_ps(k), self.0) })
+        }
+        #[inline(always)]
+        fn fnma_k(self, x: Self, k: f32) -> Self {
+            Ymm(unsafe { _mm256_fnmadd_ps(x.0, _mm256_set1_ps(k), self.0) })
+        }
+    }
+
     /// Two `ymm`. Values exist only inside functions compiled with `avx2` and `fma`.
     #[derive(Clone, Copy)]
     pub(in super::super) struct Avx2(__m256, __m256);
@@ -312,6 +415,7 @@ mod x86 {
     // SAFETY (every block below): an `Avx2` is only made by `zero`, `splat` and `load`, whose callers
     // guarantee that avx2 and fma are enabled, so the intrinsics run where the features are present.
     impl Lanes16 for Avx2 {
+        type Part = Ymm;
         #[inline(always)]
         unsafe fn zero() -> Self {
             unsafe { Avx2(_mm256_setzero_ps(), _mm256_setzero_ps()) }
@@ -397,7 +501,10 @@ mod arm {
 
     // SAFETY (every block below): a `Neon` is only made by `zero`, `splat` and `load`, whose
     // callers guarantee that neon is enabled, so the intrinsics run where the feature is present.
+    whole_part!(Neon);
+
     impl Lanes16 for Neon {
+        type Part = Neon;
         #[inline(always)]
         unsafe fn zero() -> Self {
             let z = unsafe { vdupq_n_f32(0.0) };

@@ -28,7 +28,7 @@ use std::ops::Range;
 
 #[cfg(target_arch = "aarch64")]
 use super::simd::Neon;
-use super::simd::{by_epilogue, finish_as, Epilogue, Lanes16, Plain};
+use super::simd::{by_epilogue, finish_as, Epilogue, Lanes16, Part, Plain};
 #[cfg(target_arch = "x86_64")]
 use super::simd::{Avx2, Avx512};
 use super::{deep_fn, max_strip, residual, strips, Reps, StripArgs, StripFn, MAX_P};
@@ -296,7 +296,7 @@ trait Transform {
     /// Input tile side, `M + 2`.
     const N: usize;
     /// `Bᵀ·d`.
-    fn bt<S: Lanes16>(d: [S; 6]) -> [S; 6];
+    fn bt<S: Part>(d: [S; 6]) -> [S; 6];
     /// `Aᵀ·m`.
     fn at<S: Lanes16>(m: [S; 6]) -> [S; 4];
 }
@@ -309,7 +309,7 @@ impl Transform for F2 {
     const N: usize = 4;
 
     #[inline(always)]
-    fn bt<S: Lanes16>(d: [S; 6]) -> [S; 6] {
+    fn bt<S: Part>(d: [S; 6]) -> [S; 6] {
         [
             d[0].sub(d[2]),
             d[1].add(d[2]),
@@ -338,7 +338,7 @@ impl Transform for F4 {
     // Lavin & Gray's matrices, with every constant multiple folded into a fused multiply-add
     // (12 operations for `Bᵀ·d` where separate products took 19, 10 for `Aᵀ·m` where they took 13).
     #[inline(always)]
-    fn bt<S: Lanes16>(d: [S; 6]) -> [S; 6] {
+    fn bt<S: Part>(d: [S; 6]) -> [S; 6] {
         // Rows 1–4 share these four terms.
         let a = d[4].fnma_k(d[2], 4.0);
         let b = d[3].fnma_k(d[1], 4.0);
@@ -421,8 +421,6 @@ fn tiles_form<T: Transform, S: Lanes16>(
         // asserts bound every index they use.
         assert!(vs.len() >= n_side * n_side * icb * p * BLOCK);
         let vp = vs.as_mut_ptr();
-        // Pointers step by the distance between transform positions rather than recomputing a
-        // four-term index per store (the multiplies took the vector units' ports).
         let xi_stride = icb * p * BLOCK;
         for c in 0..icb {
             for t in 0..p {
@@ -430,30 +428,20 @@ fn tiles_form<T: Transform, S: Lanes16>(
                 let base =
                     c * in_plane + (oy + ib.halo - k.pt) * in_row + (ox + ib.halo - k.pl) * BLOCK;
                 assert!(base + (n_side - 1) * in_row + n_side * BLOCK <= x_img.len());
-                let x = x_img.as_ptr();
-                // SAFETY (loads and stores): i, j < n_side, c < icb and t < p keep every index
-                // within the asserts above, and `S`'s target feature is enabled in the caller.
-                // Columns first (`cols[j]` = Bᵀ·column j), then each row of those.
-                let mut cols = [[unsafe { S::load(x.add(base)) }; 6]; 6];
-                for (j, col) in cols.iter_mut().enumerate().take(n_side) {
-                    let mut d = *col;
-                    for (i, d) in d.iter_mut().enumerate().take(n_side) {
-                        *d = unsafe { S::load(x.add(base + i * in_row + j * BLOCK)) };
-                    }
-                    *col = T::bt(d);
-                }
-                let mut at = (c * p + t) * BLOCK;
-                for i in 0..n_side {
-                    let mut row = cols[0];
-                    for (j, r) in row.iter_mut().enumerate().take(n_side) {
-                        *r = cols[j][i];
-                    }
-                    let e = T::bt(row);
-                    // Position ξ = i·n + j, at `(ξ·icb + c)·p + t` blocks.
-                    for e in e.iter().take(n_side) {
-                        unsafe { e.store(vp.add(at)) };
-                        at += xi_stride;
-                    }
+                // One register's worth of lanes at a time ([`Part`]: AVX2's halves), each part
+                // through both passes.
+                for h in (0..BLOCK).step_by(<S::Part as Part>::LANES) {
+                    // SAFETY (loads and stores): i, j < n_side, c < icb, t < p and
+                    // h + LANES ≤ 16 keep every index within the asserts above, and `S`'s
+                    // target feature is enabled in the caller.
+                    unsafe {
+                        input_tile::<T, S::Part>(
+                            x_img.as_ptr().add(base + h),
+                            in_row,
+                            vp.add((c * p + t) * BLOCK + h),
+                            xi_stride,
+                        )
+                    };
                 }
             }
         }
@@ -507,6 +495,48 @@ fn tiles_form<T: Transform, S: Lanes16>(
                 };
                 by_epilogue!(&k.post, E => untransform::<T, S, E>(&tiles, bias, out, gathered));
             }
+        }
+    }
+}
+
+/// `V = Bᵀ·d·B` of one input tile (`x`: its top-left pixel, rows `in_row` floats apart, pixels
+/// 16), one [`Part`] of its lanes, stored at `v` and every `xi_stride` floats on for positions
+/// ξ = 0, 1, ….
+///
+/// # Safety
+/// The tile's `N` rows of `N` pixels are readable from `x` and the `N²` parts writable from `v`;
+/// `P`'s target feature is enabled in the caller.
+#[inline(always)]
+unsafe fn input_tile<T: Transform, P: Part>(
+    x: *const f32,
+    in_row: usize,
+    v: *mut f32,
+    xi_stride: usize,
+) {
+    let n_side = T::N;
+    // Columns first (`cols[j]` = Bᵀ·column j), then each row of those.
+    // SAFETY (loads and stores): the caller's contract.
+    let mut cols = [[unsafe { P::load(x) }; 6]; 6];
+    for (j, col) in cols.iter_mut().enumerate().take(n_side) {
+        let mut d = *col;
+        for (i, d) in d.iter_mut().enumerate().take(n_side) {
+            *d = unsafe { P::load(x.add(i * in_row + j * BLOCK)) };
+        }
+        *col = T::bt(d);
+    }
+    // Pointers step by the distance between transform positions rather than recomputing a
+    // four-term index per store (the multiplies took the vector units' ports).
+    let mut at = v;
+    for i in 0..n_side {
+        let mut row = cols[0];
+        for (j, r) in row.iter_mut().enumerate().take(n_side) {
+            *r = cols[j][i];
+        }
+        let e = T::bt(row);
+        // Position ξ = i·n + j.
+        for e in e.iter().take(n_side) {
+            unsafe { e.store(at) };
+            at = at.wrapping_add(xi_stride);
         }
     }
 }
