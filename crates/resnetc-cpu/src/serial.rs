@@ -84,7 +84,8 @@ impl CpuPlan {
         CpuPlan::from_proto(p, isa)
     }
 
-    /// [`CpuPlan::from_bytes`] on a decoded message (the weights are moved, not copied).
+    /// [`CpuPlan::from_bytes`] on a decoded message (the weights are moved, not copied, except
+    /// the Winograd ones, copied once into the kernels' order).
     pub fn from_proto(p: proto::CpuPlan, isa: Isa) -> Result<CpuPlan, PlanError> {
         let proto::CpuPlan {
             version,
@@ -128,7 +129,7 @@ impl CpuPlan {
             .enumerate()
             .map(|(i, s)| step_from_proto(i, s))
             .collect::<Result<Vec<_>, _>>()?;
-        let plan = CpuPlan {
+        let mut plan = CpuPlan {
             isa,
             buffers,
             steps,
@@ -140,7 +141,6 @@ impl CpuPlan {
         crate::verify::check(&plan)?;
         // Into the kernels' order now that the lengths are checked (the file's order is the
         // schema's, which every resnetc reads).
-        let mut plan = plan;
         for step in &mut plan.steps {
             if let Kernel::Conv(k) = &mut step.kernel {
                 let ocb = k.ocb;
