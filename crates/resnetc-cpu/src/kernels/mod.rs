@@ -545,7 +545,10 @@ fn residual_source(
 }
 
 /// Copies the residual channels `lo..lo + 16` (shifted by `pad_before`, zeros outside) of a strip
-/// of `p` pixels into `gathered`.
+/// of `p` pixels into `gathered`. The lanes that have a source channel are one run, which lies in
+/// at most two of the residual's channel blocks, so each pixel is a zero fill and one or two
+/// slice copies (a lane at a time, with the index worked out per lane, this was 3 % of resnet20
+/// at batch 64).
 #[inline(never)]
 fn gather(
     rk: &crate::program::ResidualKernel,
@@ -560,16 +563,25 @@ fn gather(
     let ResidualRead2::Subsampled { stride, pad_before } = rk.read else {
         unreachable!("only a subsampled residual is gathered")
     };
-    let at = |rcb: usize, y: usize, x: usize| rb.at(rcb, y, x);
-    for q in 0..p {
-        for lane in 0..BLOCK {
-            let c = lo + lane;
-            gathered[q * BLOCK + lane] = if c >= pad_before && c - pad_before < rb.c {
-                let rc = c - pad_before;
-                r_img[at(rc / BLOCK, oy * stride, (x0 + q) * stride) + rc % BLOCK]
-            } else {
-                0.0
-            };
+    // Output lanes `first..end` read residual channels `first + lo - pad_before..`.
+    let first = pad_before.saturating_sub(lo).min(BLOCK);
+    let end = (pad_before + rb.c).saturating_sub(lo).clamp(first, BLOCK);
+    // The run cut where it crosses from one residual block into the next: (lane, channel, len).
+    let mut runs = [(0, 0, 0); 2];
+    let mut n = 0;
+    let mut lane = first;
+    while lane < end {
+        let rc = lane + lo - pad_before;
+        let len = (end - lane).min(BLOCK - rc % BLOCK);
+        runs[n] = (lane, rc, len);
+        n += 1;
+        lane += len;
+    }
+    for (q, dst) in gathered.chunks_exact_mut(BLOCK).take(p).enumerate() {
+        dst.fill(0.0);
+        for &(lane, rc, len) in &runs[..n] {
+            let src = rb.at(rc / BLOCK, oy * stride, (x0 + q) * stride) + rc % BLOCK;
+            dst[lane..lane + len].copy_from_slice(&r_img[src..src + len]);
         }
     }
 }
