@@ -586,20 +586,34 @@ fn gather(
     }
 }
 
-/// Plain NCHW images `[c][h][w]` into blocked ones with a zero halo.
+/// Plain NCHW images `[c][h][w]` into blocked ones with a zero halo. Pixel by pixel, each
+/// block's 16 lanes (zeros past the last channel) written at once, and only the halo zeroed
+/// besides: a channel at a time over a cleared image, resnet20's 3-channel input was 2.3 % of its
+/// run at batch 64 (the clear alone 0.9 %).
 pub(crate) fn to_blocked(src: &[f32], dst: &mut [f32], b: Block) {
-    let (c, h, w) = (b.c, b.h, b.w);
+    let (c, h, w, halo) = (b.c, b.h, b.w, b.halo);
+    let row_floats = b.wp() * BLOCK;
     for (s, d) in src
         .chunks_exact(c * h * w)
         .zip(dst.chunks_exact_mut(b.floats()))
     {
-        d.fill(0.0);
-        for ch in 0..c {
-            let (cb, lane) = (ch / BLOCK, ch % BLOCK);
-            for y in 0..h {
-                let drow = ((cb * b.hp() + y + b.halo) * b.wp() + b.halo) * BLOCK + lane;
-                for (x, &v) in s[(ch * h + y) * w..][..w].iter().enumerate() {
-                    d[drow + x * BLOCK] = v;
+        for (cb, plane) in d.chunks_exact_mut(b.hp() * row_floats).enumerate() {
+            let channels = cb * BLOCK..c.min((cb + 1) * BLOCK);
+            let (top, rest) = plane.split_at_mut(halo * row_floats);
+            let (rows, bottom) = rest.split_at_mut(h * row_floats);
+            top.fill(0.0);
+            bottom.fill(0.0);
+            for (y, row) in rows.chunks_exact_mut(row_floats).enumerate() {
+                let (left, rest) = row.split_at_mut(halo * BLOCK);
+                let (pixels, right) = rest.split_at_mut(w * BLOCK);
+                left.fill(0.0);
+                right.fill(0.0);
+                for (x, px) in pixels.chunks_exact_mut(BLOCK).enumerate() {
+                    let mut v = [0f32; BLOCK];
+                    for (v, ch) in v.iter_mut().zip(channels.clone()) {
+                        *v = s[(ch * h + y) * w + x];
+                    }
+                    px.copy_from_slice(&v);
                 }
             }
         }
