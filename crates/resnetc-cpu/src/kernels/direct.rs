@@ -162,23 +162,23 @@ macro_rules! kernel_set {
         fn checked<const P: usize, const SW: usize, const R: usize>(a: &StripArgs, out: &mut [f32]) {
             a.check_blocks(P, R, out);
             assert!(SW == 0 || SW == a.sw);
-            for rep in 0..a.reps.n {
-                // SAFETY: `check_blocks` proved that every index `strip` reads and writes lies
-                // inside its slice, and this set's functions are only handed out for the `Isa`
-                // whose features `Isa::resolve` detected (the module's `cfg` and the `strip_fn`
-                // dispatch).
-                unsafe { with_features::<P, SW, R>(a, rep, out) }
-            }
+            // SAFETY: `check_blocks` proved that every index `strip` reads and writes lies
+            // inside its slice, and this set's functions are only handed out for the `Isa`
+            // whose features `Isa::resolve` detected (the module's `cfg` and the `strip_fn`
+            // dispatch).
+            unsafe { with_features::<P, SW, R>(a, out) }
         }
 
+        /// Every repetition, inside the features (one call per strip, not per repetition).
         $(#[$feature])?
         unsafe fn with_features<const P: usize, const SW: usize, const R: usize>(
             a: &StripArgs,
-            rep: usize,
             out: &mut [f32],
         ) {
-            // SAFETY: passed on from the caller; this function enables the features.
-            unsafe { super::strip::<$lanes, P, SW, R>(a, rep, out) }
+            for rep in 0..a.reps.n {
+                // SAFETY: passed on from the caller; this function enables the features.
+                unsafe { super::strip::<$lanes, P, SW, R>(a, rep, out) }
+            }
         }
     };
 }
